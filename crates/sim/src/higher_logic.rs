@@ -1,0 +1,1 @@
+//! The Higher Logic push API simulator.

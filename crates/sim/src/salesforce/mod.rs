@@ -1,0 +1,3 @@
+//! The Salesforce simulator.
+
+pub mod soql;

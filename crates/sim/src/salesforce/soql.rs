@@ -1,0 +1,1 @@
+//! SOQL subset: parse and evaluate.
