@@ -1,1 +1,54 @@
-//! placeholder
+//! The hlsync domain, with no I/O: the configuration, Salesforce Ids, the Contact to member
+//! mapping of SPEC.md §2, the API allotment arithmetic and the watermark windows.
+//!
+//! Everything here is a pure function of its inputs, so the sync, the Lambdas and the CLI share
+//! one definition of each rule and it is tested without a network.
+
+pub mod allotment;
+pub mod config;
+pub mod event;
+pub mod id;
+pub mod mapping;
+pub mod member;
+pub mod optout;
+pub mod schema;
+pub mod time;
+pub mod watermark;
+
+pub use allotment::{ApiUsage, parse_limit_info};
+pub use config::{
+    CONFIG_ENV, Config, ConfigError, ContactsConfig, EXAMPLE_TOML, EventsConfig, HigherLogicConfig,
+    SalesforceConfig, check_url,
+};
+pub use event::{Event, Registration, map_campaign, map_campaign_member};
+pub use id::{IdError, SfId};
+pub use mapping::{ContactInput, MappingError, map_contact};
+pub use member::{Address, ContentHash, Group, GroupKey, Member};
+pub use optout::resolve_opt_out;
+pub use schema::{ContactSchema, FieldInfo, FieldType, RecordTypeInfo, SchemaError};
+pub use time::{format_soql_datetime, parse_sf_datetime};
+pub use watermark::{Cursor, Window};
+
+/// Any error of this crate, for callers that pass them on whole.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Id(#[from] IdError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+}
+
+impl Error {
+    /// Whether trying again later can succeed. Only a mapping error caused by a stale describe
+    /// can; bad config, bad Ids and a schema that does not fit the config need a person.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Mapping(e) => e.is_retryable(),
+            Error::Config(_) | Error::Id(_) | Error::Schema(_) => false,
+        }
+    }
+}

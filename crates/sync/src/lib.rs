@@ -1,1 +1,47 @@
-//! placeholder
+//! hlsync's two functions as plain async functions over traits:
+//! - [`periodic::periodic_refresh`]: what changed in Salesforce -> messages on the work queue;
+//!   the only place the watermark moves.
+//! - [`member::member_refresh`]: messages -> Contacts re-read in batches -> members pushed to
+//!   Higher Logic.
+//!
+//! They see the outside world only through [`ports`]; [`adapters`] binds those to the real
+//! clients, [`memory`] to in-memory stand-ins for tests, [`faults`] injects failures on purpose.
+
+pub mod adapters;
+pub mod error;
+pub mod faults;
+pub mod member;
+pub mod memory;
+pub mod message;
+pub mod metrics;
+pub mod periodic;
+pub mod ports;
+pub mod runtime;
+
+use std::time::{Duration, Instant};
+
+pub use error::{Service, SyncError};
+
+/// When a function must stop starting new work (the Lambda's deadline less a safety margin).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Deadline {
+    stop_at: Option<Instant>,
+}
+
+impl Deadline {
+    /// No deadline: the CLI runs until the work is done.
+    pub fn none() -> Self {
+        Deadline { stop_at: None }
+    }
+
+    /// Stop starting work `margin` before `deadline`.
+    pub fn at(deadline: Instant, margin: Duration) -> Self {
+        Deadline {
+            stop_at: Some(deadline.checked_sub(margin).unwrap_or(deadline)),
+        }
+    }
+
+    pub fn near(&self) -> bool {
+        self.stop_at.is_some_and(|t| Instant::now() >= t)
+    }
+}

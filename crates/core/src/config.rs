@@ -1,0 +1,993 @@
+//! The hlsync configuration (SPEC.md §3): one TOML file read by every function and by the CLI.
+//!
+//! The file is read by hand from a `toml::Table` rather than through a derived `Deserialize`, so
+//! that every error can name the full dotted key (`salesforce.lookback`) and say what is wrong
+//! with it in words an operator can act on.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+/// The environment variable that holds the config: a file path, or the TOML text itself.
+pub const CONFIG_ENV: &str = "HLSYNC_CONFIG";
+
+/// Why a configuration cannot be used. Every variant says what to change.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "no configuration given: pass --config FILE, or set {CONFIG_ENV} to a file path or to the TOML text itself"
+    )]
+    NotSet,
+    #[error(
+        "cannot read the config file {path}: {reason}; check the path given by --config or {CONFIG_ENV}"
+    )]
+    Read { path: PathBuf, reason: String },
+    #[error("the config from {origin} is not valid TOML: {reason}")]
+    Syntax { origin: String, reason: String },
+    #[error("config key `{key}`: {problem}")]
+    Key { key: String, problem: String },
+}
+
+impl ConfigError {
+    fn key(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError::Key {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// Accept `http://` URLs for Salesforce and Higher Logic: for local emulators and tests only.
+    pub allow_insecure_http: bool,
+    pub salesforce: SalesforceConfig,
+    pub contacts: ContactsConfig,
+    pub events: EventsConfig,
+    pub higher_logic: HigherLogicConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SalesforceConfig {
+    /// REST API version without the `v`, e.g. "62.0".
+    pub api_version: String,
+    /// The 24 hour API call allotment agreed with the customer.
+    pub daily_api_allotment: u64,
+    /// Never take the org's usage past this share (0, 1] of the allotment.
+    pub max_allotment_share: f64,
+    /// The Contact field that orders changes: `SystemModstamp` or a Flow-kept date field.
+    pub cursor_field: String,
+    /// How far each window reaches back before the watermark (changes are eventually consistent).
+    #[serde(serialize_with = "serialize_duration")]
+    pub lookback: Duration,
+    /// Changes younger than this are left for the next run.
+    #[serde(serialize_with = "serialize_duration")]
+    pub settle: Duration,
+}
+
+impl Default for SalesforceConfig {
+    fn default() -> Self {
+        SalesforceConfig {
+            api_version: "62.0".into(),
+            daily_api_allotment: 100_000,
+            max_allotment_share: 0.5,
+            cursor_field: "SystemModstamp".into(),
+            lookback: Duration::from_secs(10 * 60),
+            settle: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContactsConfig {
+    /// Checkbox field that says whether the Contact is a site user; `None`: everyone is.
+    pub active_field: Option<String>,
+    /// Every Contact field whose API name starts with this feeds groups.
+    pub group_field_prefix: String,
+    /// Make the Contact's Record Type a security group too.
+    pub record_type_groups: bool,
+    /// When non-empty, only Contacts holding one of these groups (by name or key) are active.
+    pub security_group_filter: Vec<String>,
+    /// Prefixed fields that feed community groups instead of security groups.
+    pub community_fields: Vec<String>,
+    /// How often to re-read every Contact when formula fields feed groups.
+    #[serde(serialize_with = "serialize_duration")]
+    pub full_refresh_every: Duration,
+}
+
+impl Default for ContactsConfig {
+    fn default() -> Self {
+        ContactsConfig {
+            active_field: None,
+            group_field_prefix: "HL_".into(),
+            record_type_groups: false,
+            security_group_filter: Vec::new(),
+            community_fields: Vec::new(),
+            full_refresh_every: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventsConfig {
+    pub enabled: bool,
+    /// Campaigns whose `Type` equals this become events.
+    pub campaign_type: String,
+    /// CampaignMember statuses that count as registered.
+    pub registered_statuses: Vec<String>,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            enabled: false,
+            campaign_type: "Event".into(),
+            registered_statuses: vec!["Registered".into(), "Attended".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HigherLogicConfig {
+    /// The push API's base URL, without a trailing slash (one is removed if given).
+    pub base_url: String,
+    /// Calls per minute across all concurrent functions.
+    pub max_calls_per_minute: u32,
+}
+
+impl HigherLogicConfig {
+    /// A config for `base_url` with the default rate; for tests and the demo.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        HigherLogicConfig {
+            base_url: base_url.into(),
+            max_calls_per_minute: 180,
+        }
+    }
+}
+
+fn serialize_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+/// A fully commented example, valid as it stands (used by docs, `hlsync demo` and tests).
+pub const EXAMPLE_TOML: &str = r#"# hlsync configuration (SPEC.md section 3).
+
+# Accept plain http:// URLs for Salesforce and Higher Logic. Only for local emulators and tests.
+allow_insecure_http = false
+
+[salesforce]
+# REST API version, without the "v".
+api_version = "62.0"
+# The worksheet's 24 hour Salesforce API call allotment for this integration.
+daily_api_allotment = 100000
+# hlsync never takes the org's usage past this share of the smaller of the allotment above and
+# the org's own daily limit. A number in (0, 1].
+max_allotment_share = 0.5
+# The Contact field that orders changes: SystemModstamp, or a custom "HL mod date" field kept by a Flow.
+cursor_field = "SystemModstamp"
+# Each window re-reads this much before the watermark, because Salesforce changes are eventually consistent.
+lookback = "10m"
+# Changes younger than this are left for the next run.
+settle = "60s"
+
+[contacts]
+# Checkbox field that says whether the Contact is a site user. Omit it: every Contact is active.
+active_field = "Active__c"
+# Every Contact field whose API name starts with this prefix feeds groups (found through describe).
+group_field_prefix = "HL_"
+# Make each Contact's Record Type a security group ("RecordType:<DeveloperName>").
+record_type_groups = true
+# When non-empty, a Contact holding none of these groups (by name or key) is pushed as inactive.
+security_group_filter = []
+# Prefixed fields that feed community groups instead of security groups.
+community_fields = ["HL_Chapter__c"]
+# When a prefixed field is a formula, re-read every Contact this often (formulas do not move SystemModstamp).
+full_refresh_every = "24h"
+
+[events]
+# Push Campaigns of the type below as events, and their members as registrations.
+enabled = true
+campaign_type = "Event"
+# CampaignMember statuses that count as registered; any other status removes the registration.
+registered_statuses = ["Registered", "Attended"]
+
+[higher_logic]
+# The tenant's push API base URL.
+base_url = "https://datapushapi.example.org/v2"
+# Calls per minute across all concurrent functions.
+max_calls_per_minute = 180
+"#;
+
+impl Config {
+    /// A config with every default and the given Higher Logic URL; for tests and the demo.
+    pub fn with_base_url(base_url: impl Into<String>) -> Self {
+        Config {
+            allow_insecure_http: false,
+            salesforce: SalesforceConfig::default(),
+            contacts: ContactsConfig::default(),
+            events: EventsConfig::default(),
+            higher_logic: HigherLogicConfig::new(base_url),
+        }
+    }
+
+    /// The example configuration, parsed.
+    pub fn example() -> Self {
+        // EXAMPLE_TOML is a constant checked by a unit test, so this cannot fail at run time.
+        #[allow(clippy::expect_used)]
+        Self::from_toml_str(EXAMPLE_TOML).expect("EXAMPLE_TOML is valid (checked by tests)")
+    }
+
+    /// Parse and validate TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        Self::parse(text, "TOML text")
+    }
+
+    /// Read, parse and validate a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, &format!("file {}", path.display()))
+    }
+
+    /// The config the way every binary finds it: the explicit path (`--config`) when given,
+    /// else `HLSYNC_CONFIG` (see [`Config::load_with`] for how its value is read).
+    pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        let env = std::env::var(CONFIG_ENV).ok();
+        Self::load_with(explicit, env.as_deref())
+    }
+
+    /// [`Config::load`] with the environment value passed in, so callers and tests need not
+    /// touch the process environment.
+    ///
+    /// `HLSYNC_CONFIG` holds TOML text when it contains a newline, or when it parses as TOML
+    /// holding at least one table (`[salesforce]` or an inline `higher_logic = { … }`); anything
+    /// else is a file path. A path never parses as such TOML (a bare path has no `=`), so the rule
+    /// cannot mistake one for the other.
+    pub fn load_with(explicit: Option<&Path>, env: Option<&str>) -> Result<Self, ConfigError> {
+        if let Some(path) = explicit {
+            return Self::from_file(path);
+        }
+        let value = env.map(str::trim).filter(|v| !v.is_empty());
+        let Some(value) = value else {
+            return Err(ConfigError::NotSet);
+        };
+        if looks_like_toml(value) {
+            Self::parse(value, &format!("{CONFIG_ENV} (TOML text)"))
+        } else {
+            Self::from_file(Path::new(value))
+        }
+    }
+
+    fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    origin: origin.to_owned(),
+                    reason: e.to_string().trim_end().to_owned(),
+                })?;
+        let config = Self::from_table(&table)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_table(root: &toml::Table) -> Result<Self, ConfigError> {
+        let root = Section::root(root);
+        root.only_keys(&[
+            "allow_insecure_http",
+            "salesforce",
+            "contacts",
+            "events",
+            "higher_logic",
+        ])?;
+        let allow_insecure_http = root.bool("allow_insecure_http")?.unwrap_or(false);
+
+        let sf_defaults = SalesforceConfig::default();
+        let sf = root.section("salesforce")?;
+        let salesforce = match &sf {
+            None => sf_defaults,
+            Some(s) => {
+                s.only_keys(&[
+                    "api_version",
+                    "daily_api_allotment",
+                    "max_allotment_share",
+                    "cursor_field",
+                    "lookback",
+                    "settle",
+                ])?;
+                SalesforceConfig {
+                    api_version: s.string("api_version")?.unwrap_or(sf_defaults.api_version),
+                    daily_api_allotment: s
+                        .u64("daily_api_allotment")?
+                        .unwrap_or(sf_defaults.daily_api_allotment),
+                    max_allotment_share: s
+                        .f64("max_allotment_share")?
+                        .unwrap_or(sf_defaults.max_allotment_share),
+                    cursor_field: s
+                        .string("cursor_field")?
+                        .unwrap_or(sf_defaults.cursor_field),
+                    lookback: s.duration("lookback")?.unwrap_or(sf_defaults.lookback),
+                    settle: s.duration("settle")?.unwrap_or(sf_defaults.settle),
+                }
+            }
+        };
+
+        let c_defaults = ContactsConfig::default();
+        let contacts = match root.section("contacts")? {
+            None => c_defaults,
+            Some(s) => {
+                s.only_keys(&[
+                    "active_field",
+                    "group_field_prefix",
+                    "record_type_groups",
+                    "security_group_filter",
+                    "community_fields",
+                    "full_refresh_every",
+                ])?;
+                ContactsConfig {
+                    active_field: s.string("active_field")?,
+                    group_field_prefix: s
+                        .string("group_field_prefix")?
+                        .unwrap_or(c_defaults.group_field_prefix),
+                    record_type_groups: s
+                        .bool("record_type_groups")?
+                        .unwrap_or(c_defaults.record_type_groups),
+                    security_group_filter: s
+                        .strings("security_group_filter")?
+                        .unwrap_or(c_defaults.security_group_filter),
+                    community_fields: s
+                        .strings("community_fields")?
+                        .unwrap_or(c_defaults.community_fields),
+                    full_refresh_every: s
+                        .duration("full_refresh_every")?
+                        .unwrap_or(c_defaults.full_refresh_every),
+                }
+            }
+        };
+
+        let e_defaults = EventsConfig::default();
+        let events = match root.section("events")? {
+            None => e_defaults,
+            Some(s) => {
+                s.only_keys(&["enabled", "campaign_type", "registered_statuses"])?;
+                EventsConfig {
+                    enabled: s.bool("enabled")?.unwrap_or(e_defaults.enabled),
+                    campaign_type: s
+                        .string("campaign_type")?
+                        .unwrap_or(e_defaults.campaign_type),
+                    registered_statuses: s
+                        .strings("registered_statuses")?
+                        .unwrap_or(e_defaults.registered_statuses),
+                }
+            }
+        };
+
+        let Some(hl) = root.section("higher_logic")? else {
+            return Err(ConfigError::key(
+                "higher_logic.base_url",
+                "is required: add a [higher_logic] table with base_url = \"https://…\" (the tenant's push API URL)",
+            ));
+        };
+        hl.only_keys(&["base_url", "max_calls_per_minute"])?;
+        let Some(base_url) = hl.string("base_url")? else {
+            return Err(ConfigError::key(
+                "higher_logic.base_url",
+                "is required: set it to the tenant's push API URL, e.g. \"https://datapushapi.example.org/v2\"",
+            ));
+        };
+        let max_calls_per_minute = match hl.u64("max_calls_per_minute")? {
+            None => 180,
+            Some(n) => u32::try_from(n).map_err(|_| {
+                ConfigError::key(
+                    "higher_logic.max_calls_per_minute",
+                    format!("must be at most {}, got {n}", u32::MAX),
+                )
+            })?,
+        };
+        let higher_logic = HigherLogicConfig {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            max_calls_per_minute,
+        };
+
+        Ok(Config {
+            allow_insecure_http,
+            salesforce,
+            contacts,
+            events,
+            higher_logic,
+        })
+    }
+
+    /// Check every value (also run by the parsers). Public so that a config built in code can be
+    /// checked the same way.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let sf = &self.salesforce;
+        if !is_api_version(&sf.api_version) {
+            return Err(ConfigError::key(
+                "salesforce.api_version",
+                format!(
+                    "must look like \"62.0\" (digits, a dot, digits; no \"v\"), got {:?}",
+                    sf.api_version
+                ),
+            ));
+        }
+        if sf.daily_api_allotment == 0 {
+            return Err(ConfigError::key(
+                "salesforce.daily_api_allotment",
+                "must be > 0, got 0",
+            ));
+        }
+        let share = sf.max_allotment_share;
+        // Written so that NaN fails too.
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(ConfigError::key(
+                "salesforce.max_allotment_share",
+                format!("must be > 0 and <= 1, got {share}"),
+            ));
+        }
+        check_api_name("salesforce.cursor_field", &sf.cursor_field)?;
+
+        let c = &self.contacts;
+        if let Some(active) = &c.active_field {
+            check_api_name("contacts.active_field", active)?;
+        }
+        if c.group_field_prefix.trim().is_empty() {
+            return Err(ConfigError::key(
+                "contacts.group_field_prefix",
+                "must not be empty (the default is \"HL_\"); an empty prefix would turn every Contact field into groups",
+            ));
+        }
+        if !c
+            .group_field_prefix
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        {
+            return Err(ConfigError::key(
+                "contacts.group_field_prefix",
+                format!(
+                    "must hold only letters, digits and _ (it is the start of field API names), got {:?}",
+                    c.group_field_prefix
+                ),
+            ));
+        }
+        for field in &c.community_fields {
+            check_api_name("contacts.community_fields", field)?;
+            if !starts_with_ignore_case(field, &c.group_field_prefix) {
+                return Err(ConfigError::key(
+                    "contacts.community_fields",
+                    format!(
+                        "field {field:?} does not start with the group prefix {:?} (contacts.group_field_prefix); only prefixed fields feed groups",
+                        c.group_field_prefix
+                    ),
+                ));
+            }
+        }
+        if let Some(blank) = c.security_group_filter.iter().find(|g| g.trim().is_empty()) {
+            return Err(ConfigError::key(
+                "contacts.security_group_filter",
+                format!(
+                    "entries must be group names or keys, got the blank entry {blank:?}; remove it"
+                ),
+            ));
+        }
+        if c.full_refresh_every.is_zero() {
+            return Err(ConfigError::key(
+                "contacts.full_refresh_every",
+                "must be longer than 0s, e.g. \"24h\"",
+            ));
+        }
+
+        let e = &self.events;
+        if e.enabled && e.campaign_type.trim().is_empty() {
+            return Err(ConfigError::key(
+                "events.campaign_type",
+                "must not be empty when events.enabled is true",
+            ));
+        }
+        if e.enabled && e.registered_statuses.is_empty() {
+            return Err(ConfigError::key(
+                "events.registered_statuses",
+                "must list at least one CampaignMember status when events.enabled is true, e.g. [\"Registered\", \"Attended\"]",
+            ));
+        }
+
+        let hl = &self.higher_logic;
+        check_url(
+            &hl.base_url,
+            self.allow_insecure_http,
+            "higher_logic.base_url",
+        )?;
+        if hl.max_calls_per_minute == 0 {
+            return Err(ConfigError::key(
+                "higher_logic.max_calls_per_minute",
+                "must be > 0, got 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Check that `url` is an absolute http(s) URL with a host, and `https` unless
+/// `allow_insecure_http`. `what` names the key or secret field in the error
+/// (e.g. "higher_logic.base_url", "secret salesforce.login_url").
+pub fn check_url(url: &str, allow_insecure_http: bool, what: &str) -> Result<(), ConfigError> {
+    let parsed = url::Url::parse(url).map_err(|e| {
+        ConfigError::key(
+            what,
+            format!("must be an absolute URL such as \"https://host/path\", got {url:?} ({e})"),
+        )
+    })?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" if allow_insecure_http => {}
+        "http" => {
+            return Err(ConfigError::key(
+                what,
+                format!(
+                    "must use https, got {url:?}; plain http is accepted only with allow_insecure_http = true (local emulators and tests)"
+                ),
+            ));
+        }
+        other => {
+            return Err(ConfigError::key(
+                what,
+                format!("must be an https URL, got scheme {other:?} in {url:?}"),
+            ));
+        }
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::key(
+            what,
+            format!("must name a host, got {url:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// True for a plausible Salesforce API name: a letter, then letters, digits and underscores,
+/// not ending in `_` (custom fields end in `__c`, namespaced ones look like `ns__Field__c`).
+pub fn is_api_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.ends_with('_')
+        && name.len() <= 80
+}
+
+fn check_api_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    if is_api_name(name) {
+        Ok(())
+    } else {
+        Err(ConfigError::key(
+            key,
+            format!(
+                "{name:?} is not a field API name (a letter, then letters, digits and _, e.g. \"Active__c\"); use the API name from Setup, not the label"
+            ),
+        ))
+    }
+}
+
+pub(crate) fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.len() >= prefix.len()
+        && text.is_char_boundary(prefix.len())
+        && text[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+fn is_api_version(v: &str) -> bool {
+    match v.split_once('.') {
+        Some((major, minor)) => {
+            !major.is_empty()
+                && !minor.is_empty()
+                && major.chars().all(|c| c.is_ascii_digit())
+                && minor.chars().all(|c| c.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+fn looks_like_toml(value: &str) -> bool {
+    if value.contains('\n') {
+        return true;
+    }
+    value
+        .parse::<toml::Table>()
+        .is_ok_and(|t| t.values().any(|v| v.is_table()))
+}
+
+/// One table of the TOML document, with the dotted path used in error messages.
+struct Section<'a> {
+    table: &'a toml::Table,
+    path: String,
+}
+
+impl<'a> Section<'a> {
+    fn root(table: &'a toml::Table) -> Self {
+        Section {
+            table,
+            path: String::new(),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        if self.path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}.{name}", self.path)
+        }
+    }
+
+    fn only_keys(&self, known: &[&str]) -> Result<(), ConfigError> {
+        for name in self.table.keys() {
+            if !known.contains(&name.as_str()) {
+                return Err(ConfigError::key(
+                    self.key(name),
+                    format!(
+                        "unknown key (a typo?); the keys allowed here are: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn section(&self, name: &str) -> Result<Option<Section<'a>>, ConfigError> {
+        match self.table.get(name) {
+            None => Ok(None),
+            Some(toml::Value::Table(t)) => Ok(Some(Section {
+                table: t,
+                path: self.key(name),
+            })),
+            Some(other) => Err(ConfigError::key(
+                self.key(name),
+                format!("must be a table ([{name}]), got {}", other.type_str()),
+            )),
+        }
+    }
+
+    fn wrong_type(&self, name: &str, want: &str, got: &toml::Value) -> ConfigError {
+        ConfigError::key(
+            self.key(name),
+            format!("must be {want}, got {} {got}", got.type_str()),
+        )
+    }
+
+    fn bool(&self, name: &str) -> Result<Option<bool>, ConfigError> {
+        match self.table.get(name) {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
+            Some(v) => Err(self.wrong_type(name, "true or false", v)),
+        }
+    }
+
+    fn string(&self, name: &str) -> Result<Option<String>, ConfigError> {
+        match self.table.get(name) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.trim().to_owned())),
+            Some(v) => Err(self.wrong_type(name, "a string in quotes", v)),
+        }
+    }
+
+    fn u64(&self, name: &str) -> Result<Option<u64>, ConfigError> {
+        match self.table.get(name) {
+            None => Ok(None),
+            Some(toml::Value::Integer(i)) => u64::try_from(*i)
+                .map(Some)
+                .map_err(|_| ConfigError::key(self.key(name), format!("must be > 0, got {i}"))),
+            Some(v) => Err(self.wrong_type(name, "a whole number", v)),
+        }
+    }
+
+    fn f64(&self, name: &str) -> Result<Option<f64>, ConfigError> {
+        match self.table.get(name) {
+            None => Ok(None),
+            Some(toml::Value::Float(f)) => Ok(Some(*f)),
+            // Integers are fine where a number is wanted: `max_allotment_share = 1`.
+            Some(toml::Value::Integer(i)) => Ok(Some(*i as f64)),
+            Some(v) => Err(self.wrong_type(name, "a number", v)),
+        }
+    }
+
+    fn duration(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
+        match self.table.get(name) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => humantime::parse_duration(s.trim())
+                .map(Some)
+                .map_err(|e| {
+                    ConfigError::key(
+                        self.key(name),
+                        format!("must be a duration such as \"60s\", \"10m\" or \"24h\", got {s:?} ({e})"),
+                    )
+                }),
+            Some(v) => Err(self.wrong_type(
+                name,
+                "a duration in quotes such as \"10m\"",
+                v,
+            )),
+        }
+    }
+
+    fn strings(&self, name: &str) -> Result<Option<Vec<String>>, ConfigError> {
+        match self.table.get(name) {
+            None => Ok(None),
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    toml::Value::String(s) => Ok(s.trim().to_owned()),
+                    other => Err(ConfigError::key(
+                        format!("{}[{i}]", self.key(name)),
+                        format!(
+                            "must be a string in quotes, got {} {other}",
+                            other.type_str()
+                        ),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(v) => Err(self.wrong_type(name, "a list of strings such as [\"A\", \"B\"]", v)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[higher_logic]\nbase_url = \"https://hl.example.org/v2\"\n";
+
+    fn with(extra: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(&format!("{extra}\n{MINIMAL}"))
+    }
+
+    fn key_of(err: ConfigError) -> String {
+        match err {
+            ConfigError::Key { key, .. } => key,
+            other => panic!("expected a key error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn example_parses_with_documented_values() {
+        let c = Config::from_toml_str(EXAMPLE_TOML).unwrap();
+        assert!(!c.allow_insecure_http);
+        assert_eq!(c.salesforce.api_version, "62.0");
+        assert_eq!(c.salesforce.lookback, Duration::from_secs(600));
+        assert_eq!(c.contacts.active_field.as_deref(), Some("Active__c"));
+        assert_eq!(c.contacts.community_fields, vec!["HL_Chapter__c"]);
+        assert!(c.events.enabled);
+        assert_eq!(
+            c.higher_logic.base_url,
+            "https://datapushapi.example.org/v2"
+        );
+        assert_eq!(Config::example(), c);
+    }
+
+    #[test]
+    fn minimal_config_takes_spec_defaults() {
+        let c = Config::from_toml_str(MINIMAL).unwrap();
+        assert_eq!(c.salesforce, SalesforceConfig::default());
+        assert_eq!(c.salesforce.daily_api_allotment, 100_000);
+        assert_eq!(c.salesforce.max_allotment_share, 0.5);
+        assert_eq!(c.salesforce.cursor_field, "SystemModstamp");
+        assert_eq!(c.salesforce.settle, Duration::from_secs(60));
+        assert_eq!(c.contacts, ContactsConfig::default());
+        assert_eq!(c.contacts.group_field_prefix, "HL_");
+        assert_eq!(c.contacts.full_refresh_every, Duration::from_secs(86_400));
+        assert_eq!(c.events, EventsConfig::default());
+        assert_eq!(c.events.registered_statuses, vec!["Registered", "Attended"]);
+        assert_eq!(c.higher_logic.max_calls_per_minute, 180);
+    }
+
+    #[test]
+    fn share_out_of_range_names_key_and_value() {
+        let err = with("[salesforce]\nmax_allotment_share = 1.5").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config key `salesforce.max_allotment_share`: must be > 0 and <= 1, got 1.5"
+        );
+        assert!(with("[salesforce]\nmax_allotment_share = 0").is_err());
+        assert!(with("[salesforce]\nmax_allotment_share = nan").is_err());
+        assert!(with("[salesforce]\nmax_allotment_share = 1").is_ok());
+    }
+
+    #[test]
+    fn each_validation_names_its_key() {
+        let cases = [
+            (
+                "[salesforce]\napi_version = \"v62\"",
+                "salesforce.api_version",
+            ),
+            (
+                "[salesforce]\ndaily_api_allotment = 0",
+                "salesforce.daily_api_allotment",
+            ),
+            (
+                "[salesforce]\ndaily_api_allotment = -5",
+                "salesforce.daily_api_allotment",
+            ),
+            (
+                "[salesforce]\ncursor_field = \"HL mod date\"",
+                "salesforce.cursor_field",
+            ),
+            (
+                "[salesforce]\nlookback = \"ten minutes\"",
+                "salesforce.lookback",
+            ),
+            ("[salesforce]\nsettle = 60", "salesforce.settle"),
+            (
+                "[contacts]\nactive_field = \"Active\"\n[contacts.x]",
+                "contacts.x",
+            ),
+            (
+                "[contacts]\nactive_field = \"Is Active\"",
+                "contacts.active_field",
+            ),
+            (
+                "[contacts]\ngroup_field_prefix = \"\"",
+                "contacts.group_field_prefix",
+            ),
+            (
+                "[contacts]\ngroup_field_prefix = \"H L\"",
+                "contacts.group_field_prefix",
+            ),
+            (
+                "[contacts]\ncommunity_fields = [\"Chapter__c\"]",
+                "contacts.community_fields",
+            ),
+            (
+                "[contacts]\ncommunity_fields = [\"HL_\"]",
+                "contacts.community_fields",
+            ),
+            (
+                "[contacts]\ncommunity_fields = [1]",
+                "contacts.community_fields[0]",
+            ),
+            (
+                "[contacts]\ncommunity_fields = \"HL_Chapter__c\"",
+                "contacts.community_fields",
+            ),
+            (
+                "[contacts]\nsecurity_group_filter = [\" \"]",
+                "contacts.security_group_filter",
+            ),
+            (
+                "[contacts]\nrecord_type_groups = \"yes\"",
+                "contacts.record_type_groups",
+            ),
+            (
+                "[contacts]\nfull_refresh_every = \"0s\"",
+                "contacts.full_refresh_every",
+            ),
+            (
+                "[events]\nenabled = true\ncampaign_type = \"\"",
+                "events.campaign_type",
+            ),
+            (
+                "[events]\nenabled = true\nregistered_statuses = []",
+                "events.registered_statuses",
+            ),
+            ("allow_insecure_http = 1", "allow_insecure_http"),
+            ("salesforce = 3", "salesforce"),
+            ("colour = \"blue\"", "colour"),
+            (
+                "[salesforce]\napi_verison = \"62.0\"",
+                "salesforce.api_verison",
+            ),
+        ];
+        for (toml, key) in cases {
+            let err = with(toml).expect_err(toml);
+            let text = err.to_string();
+            assert_eq!(key_of(err), key, "{toml}");
+            assert!(text.contains(&format!("`{key}`")), "{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_lists_allowed_keys() {
+        let err = with("[events]\nenable = true").unwrap_err().to_string();
+        assert!(err.contains("`events.enable`"), "{err}");
+        assert!(err.contains("enabled"), "{err}");
+    }
+
+    #[test]
+    fn base_url_rules() {
+        let missing = Config::from_toml_str("").unwrap_err();
+        assert_eq!(key_of(missing), "higher_logic.base_url");
+        let no_url = Config::from_toml_str("[higher_logic]\nmax_calls_per_minute = 5").unwrap_err();
+        assert_eq!(key_of(no_url), "higher_logic.base_url");
+
+        let http = "[higher_logic]\nbase_url = \"http://127.0.0.1:9000/v2/\"";
+        let err = Config::from_toml_str(http).unwrap_err();
+        assert!(err.to_string().contains("allow_insecure_http"), "{err}");
+        assert_eq!(key_of(err), "higher_logic.base_url");
+
+        let ok = Config::from_toml_str(&format!("allow_insecure_http = true\n{http}")).unwrap();
+        assert_eq!(ok.higher_logic.base_url, "http://127.0.0.1:9000/v2");
+
+        let ftp = Config::from_toml_str("[higher_logic]\nbase_url = \"ftp://x.org\"").unwrap_err();
+        assert_eq!(key_of(ftp), "higher_logic.base_url");
+        let rel = Config::from_toml_str("[higher_logic]\nbase_url = \"/v2\"").unwrap_err();
+        assert_eq!(key_of(rel), "higher_logic.base_url");
+
+        let zero = "[higher_logic]\nbase_url = \"https://x.org\"\nmax_calls_per_minute = 0";
+        assert_eq!(
+            key_of(Config::from_toml_str(zero).unwrap_err()),
+            "higher_logic.max_calls_per_minute"
+        );
+    }
+
+    #[test]
+    fn check_url_names_what() {
+        let err = check_url("http://login.example", false, "secret salesforce.login_url")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`secret salesforce.login_url`"), "{err}");
+        assert!(check_url("https://login.salesforce.com", false, "x").is_ok());
+        assert!(check_url("http://localhost:8080", true, "x").is_ok());
+    }
+
+    #[test]
+    fn syntax_error_is_reported_with_origin() {
+        let err = Config::from_toml_str("[salesforce\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn load_prefers_explicit_path_then_env() {
+        let dir = std::env::temp_dir().join(format!("hlsync-core-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hlsync.toml");
+        std::fs::write(&file, EXAMPLE_TOML).unwrap();
+
+        let from_path = Config::load_with(Some(&file), Some("garbage")).unwrap();
+        assert_eq!(from_path, Config::example());
+
+        let env_path = Config::load_with(None, Some(file.to_str().unwrap())).unwrap();
+        assert_eq!(env_path, Config::example());
+
+        let env_text = Config::load_with(None, Some(EXAMPLE_TOML)).unwrap();
+        assert_eq!(env_text, Config::example());
+
+        // One line of TOML with an inline table is text, not a path.
+        let one_line = "higher_logic = { base_url = \"https://hl.example.org\" }";
+        let c = Config::load_with(None, Some(one_line)).unwrap();
+        assert_eq!(c.higher_logic.base_url, "https://hl.example.org");
+
+        assert_eq!(
+            Config::load_with(None, None).unwrap_err(),
+            ConfigError::NotSet
+        );
+        assert_eq!(
+            Config::load_with(None, Some("  ")).unwrap_err(),
+            ConfigError::NotSet
+        );
+        assert!(ConfigError::NotSet.to_string().contains("HLSYNC_CONFIG"));
+
+        let missing = Config::load_with(None, Some("/nonexistent/hlsync.toml")).unwrap_err();
+        assert!(matches!(missing, ConfigError::Read { .. }), "{missing:?}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn serializes_durations_as_text() {
+        let json = serde_json::to_value(Config::example()).unwrap();
+        assert_eq!(json["salesforce"]["lookback"], "10m");
+        assert_eq!(json["contacts"]["full_refresh_every"], "1day");
+    }
+
+    #[test]
+    fn api_names() {
+        assert!(is_api_name("HL_Member_Type__c"));
+        assert!(is_api_name("ns__HL_X__c"));
+        assert!(is_api_name("SystemModstamp"));
+        assert!(!is_api_name("_x"));
+        assert!(!is_api_name("x_"));
+        assert!(!is_api_name("9x"));
+        assert!(!is_api_name("Has Space"));
+        assert!(!is_api_name(""));
+    }
+}

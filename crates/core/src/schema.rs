@@ -1,0 +1,461 @@
+//! What hlsync knows about the Contact object, built from Salesforce's describe and the config.
+//!
+//! Group fields are discovered, never hard-coded: every field whose API name starts with the
+//! configured prefix feeds groups, so an admin adds a group source by adding a field.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::config::{ContactsConfig, starts_with_ignore_case};
+use crate::id::SfId;
+
+/// A field's `type` in describe, as far as the mapping cares.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub enum FieldType {
+    Boolean,
+    Picklist,
+    MultiPicklist,
+    String,
+    TextArea,
+    Double,
+    Int,
+    Long,
+    Currency,
+    Percent,
+    Date,
+    DateTime,
+    Email,
+    Phone,
+    Url,
+    Id,
+    Reference,
+    /// Any other describe type (`combobox`, `encryptedstring`, `address`…), kept by name.
+    Other(std::string::String),
+}
+
+impl FieldType {
+    /// Map describe's `type` value (`"boolean"`, `"multipicklist"`…), case-insensitively.
+    pub fn from_sf(value: &str) -> Self {
+        match value.to_ascii_lowercase().as_str() {
+            "boolean" => FieldType::Boolean,
+            "picklist" => FieldType::Picklist,
+            "multipicklist" => FieldType::MultiPicklist,
+            "string" => FieldType::String,
+            "textarea" => FieldType::TextArea,
+            "double" => FieldType::Double,
+            "int" => FieldType::Int,
+            "long" => FieldType::Long,
+            "currency" => FieldType::Currency,
+            "percent" => FieldType::Percent,
+            "date" => FieldType::Date,
+            "datetime" => FieldType::DateTime,
+            "email" => FieldType::Email,
+            "phone" => FieldType::Phone,
+            "url" => FieldType::Url,
+            "id" => FieldType::Id,
+            "reference" => FieldType::Reference,
+            _ => FieldType::Other(value.to_owned()),
+        }
+    }
+
+    /// The describe name of this type.
+    pub fn as_sf(&self) -> &str {
+        match self {
+            FieldType::Boolean => "boolean",
+            FieldType::Picklist => "picklist",
+            FieldType::MultiPicklist => "multipicklist",
+            FieldType::String => "string",
+            FieldType::TextArea => "textarea",
+            FieldType::Double => "double",
+            FieldType::Int => "int",
+            FieldType::Long => "long",
+            FieldType::Currency => "currency",
+            FieldType::Percent => "percent",
+            FieldType::Date => "date",
+            FieldType::DateTime => "datetime",
+            FieldType::Email => "email",
+            FieldType::Phone => "phone",
+            FieldType::Url => "url",
+            FieldType::Id => "id",
+            FieldType::Reference => "reference",
+            FieldType::Other(name) => name,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(FieldType::from_sf(&text))
+    }
+}
+
+/// One field of describe's `fields` array; deserialises straight from describe JSON (other
+/// describe keys are ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldInfo {
+    pub name: String,
+    pub label: String,
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+    /// True for formula fields, whose changes do not move `SystemModstamp`.
+    #[serde(default)]
+    pub calculated: bool,
+}
+
+/// One entry of describe's `recordTypeInfos`; deserialises straight from describe JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordTypeInfo {
+    #[serde(rename = "recordTypeId")]
+    pub id: SfId,
+    pub name: String,
+    pub developer_name: String,
+    #[serde(default)]
+    pub active: bool,
+}
+
+/// Why the org's Contact object does not fit the config. Each message names the config key and
+/// the field, and tells what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    #[error(
+        "config key `contacts.active_field`: the Contact field {field:?} does not exist (or the integration user cannot see it); create it, grant field-level security, or remove the key"
+    )]
+    ActiveFieldMissing { field: String },
+    #[error(
+        "config key `contacts.active_field`: the Contact field {field:?} is of type {found}, it must be a checkbox (boolean)"
+    )]
+    ActiveFieldNotCheckbox { field: String, found: String },
+    #[error(
+        "config key `contacts.community_fields`: the Contact field {field:?} does not exist (or the integration user cannot see it); create it, grant field-level security, or remove it from the list"
+    )]
+    CommunityFieldMissing { field: String },
+}
+
+/// The Contact fields hlsync reads, in describe's spelling, sorted by API name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactSchema {
+    active_field: Option<FieldInfo>,
+    security_fields: Vec<FieldInfo>,
+    community_fields: Vec<FieldInfo>,
+    record_types: Vec<RecordTypeInfo>,
+    record_type_groups: bool,
+}
+
+/// The standard Contact fields every Member Refresh reads.
+const BASE_FIELDS: &[&str] = &[
+    "Id",
+    "FirstName",
+    "LastName",
+    "Email",
+    "Title",
+    "Phone",
+    "MobilePhone",
+    "MailingStreet",
+    "MailingCity",
+    "MailingState",
+    "MailingPostalCode",
+    "MailingCountry",
+    "HasOptedOutOfEmail",
+    "IsDeleted",
+    "SystemModstamp",
+    "AccountId",
+];
+
+impl ContactSchema {
+    /// Build the schema from Contact's describe (`fields`, `recordTypeInfos`) and the config.
+    pub fn build(
+        fields: &[FieldInfo],
+        record_types: &[RecordTypeInfo],
+        cfg: &ContactsConfig,
+    ) -> Result<Self, SchemaError> {
+        let find = |name: &str| fields.iter().find(|f| f.name.eq_ignore_ascii_case(name));
+
+        let active_field = match &cfg.active_field {
+            None => None,
+            Some(name) => {
+                let field = find(name).ok_or_else(|| SchemaError::ActiveFieldMissing {
+                    field: name.clone(),
+                })?;
+                if field.field_type != FieldType::Boolean {
+                    return Err(SchemaError::ActiveFieldNotCheckbox {
+                        field: field.name.clone(),
+                        found: field.field_type.as_sf().to_owned(),
+                    });
+                }
+                Some(field.clone())
+            }
+        };
+
+        let mut community_fields = Vec::new();
+        for name in &cfg.community_fields {
+            let field = find(name).ok_or_else(|| SchemaError::CommunityFieldMissing {
+                field: name.clone(),
+            })?;
+            if !community_fields.contains(field) {
+                community_fields.push(field.clone());
+            }
+        }
+
+        // The active field may itself carry the prefix; it says who is a user, not a group.
+        let is_active = |f: &FieldInfo| {
+            active_field
+                .as_ref()
+                .is_some_and(|a| a.name.eq_ignore_ascii_case(&f.name))
+        };
+        let is_community = |f: &FieldInfo| {
+            community_fields
+                .iter()
+                .any(|c| c.name.eq_ignore_ascii_case(&f.name))
+        };
+        let mut security_fields: Vec<FieldInfo> = fields
+            .iter()
+            .filter(|f| starts_with_ignore_case(&f.name, &cfg.group_field_prefix))
+            .filter(|f| !is_active(f) && !is_community(f))
+            .cloned()
+            .collect();
+        security_fields.sort_by(|a, b| a.name.cmp(&b.name));
+        security_fields.dedup_by(|a, b| a.name.eq_ignore_ascii_case(&b.name));
+        community_fields.sort_by(|a, b| a.name.cmp(&b.name));
+
+        Ok(ContactSchema {
+            active_field,
+            security_fields,
+            community_fields,
+            record_types: record_types.to_vec(),
+            record_type_groups: cfg.record_type_groups,
+        })
+    }
+
+    /// The active checkbox, when configured.
+    pub fn active_field(&self) -> Option<&FieldInfo> {
+        self.active_field.as_ref()
+    }
+
+    /// Prefixed fields that feed security groups.
+    pub fn security_group_fields(&self) -> &[FieldInfo] {
+        &self.security_fields
+    }
+
+    /// Fields named in `community_fields`; they feed community groups only.
+    pub fn community_group_fields(&self) -> &[FieldInfo] {
+        &self.community_fields
+    }
+
+    /// Group fields that are formulas: their changes do not move `SystemModstamp`, so when any
+    /// exist the sync re-reads every Contact every `full_refresh_every`.
+    pub fn formula_fields(&self) -> Vec<&FieldInfo> {
+        self.security_fields
+            .iter()
+            .chain(&self.community_fields)
+            .chain(self.active_field.as_ref())
+            .filter(|f| f.calculated)
+            .collect()
+    }
+
+    /// Whether Record Types become groups.
+    pub fn record_type_groups(&self) -> bool {
+        self.record_type_groups
+    }
+
+    pub fn record_types(&self) -> &[RecordTypeInfo] {
+        &self.record_types
+    }
+
+    pub fn record_type(&self, id: &SfId) -> Option<&RecordTypeInfo> {
+        self.record_types.iter().find(|rt| &rt.id == id)
+    }
+
+    /// The Contact fields a Member Refresh must read, in describe's spelling, without
+    /// duplicates. Relationship fields are left out on purpose: batch reads go through
+    /// `composite/sobjects`, which cannot follow them, so the Account name is read by `AccountId`
+    /// and the Record Type is resolved through [`ContactSchema::record_type`].
+    pub fn contact_fields(&self) -> Vec<String> {
+        let mut out: Vec<String> = BASE_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+        if self.record_type_groups {
+            out.push("RecordTypeId".to_owned());
+        }
+        let extra = self
+            .active_field
+            .iter()
+            .chain(&self.security_fields)
+            .chain(&self.community_fields);
+        for field in extra {
+            if !out.iter().any(|f| f.eq_ignore_ascii_case(&field.name)) {
+                out.push(field.name.clone());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn field(name: &str, label: &str, ty: &str) -> FieldInfo {
+        FieldInfo {
+            name: name.into(),
+            label: label.into(),
+            field_type: FieldType::from_sf(ty),
+            calculated: false,
+        }
+    }
+
+    fn describe() -> Vec<FieldInfo> {
+        vec![
+            field("Id", "Contact ID", "id"),
+            field("FirstName", "First Name", "string"),
+            field("Active__c", "Active", "boolean"),
+            field("HL_Member_Type__c", "Member Type", "picklist"),
+            field("HL_Staff__c", "Staff", "boolean"),
+            field("hl_chapter__c", "Chapter", "picklist"),
+            FieldInfo {
+                calculated: true,
+                ..field("HL_Tier__c", "Tier", "string")
+            },
+            field("Other__c", "Other", "string"),
+        ]
+    }
+
+    fn cfg() -> ContactsConfig {
+        ContactsConfig {
+            active_field: Some("active__c".into()),
+            community_fields: vec!["HL_Chapter__c".into()],
+            ..ContactsConfig::default()
+        }
+    }
+
+    fn names(fields: &[FieldInfo]) -> Vec<&str> {
+        fields.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    #[test]
+    fn discovers_prefixed_fields_and_splits_communities() {
+        let s = ContactSchema::build(&describe(), &[], &cfg()).unwrap();
+        assert_eq!(
+            names(s.security_group_fields()),
+            ["HL_Member_Type__c", "HL_Staff__c", "HL_Tier__c"]
+        );
+        assert_eq!(names(s.community_group_fields()), ["hl_chapter__c"]);
+        assert_eq!(s.active_field().unwrap().name, "Active__c");
+        let formulas: Vec<&str> = s.formula_fields().iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(formulas, ["HL_Tier__c"]);
+    }
+
+    #[test]
+    fn prefix_is_case_insensitive() {
+        let cfg = ContactsConfig {
+            group_field_prefix: "hl_".into(),
+            ..ContactsConfig::default()
+        };
+        let s = ContactSchema::build(&describe(), &[], &cfg).unwrap();
+        assert_eq!(s.security_group_fields().len(), 4);
+    }
+
+    #[test]
+    fn prefixed_active_field_is_not_a_group() {
+        let mut fields = describe();
+        fields.push(field("HL_Active__c", "HL Active", "boolean"));
+        let cfg = ContactsConfig {
+            active_field: Some("HL_Active__c".into()),
+            ..ContactsConfig::default()
+        };
+        let s = ContactSchema::build(&fields, &[], &cfg).unwrap();
+        assert!(!names(s.security_group_fields()).contains(&"HL_Active__c"));
+    }
+
+    #[test]
+    fn missing_active_field_names_key_and_field() {
+        let cfg = ContactsConfig {
+            active_field: Some("Gone__c".into()),
+            ..ContactsConfig::default()
+        };
+        let err = ContactSchema::build(&describe(), &[], &cfg).unwrap_err();
+        assert_eq!(
+            err,
+            SchemaError::ActiveFieldMissing {
+                field: "Gone__c".into()
+            }
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("contacts.active_field") && text.contains("Gone__c"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn active_field_must_be_checkbox() {
+        let cfg = ContactsConfig {
+            active_field: Some("Other__c".into()),
+            ..ContactsConfig::default()
+        };
+        let err = ContactSchema::build(&describe(), &[], &cfg).unwrap_err();
+        assert!(
+            matches!(err, SchemaError::ActiveFieldNotCheckbox { ref found, .. } if found == "string")
+        );
+        assert!(err.to_string().contains("contacts.active_field"));
+    }
+
+    #[test]
+    fn missing_community_field_names_key_and_field() {
+        let cfg = ContactsConfig {
+            community_fields: vec!["HL_Region__c".into()],
+            ..ContactsConfig::default()
+        };
+        let err = ContactSchema::build(&describe(), &[], &cfg).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("contacts.community_fields") && text.contains("HL_Region__c"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn contact_fields_lists_what_refresh_reads() {
+        let mut c = cfg();
+        c.record_type_groups = true;
+        let s = ContactSchema::build(&describe(), &[], &c).unwrap();
+        let f = s.contact_fields();
+        for must in BASE_FIELDS {
+            assert!(f.iter().any(|x| x == must), "{must}");
+        }
+        for must in [
+            "RecordTypeId",
+            "Active__c",
+            "HL_Member_Type__c",
+            "HL_Staff__c",
+            "HL_Tier__c",
+            "hl_chapter__c",
+        ] {
+            assert!(f.iter().any(|x| x == must), "{must}");
+        }
+        assert!(!f.iter().any(|x| x.contains('.')), "no relationship fields");
+        assert!(!f.iter().any(|x| x == "Other__c"));
+
+        let plain = ContactSchema::build(&describe(), &[], &ContactsConfig::default()).unwrap();
+        assert!(!plain.contact_fields().iter().any(|x| x == "RecordTypeId"));
+    }
+
+    #[test]
+    fn deserialises_from_describe_json() {
+        let f: FieldInfo = serde_json::from_value(serde_json::json!({
+            "name": "HL_Interests__c", "label": "Interests", "type": "multipicklist",
+            "calculated": false, "length": 4099, "nillable": true
+        }))
+        .unwrap();
+        assert_eq!(f.field_type, FieldType::MultiPicklist);
+        let rt: RecordTypeInfo = serde_json::from_value(serde_json::json!({
+            "recordTypeId": "012000000000000AAA", "name": "Master", "developerName": "Master",
+            "active": true, "available": true, "master": true
+        }))
+        .unwrap();
+        assert_eq!(rt.developer_name, "Master");
+        assert_eq!(
+            FieldType::from_sf("encryptedstring"),
+            FieldType::Other("encryptedstring".into())
+        );
+        assert_eq!(FieldType::from_sf("DateTime"), FieldType::DateTime);
+    }
+}

@@ -1,0 +1,5 @@
+//! The ports bound to the real clients: Salesforce, Higher Logic, DynamoDB and SQS.
+
+pub mod aws;
+pub mod higher_logic;
+pub mod salesforce;

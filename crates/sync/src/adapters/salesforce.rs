@@ -1,0 +1,312 @@
+//! The Salesforce org behind the `Crm` port.
+//!
+//! Besides translating calls, this adapter enforces SPEC §4's login rule across runs: a rejected
+//! login is recorded in the state table with the secret's version, and no later run (of any
+//! function) calls Salesforce again until the secret has a new version.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use hlsync_core::allotment::ApiUsage;
+use hlsync_core::id::SfId;
+use hlsync_core::time::parse_sf_datetime;
+use hlsync_salesforce::{QueryPager, SalesforceClient, SfError};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::error::{Service, SyncError};
+use crate::ports::{Change, ChangePages, ChangeQuery, Crm, Describe, OrgStatus, Record};
+use crate::runtime::Credentials;
+
+/// Where a rejected login is remembered (with the secret version it was made with).
+pub const LOGIN_FAILURE_DOC: &str = "login#salesforce";
+/// How long a warm function trusts its cached describe before reading it again, so that a new
+/// `HL_` field is picked up without a redeploy.
+pub const DESCRIBE_TTL: Duration = Duration::from_secs(15 * 60);
+
+impl From<SfError> for SyncError {
+    fn from(e: SfError) -> Self {
+        let message = e.to_string();
+        match e {
+            SfError::LoginRejected { .. } | SfError::SessionRejected { .. } => {
+                SyncError::Rejected {
+                    service: Service::Salesforce,
+                    message,
+                }
+            }
+            SfError::AllotmentGuard { .. }
+            | SfError::BudgetExhausted { .. }
+            | SfError::LimitExceeded { .. } => SyncError::Allotment(message),
+            SfError::QueryTimeout { .. } => SyncError::QueryTimeout(message),
+            e if e.is_retryable() => SyncError::Transient {
+                service: Service::Salesforce,
+                message,
+            },
+            _ => SyncError::Failed {
+                service: Some(Service::Salesforce),
+                message,
+            },
+        }
+    }
+}
+
+/// The Salesforce client of the current secret version, made on first use.
+pub struct SalesforceCrm {
+    credentials: Arc<Credentials>,
+    current: Mutex<Option<Current>>,
+    /// Calls made by clients of earlier secret versions (so `calls_made` never goes back).
+    retired_calls: AtomicU64,
+    /// The current client again, outside the async lock, for the counters.
+    latest: std::sync::Mutex<Option<SalesforceClient>>,
+    last_usage: std::sync::Mutex<Option<ApiUsage>>,
+}
+
+struct Current {
+    version: String,
+    client: SalesforceClient,
+    describe_read_at: Option<Instant>,
+}
+
+impl SalesforceCrm {
+    pub fn new(credentials: Arc<Credentials>) -> Self {
+        SalesforceCrm {
+            credentials,
+            current: Mutex::new(None),
+            retired_calls: AtomicU64::new(0),
+            latest: std::sync::Mutex::new(None),
+            last_usage: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The client for the secret's current version; refuses when that version's login was
+    /// rejected before.
+    pub async fn client(&self) -> Result<SalesforceClient, SyncError> {
+        let secret = self.credentials.get().await?;
+        let mut current = self.current.lock().await;
+        if let Some(c) = current.as_ref() {
+            if c.version == secret.version {
+                return Ok(c.client.clone());
+            }
+            info!("the secret has a new version: logging in to Salesforce again");
+            self.retired_calls
+                .fetch_add(c.client.calls_made(), Ordering::SeqCst);
+        }
+        if let Some(failure) = self.credentials.state.get_doc(LOGIN_FAILURE_DOC).await? {
+            if failure.get("secret_version").and_then(Value::as_str)
+                == Some(secret.version.as_str())
+            {
+                let reason = failure
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("login rejected");
+                let at = failure
+                    .get("at")
+                    .and_then(Value::as_str)
+                    .unwrap_or("earlier");
+                return Err(SyncError::Rejected {
+                    service: Service::Salesforce,
+                    message: format!(
+                        "not calling Salesforce: {reason} (at {at}, with version {} of secret {}). \
+                         Put corrected credentials in the secret; hlsync resumes by itself when its version changes",
+                        secret.version, self.credentials.secret_id
+                    ),
+                });
+            }
+        }
+        let client = SalesforceClient::new(
+            &self.credentials.cfg.salesforce,
+            secret.salesforce.clone(),
+            self.credentials.cfg.allow_insecure_http,
+        )?;
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
+        *current = Some(Current {
+            version: secret.version.clone(),
+            client: client.clone(),
+            describe_read_at: None,
+        });
+        Ok(client)
+    }
+
+    /// Records a rejected login so that no run retries it with the same secret.
+    async fn on_error(&self, e: SfError) -> SyncError {
+        if let SfError::LoginRejected { .. } = &e {
+            let version = self
+                .current
+                .lock()
+                .await
+                .as_ref()
+                .map(|c| c.version.clone());
+            let doc = json!({
+                "secret_version": version,
+                "secret_id": self.credentials.secret_id,
+                "message": e.to_string(),
+                "at": Utc::now(),
+            });
+            if let Err(store_error) = self
+                .credentials
+                .state
+                .put_doc(LOGIN_FAILURE_DOC, &doc, None)
+                .await
+            {
+                warn!(error = %store_error, "could not record the rejected login");
+            }
+            warn!(secret_id = %self.credentials.secret_id, "Salesforce rejected the login: hlsync stops calling Salesforce until the secret changes");
+        }
+        let e = SyncError::from(e);
+        if let SyncError::Rejected { message, .. } = e {
+            return SyncError::Rejected {
+                service: Service::Salesforce,
+                message: format!("{message} (secret {})", self.credentials.secret_id),
+            };
+        }
+        e
+    }
+
+    fn observe(&self, client: &SalesforceClient) {
+        if let Some(usage) = client.usage() {
+            *self.last_usage.lock().unwrap_or_else(|e| e.into_inner()) = Some(usage);
+        }
+    }
+}
+
+struct Pages {
+    pager: QueryPager,
+    cursor_field: String,
+}
+
+fn field<'a>(record: &'a Record, name: &str) -> Option<&'a Value> {
+    record
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+#[async_trait]
+impl ChangePages for Pages {
+    async fn next_page(&mut self) -> Result<Option<Vec<Change>>, SyncError> {
+        let Some(records) = self.pager.next_page().await? else {
+            return Ok(None);
+        };
+        let mut changes = Vec::with_capacity(records.len());
+        for r in &records {
+            let id: SfId = field(r, "Id")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| {
+                    SyncError::failed(format!("a change row without a valid Id: {r:?}"))
+                })?;
+            let cursor = field(r, &self.cursor_field)
+                .and_then(Value::as_str)
+                .and_then(parse_sf_datetime)
+                .ok_or_else(|| {
+                    SyncError::failed(format!(
+                        "Contact {id} has no value in the cursor field `{}` (salesforce.cursor_field): \
+                         every Contact needs one; check the Flow that keeps it",
+                        self.cursor_field
+                    ))
+                })?;
+            let deleted = field(r, "IsDeleted")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            changes.push(Change {
+                id,
+                cursor,
+                deleted,
+            });
+        }
+        Ok(Some(changes))
+    }
+}
+
+#[async_trait]
+impl Crm for SalesforceCrm {
+    async fn org_status(&self) -> Result<OrgStatus, SyncError> {
+        let client = self.client().await?;
+        let usage = match client.limits().await {
+            Ok(u) => u,
+            Err(e) => return Err(self.on_error(e).await),
+        };
+        self.observe(&client);
+        // Salesforce's clock, from the `Date` header of that very answer.
+        let now = client.server_time().ok_or_else(|| {
+            SyncError::failed(
+                "Salesforce's answer had no Date header: cannot measure the window on its clock",
+            )
+        })?;
+        Ok(OrgStatus { usage, now })
+    }
+
+    async fn describe_contact(&self, refresh: bool) -> Result<Arc<Describe>, SyncError> {
+        let client = self.client().await?;
+        let stale = {
+            let mut current = self.current.lock().await;
+            let c = current.as_mut();
+            let stale = c
+                .as_ref()
+                .and_then(|c| c.describe_read_at)
+                .is_none_or(|t| t.elapsed() > DESCRIBE_TTL);
+            if let Some(c) = c {
+                if stale || refresh {
+                    c.describe_read_at = Some(Instant::now());
+                }
+            }
+            stale
+        };
+        let result = client.describe("Contact", refresh || stale).await;
+        self.observe(&client);
+        match result {
+            Ok(d) => Ok(d),
+            Err(e) => Err(self.on_error(e).await),
+        }
+    }
+
+    async fn changes(&self, query: ChangeQuery) -> Result<Box<dyn ChangePages>, SyncError> {
+        let client = self.client().await?;
+        let soql = query.soql();
+        let pager = if query.include_deleted {
+            client.query_all(&soql)
+        } else {
+            client.query(&soql)
+        };
+        match pager {
+            Ok(pager) => Ok(Box::new(Pages {
+                pager,
+                cursor_field: query.cursor_field,
+            })),
+            Err(e) => Err(self.on_error(e).await),
+        }
+    }
+
+    async fn read(
+        &self,
+        object: &str,
+        ids: &[SfId],
+        fields: &[String],
+    ) -> Result<Vec<Option<Record>>, SyncError> {
+        let client = self.client().await?;
+        let result = client.retrieve(object, ids, fields).await;
+        self.observe(&client);
+        match result {
+            Ok(r) => Ok(r),
+            Err(e) => Err(self.on_error(e).await),
+        }
+    }
+
+    fn calls_made(&self) -> u64 {
+        let current = self
+            .latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, SalesforceClient::calls_made);
+        self.retired_calls.load(Ordering::SeqCst) + current
+    }
+
+    fn usage(&self) -> Option<ApiUsage> {
+        *self.last_usage.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

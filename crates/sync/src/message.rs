@@ -1,0 +1,118 @@
+//! The work message that the Periodic Refresh puts on the queue and the Member Refresh consumes.
+//!
+//! One message names one changed record. It is small on purpose: the Member Refresh re-reads the
+//! record in full, so a message that waited on the queue never carries stale data.
+
+use chrono::{DateTime, Utc};
+use hlsync_core::id::SfId;
+use serde::{Deserialize, Serialize};
+
+/// Version of the message format; bump it when a field changes meaning.
+pub const MESSAGE_VERSION: u32 = 1;
+
+/// What kind of record a message names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Contact,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkMessage {
+    pub v: u32,
+    pub kind: RecordKind,
+    /// The record's 18-character Id (a 15-character one is converted on parse).
+    pub id: SfId,
+    /// The record's cursor value (e.g. SystemModstamp) when the Periodic Refresh saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<DateTime<Utc>>,
+    /// Id of the Periodic Refresh run that sent it (for logs).
+    pub run: String,
+    /// The change was a delete (`IsDeleted = true` from queryAll).
+    #[serde(default)]
+    pub deleted: bool,
+    /// Sent by a full refresh: re-read even if the stored cursor is newer (formula fields change
+    /// without moving SystemModstamp).
+    #[serde(default)]
+    pub full: bool,
+}
+
+/// Why a message body could not be understood. It will never succeed on a retry, so it goes
+/// straight to the dead-letter queue.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("malformed message body: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("unsupported message version {0} (this build reads version {MESSAGE_VERSION})")]
+    Version(u32),
+}
+
+impl WorkMessage {
+    pub fn contact(id: SfId, cursor: Option<DateTime<Utc>>, run: &str, deleted: bool) -> Self {
+        WorkMessage {
+            v: MESSAGE_VERSION,
+            kind: RecordKind::Contact,
+            id,
+            cursor,
+            run: run.to_string(),
+            deleted,
+            full: false,
+        }
+    }
+
+    pub fn parse(body: &str) -> Result<Self, MessageError> {
+        let message: WorkMessage = serde_json::from_str(body)?;
+        if message.v != MESSAGE_VERSION {
+            return Err(MessageError::Version(message.v));
+        }
+        Ok(message)
+    }
+
+    pub fn to_body(&self) -> String {
+        // A struct of plain fields always serialises.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> SfId {
+        "003000000000001AAA".parse().expect("valid id")
+    }
+
+    #[test]
+    fn round_trips() {
+        let m = WorkMessage::contact(id(), Some(Utc::now()), "run-1", true);
+        assert_eq!(WorkMessage::parse(&m.to_body()).expect("parses"), m);
+    }
+
+    #[test]
+    fn a_15_character_id_is_widened() {
+        let body = r#"{"v":1,"kind":"contact","id":"003000000000001","run":"r"}"#;
+        let m = WorkMessage::parse(body).expect("parses");
+        assert_eq!(m.id.as_str().len(), 18);
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors() {
+        for body in [
+            "",
+            "not json",
+            r#"{"v":1,"kind":"contact","id":"nope","run":"r"}"#,
+            r#"{"v":1,"kind":"lead","id":"003000000000001","run":"r"}"#,
+            r#"{"v":1,"kind":"contact","id":"003000000000001","run":"r","extra":1}"#,
+        ] {
+            assert!(
+                WorkMessage::parse(body).is_err(),
+                "{body:?} should not parse"
+            );
+        }
+        assert!(matches!(
+            WorkMessage::parse(r#"{"v":2,"kind":"contact","id":"003000000000001","run":"r"}"#),
+            Err(MessageError::Version(2))
+        ));
+    }
+}

@@ -1,0 +1,406 @@
+//! The Periodic Refresh: find what changed in Salesforce since the watermark, fan the Ids out to
+//! the work queue, and only then move the watermark.
+//!
+//! The watermark moves here and nowhere else. Its rules:
+//! - a window reads `lookback` before the watermark (late commits) and stops `settle` short of
+//!   Salesforce's clock (changes still being committed);
+//! - within a window, each page's messages are accepted by the queue before the checkpoint moves
+//!   past them, and the checkpoint is the exact (cursor, Id) of the last record sent, so a run that
+//!   stops (deadline, error) resumes where it stopped without skipping or rescanning;
+//! - the watermark is written conditionally: it never moves backwards, and of two runs that race,
+//!   one wins and the other stops.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hlsync_core::allotment::{self, ApiUsage};
+use hlsync_core::config::Config;
+use hlsync_core::id::SfId;
+use hlsync_core::watermark::{Cursor, Window};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::Deadline;
+use crate::error::SyncError;
+use crate::message::WorkMessage;
+use crate::ports::{ChangeQuery, Crm, StateStore, WorkQueue};
+
+/// The lease that keeps two overlapping scheduled runs from scanning the same window twice.
+pub const LEASE: &str = "periodic-refresh";
+/// Feed (watermark) names.
+pub const FEED_CONTACTS: &str = "contacts";
+pub const FEED_CONTACT_DELETES: &str = "contacts-deleted";
+/// Where the last run's report is kept (for `hlsync status`).
+pub const LAST_RUN_DOC: &str = "run#periodic-refresh";
+/// Where the last API usage Salesforce reported is kept.
+pub const USAGE_DOC: &str = "usage#salesforce";
+
+#[derive(Debug, Clone)]
+pub struct PeriodicOptions {
+    pub run_id: String,
+    pub deadline: Deadline,
+    /// How long the lease lasts if this run dies without releasing it.
+    pub lease_ttl: Duration,
+}
+
+/// What one feed's scan did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FeedReport {
+    pub feed: String,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub changed: u64,
+    pub deleted: u64,
+    pub sent: u64,
+    /// The whole window was scanned and the watermark moved to its end.
+    pub completed: bool,
+    /// Times the window was split after a QUERY_TIMEOUT.
+    pub splits: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeriodicReport {
+    pub run_id: String,
+    pub feeds: Vec<FeedReport>,
+    /// Set when the run did nothing on purpose (lease held by another run).
+    pub skipped: Option<String>,
+    pub salesforce_calls: u64,
+    pub usage: Option<ApiUsage>,
+    pub allotment_share: Option<f64>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl PeriodicReport {
+    pub fn changed(&self) -> u64 {
+        self.feeds.iter().map(|f| f.changed).sum()
+    }
+    pub fn sent(&self) -> u64 {
+        self.feeds.iter().map(|f| f.sent).sum()
+    }
+    pub fn completed(&self) -> bool {
+        self.feeds.iter().all(|f| f.completed)
+    }
+}
+
+/// An unfinished window, stored with the watermark so the next run resumes it exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Checkpoint {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    /// The end of the window this run set out to scan (`to` is smaller after a split).
+    target: DateTime<Utc>,
+    after: Option<(DateTime<Utc>, SfId)>,
+}
+
+impl Checkpoint {
+    fn window(&self) -> Window {
+        Window {
+            from: self.from,
+            to: self.to,
+            after: self.after.clone().map(|(at, id)| Cursor { at, id }),
+        }
+    }
+}
+
+struct Feed {
+    name: &'static str,
+    object: &'static str,
+    cursor_field: String,
+    filter: Option<String>,
+}
+
+fn feeds(cfg: &Config) -> Vec<Feed> {
+    let cursor_field = cfg.salesforce.cursor_field.clone();
+    let mut feeds = Vec::new();
+    // A Flow-kept cursor field does not move on delete: deletes get their own feed on
+    // SystemModstamp.
+    if !cursor_field.eq_ignore_ascii_case("SystemModstamp") {
+        feeds.push(Feed {
+            name: FEED_CONTACT_DELETES,
+            object: "Contact",
+            cursor_field: "SystemModstamp".into(),
+            filter: Some("IsDeleted = true".into()),
+        });
+    }
+    feeds.insert(
+        0,
+        Feed {
+            name: FEED_CONTACTS,
+            object: "Contact",
+            cursor_field,
+            filter: None,
+        },
+    );
+    feeds
+}
+
+/// Refuses to start when Salesforce usage is at or past the configured share of the allotment.
+pub fn check_allotment(cfg: &Config, usage: ApiUsage) -> Result<(), SyncError> {
+    let ceiling = allotment::ceiling(&cfg.salesforce, Some(usage.max));
+    if usage.used >= ceiling {
+        return Err(SyncError::Allotment(format!(
+            "Salesforce API usage is {used} of {max} calls in the last 24 hours, at or past hlsync's ceiling of {ceiling} \
+             (salesforce.max_allotment_share = {share} of min(daily_api_allotment = {cfg_max}, org max = {max})): \
+             no work started; the next run tries again when usage has fallen",
+            used = usage.used,
+            max = usage.max,
+            share = cfg.salesforce.max_allotment_share,
+            cfg_max = cfg.salesforce.daily_api_allotment,
+        )));
+    }
+    Ok(())
+}
+
+pub async fn periodic_refresh(
+    cfg: &Config,
+    crm: &dyn Crm,
+    state: &dyn StateStore,
+    queue: &dyn WorkQueue,
+    opts: &PeriodicOptions,
+) -> Result<PeriodicReport, SyncError> {
+    let mut report = PeriodicReport {
+        run_id: opts.run_id.clone(),
+        ..PeriodicReport::default()
+    };
+    if !state.try_lease(LEASE, &opts.run_id, opts.lease_ttl).await? {
+        info!(run_id = %opts.run_id, "another Periodic Refresh holds the lease; nothing to do");
+        report.skipped = Some("another Periodic Refresh is running".into());
+        return Ok(report);
+    }
+    let calls_before = crm.calls_made();
+    let result = scan_all(cfg, crm, state, queue, opts, &mut report).await;
+    report.salesforce_calls = crm.calls_made().saturating_sub(calls_before);
+    report.usage = crm.usage();
+    report.allotment_share = report.usage.map(|u| allotment::share(u, &cfg.salesforce));
+    report.finished_at = Some(Utc::now());
+    if let Some(usage) = report.usage {
+        let doc = serde_json::json!({ "used": usage.used, "max": usage.max, "at": Utc::now() });
+        if let Err(e) = state.put_doc(USAGE_DOC, doc, None).await {
+            warn!(error = %e, "could not record the API usage");
+        }
+    }
+    let mut summary = serde_json::to_value(&report).unwrap_or_default();
+    if let (Err(e), Some(obj)) = (&result, summary.as_object_mut()) {
+        obj.insert("error".into(), e.to_string().into());
+    }
+    if let Err(e) = state.put_doc(LAST_RUN_DOC, summary, None).await {
+        warn!(error = %e, "could not record the run report");
+    }
+    if let Err(e) = state.release_lease(LEASE, &opts.run_id).await {
+        // The lease expires by itself; the next run only waits for it.
+        warn!(error = %e, "could not release the Periodic Refresh lease");
+    }
+    result.map(|()| report)
+}
+
+async fn scan_all(
+    cfg: &Config,
+    crm: &dyn Crm,
+    state: &dyn StateStore,
+    queue: &dyn WorkQueue,
+    opts: &PeriodicOptions,
+    report: &mut PeriodicReport,
+) -> Result<(), SyncError> {
+    let status = crm.org_status().await?;
+    check_allotment(cfg, status.usage)?;
+    for feed in feeds(cfg) {
+        let mut feed_report = FeedReport {
+            feed: feed.name.to_string(),
+            ..FeedReport::default()
+        };
+        let result = scan_feed(
+            cfg,
+            crm,
+            state,
+            queue,
+            opts,
+            &feed,
+            status.now,
+            &mut feed_report,
+        )
+        .await;
+        report.feeds.push(feed_report);
+        result?;
+        if opts.deadline.near() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn scan_feed(
+    cfg: &Config,
+    crm: &dyn Crm,
+    state: &dyn StateStore,
+    queue: &dyn WorkQueue,
+    opts: &PeriodicOptions,
+    feed: &Feed,
+    sf_now: DateTime<Utc>,
+    report: &mut FeedReport,
+) -> Result<(), SyncError> {
+    let stored = state.watermark(feed.name).await?;
+    let mut mark = Mark {
+        feed: feed.name,
+        at: stored.at,
+        version: stored.version,
+    };
+    let resumed = match &stored.checkpoint {
+        Some(text) => match serde_json::from_str::<Checkpoint>(text) {
+            Ok(cp) => Some(cp),
+            Err(e) => {
+                warn!(feed = feed.name, error = %e, "unreadable checkpoint; starting a fresh window");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut cp = match resumed {
+        Some(cp) => cp,
+        None => {
+            let Some(w) = Window::next(
+                stored.at,
+                sf_now,
+                cfg.salesforce.lookback,
+                cfg.salesforce.settle,
+            ) else {
+                report.completed = true;
+                return Ok(());
+            };
+            Checkpoint {
+                from: w.from,
+                to: w.to,
+                target: w.to,
+                after: None,
+            }
+        }
+    };
+    report.from = Some(cp.from);
+    report.to = Some(cp.target);
+    info!(feed = feed.name, from = %cp.from, to = %cp.target, resumed = cp.after.is_some(), "scanning window");
+
+    loop {
+        match scan_window(crm, state, queue, opts, feed, &mut cp, &mut mark, report).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(()), // deadline: checkpoint saved
+            Err(SyncError::QueryTimeout(message)) => {
+                let lower = cp.after.as_ref().map_or(cp.from, |(at, _)| *at);
+                let mid = lower + (cp.to - lower) / 2;
+                let mid = DateTime::from_timestamp(mid.timestamp(), 0).unwrap_or(mid);
+                if mid <= lower {
+                    return Err(SyncError::QueryTimeout(format!(
+                        "{message}; the window can not be split below one second at {lower}"
+                    )));
+                }
+                warn!(feed = feed.name, to = %mid, "QUERY_TIMEOUT: splitting the window");
+                cp.to = mid;
+                report.splits += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        // The (sub-)window is done: everything up to `cp.to` is on the queue.
+        if cp.to >= cp.target {
+            mark.save(state, Some(cp.target), None).await?;
+            report.completed = true;
+            return Ok(());
+        }
+        cp = Checkpoint {
+            from: cp.to,
+            to: cp.target,
+            target: cp.target,
+            after: None,
+        };
+        mark.save_checkpoint(state, &cp).await?;
+    }
+}
+
+/// Scans the checkpoint's window from its position. `Ok(true)`: done; `Ok(false)`: stopped at
+/// the deadline with the checkpoint saved.
+#[allow(clippy::too_many_arguments)]
+async fn scan_window(
+    crm: &dyn Crm,
+    state: &dyn StateStore,
+    queue: &dyn WorkQueue,
+    opts: &PeriodicOptions,
+    feed: &Feed,
+    cp: &mut Checkpoint,
+    mark: &mut Mark,
+    report: &mut FeedReport,
+) -> Result<bool, SyncError> {
+    let query = ChangeQuery {
+        object: feed.object.to_string(),
+        cursor_field: feed.cursor_field.clone(),
+        window: cp.window(),
+        filter: feed.filter.clone(),
+        include_deleted: true,
+    };
+    let mut pages = crm.changes(query).await?;
+    while let Some(page) = pages.next_page().await? {
+        let Some(last) = page.last() else { continue };
+        let last = (last.cursor, last.id.clone());
+        let bodies: Vec<String> = page
+            .iter()
+            .map(|c| {
+                WorkMessage::contact(c.id.clone(), Some(c.cursor), &opts.run_id, c.deleted)
+                    .to_body()
+            })
+            .collect();
+        let count = bodies.len() as u64;
+        let failed = queue.send(bodies).await?;
+        if !failed.is_empty() {
+            return Err(SyncError::Transient {
+                service: crate::error::Service::Aws,
+                message: format!(
+                    "the queue did not accept {} of {count} messages; the watermark stays before them and the next run resends them",
+                    failed.len()
+                ),
+            });
+        }
+        report.changed += count;
+        report.sent += count;
+        report.deleted += page.iter().filter(|c| c.deleted).count() as u64;
+        cp.after = Some(last);
+        mark.save_checkpoint(state, cp).await?;
+        if opts.deadline.near() {
+            info!(
+                feed = feed.name,
+                "near the deadline: stopping; the next run resumes from the checkpoint"
+            );
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The stored watermark as this run knows it; every save is conditional on the version read.
+struct Mark {
+    feed: &'static str,
+    at: Option<DateTime<Utc>>,
+    version: u64,
+}
+
+impl Mark {
+    async fn save(
+        &mut self,
+        state: &dyn StateStore,
+        at: Option<DateTime<Utc>>,
+        checkpoint: Option<String>,
+    ) -> Result<(), SyncError> {
+        state
+            .save_watermark(self.feed, at, checkpoint, self.version)
+            .await?;
+        self.at = at;
+        self.version += 1;
+        Ok(())
+    }
+
+    async fn save_checkpoint(
+        &mut self,
+        state: &dyn StateStore,
+        cp: &Checkpoint,
+    ) -> Result<(), SyncError> {
+        let text = serde_json::to_string(cp).map_err(|e| SyncError::failed(e.to_string()))?;
+        self.save(state, self.at, Some(text)).await
+    }
+}

@@ -1,0 +1,546 @@
+//! The pipeline against the in-memory ports: the watermark rules, fan-out, batching, skipping and
+//! every failure path, without any I/O. (The same flows run end to end against moto and the
+//! simulators in tests/ at the workspace root.)
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use hlsync_core::config::Config;
+use hlsync_core::id::SfId;
+use hlsync_core::schema::{FieldInfo, FieldType};
+use hlsync_sync::Deadline;
+use hlsync_sync::error::{Service, SyncError};
+use hlsync_sync::faults::{FaultyCommunity, FaultyCrm, FaultyQueue, Script};
+use hlsync_sync::member::{IncomingMessage, MemberDeps, member_refresh};
+use hlsync_sync::memory::{MemoryCommunity, MemoryCrm, MemoryQueue, MemoryState};
+use hlsync_sync::periodic::{FEED_CONTACTS, PeriodicOptions, periodic_refresh};
+use hlsync_sync::ports::{Community, Crm, Describe, StateStore, WorkQueue};
+use serde_json::{Value, json};
+
+fn config() -> Config {
+    Config::from_toml_str(
+        r#"
+        allow_insecure_http = true
+        [salesforce]
+        lookback = "10m"
+        settle = "60s"
+        [contacts]
+        active_field = "Active__c"
+        [higher_logic]
+        base_url = "http://127.0.0.1:1/v2"
+        "#,
+    )
+    .expect("test config")
+}
+
+fn describe() -> Describe {
+    let f = |name: &str, label: &str, t: FieldType| FieldInfo {
+        name: name.into(),
+        label: label.into(),
+        field_type: t,
+        calculated: false,
+    };
+    Describe {
+        fields: vec![
+            f("Id", "Contact ID", FieldType::Id),
+            f("FirstName", "First Name", FieldType::String),
+            f("LastName", "Last Name", FieldType::String),
+            f("Email", "Email", FieldType::Email),
+            f("Active__c", "Active", FieldType::Boolean),
+            f("HL_Member_Type__c", "Member Type", FieldType::Picklist),
+            f("HL_Staff__c", "Staff", FieldType::Boolean),
+        ],
+        record_types: vec![],
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+fn sf_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
+}
+
+fn id(n: usize) -> SfId {
+    format!("003{:012}", n).parse().expect("valid 15-char id")
+}
+
+fn contact(n: usize, modstamp: DateTime<Utc>) -> serde_json::Map<String, Value> {
+    let v = json!({
+        "Id": id(n).to_string(),
+        "FirstName": format!("First{n}"),
+        "LastName": format!("Last{n}"),
+        "Email": format!("c{n}@example.org"),
+        "Active__c": true,
+        "HL_Member_Type__c": "Gold",
+        "HL_Staff__c": false,
+        "HasOptedOutOfEmail": false,
+        "IsDeleted": false,
+        "SystemModstamp": sf_time(modstamp),
+    });
+    v.as_object().cloned().expect("object")
+}
+
+struct World {
+    cfg: Config,
+    crm: Arc<MemoryCrm>,
+    community: Arc<MemoryCommunity>,
+    state: Arc<MemoryState>,
+    queue: Arc<MemoryQueue>,
+}
+
+impl World {
+    fn new(page_size: usize) -> Self {
+        World {
+            cfg: config(),
+            crm: Arc::new(MemoryCrm::new(describe(), t0()).with_page_size(page_size)),
+            community: Arc::new(MemoryCommunity::default()),
+            state: Arc::new(MemoryState::default()),
+            queue: Arc::new(MemoryQueue::default()),
+        }
+    }
+
+    fn opts(run: &str) -> PeriodicOptions {
+        PeriodicOptions {
+            run_id: run.into(),
+            deadline: Deadline::none(),
+            lease_ttl: Duration::from_secs(900),
+        }
+    }
+
+    async fn periodic(
+        &self,
+        crm: &dyn Crm,
+        queue: &dyn WorkQueue,
+    ) -> Result<hlsync_sync::periodic::PeriodicReport, SyncError> {
+        periodic_refresh(
+            &self.cfg,
+            crm,
+            self.state.as_ref(),
+            queue,
+            &Self::opts("run"),
+        )
+        .await
+    }
+
+    async fn members(
+        &self,
+        crm: &dyn Crm,
+        community: &dyn Community,
+    ) -> hlsync_sync::member::MemberReport {
+        let deps = MemberDeps {
+            cfg: &self.cfg,
+            crm,
+            community,
+            state: self.state.as_ref(),
+            queue: self.queue.as_ref(),
+        };
+        member_refresh(&deps, self.queue.take(), &Deadline::none())
+            .await
+            .expect("batch runs")
+    }
+
+    /// One Periodic Refresh and one Member Refresh over everything it queued.
+    async fn sync(&self) -> hlsync_sync::member::MemberReport {
+        self.periodic(self.crm.as_ref(), self.queue.as_ref())
+            .await
+            .expect("periodic refresh");
+        self.members(self.crm.as_ref(), self.community.as_ref())
+            .await
+    }
+}
+
+#[tokio::test]
+async fn initial_sync_pushes_every_contact_and_a_second_sync_pushes_nothing() {
+    let w = World::new(2000);
+    for n in 0..25 {
+        // Inside the next window's lookback.
+        w.crm
+            .put("Contact", contact(n, t0() - chrono::Duration::minutes(5)));
+    }
+    let report = w.sync().await;
+    assert_eq!(report.pushed, 25);
+    assert_eq!(w.community.len(), 25);
+    let m = w.community.member(id(3).as_str()).expect("pushed");
+    assert_eq!(m.first_name.as_deref(), Some("First3"));
+    assert!(m.is_active);
+
+    w.crm.set_now(t0() + chrono::Duration::minutes(30));
+    let calls = w.community.calls_made();
+    let report = w.sync().await;
+    assert_eq!(report.pushed, 0, "nothing changed, nothing pushed");
+    assert_eq!(
+        w.community.calls_made(),
+        calls,
+        "no Higher Logic call at all"
+    );
+    assert_eq!(
+        report.received, 25,
+        "the lookback re-reads the last window's records"
+    );
+    assert_eq!(
+        report.already_current, 25,
+        "and they are known to be current without a Salesforce read"
+    );
+}
+
+#[tokio::test]
+async fn changes_younger_than_settle_wait_for_the_next_run() {
+    let w = World::new(2000);
+    w.crm
+        .put("Contact", contact(1, t0() - chrono::Duration::seconds(30)));
+    w.crm
+        .put("Contact", contact(2, t0() - chrono::Duration::seconds(90)));
+    let report = w.sync().await;
+    assert_eq!(report.pushed, 1);
+    assert!(w.community.member(id(2).as_str()).is_some());
+    w.crm.set_now(t0() + chrono::Duration::minutes(5));
+    let report = w.sync().await;
+    assert_eq!(report.pushed, 1);
+    assert!(w.community.member(id(1).as_str()).is_some());
+}
+
+#[tokio::test]
+async fn a_late_commit_within_the_lookback_is_not_lost() {
+    let w = World::new(2000);
+    w.crm
+        .put("Contact", contact(1, t0() - chrono::Duration::minutes(2)));
+    w.sync().await;
+    // Committed late: it shows up now with a SystemModstamp older than the watermark.
+    w.crm
+        .put("Contact", contact(2, t0() - chrono::Duration::minutes(3)));
+    w.crm.set_now(t0() + chrono::Duration::minutes(5));
+    w.sync().await;
+    assert!(w.community.member(id(2).as_str()).is_some());
+}
+
+#[tokio::test]
+async fn records_sharing_one_timestamp_across_page_edges_and_a_deadline_stop_are_not_lost() {
+    let w = World::new(200);
+    let at = t0() - chrono::Duration::hours(2);
+    for n in 0..500 {
+        w.crm.put("Contact", contact(n, at));
+    }
+    // The deadline has passed: the run sends one page, checkpoints, and stops.
+    let opts = PeriodicOptions {
+        deadline: Deadline::at(Instant::now(), Duration::ZERO),
+        ..World::opts("first")
+    };
+    let r = periodic_refresh(
+        &w.cfg,
+        w.crm.as_ref(),
+        w.state.as_ref(),
+        w.queue.as_ref(),
+        &opts,
+    )
+    .await
+    .expect("runs");
+    assert_eq!(r.sent(), 200);
+    assert!(!r.completed());
+    let wm = w.state.watermark(FEED_CONTACTS).await.expect("watermark");
+    assert_eq!(
+        wm.at, None,
+        "the watermark does not move before the window is done"
+    );
+    assert!(wm.checkpoint.is_some());
+
+    let r = w
+        .periodic(w.crm.as_ref(), w.queue.as_ref())
+        .await
+        .expect("resumes");
+    assert_eq!(
+        r.sent(),
+        300,
+        "resumes after the exact (cursor, Id) of the last record sent"
+    );
+    assert!(r.completed());
+    let report = w.members(w.crm.as_ref(), w.community.as_ref()).await;
+    assert_eq!(report.contacts, 500);
+    assert_eq!(w.community.len(), 500);
+}
+
+#[tokio::test]
+async fn a_query_timeout_splits_the_window() {
+    let w = World::new(2000);
+    for n in 0..10 {
+        w.crm.put(
+            "Contact",
+            contact(n, t0() - chrono::Duration::hours(n as i64 + 1)),
+        );
+    }
+    let script = Arc::new(Script::default());
+    script.fail("changes", 0, || {
+        SyncError::QueryTimeout("too many rows".into())
+    });
+    script.fail("changes", 0, || {
+        SyncError::QueryTimeout("too many rows".into())
+    });
+    let crm = FaultyCrm {
+        inner: w.crm.clone(),
+        script,
+    };
+    let r = w
+        .periodic(&crm, w.queue.as_ref())
+        .await
+        .expect("split and done");
+    assert_eq!(r.feeds[0].splits, 2);
+    assert_eq!(r.sent(), 10);
+    assert!(r.completed());
+}
+
+#[tokio::test]
+async fn a_queue_that_refuses_messages_keeps_the_watermark() {
+    let w = World::new(2000);
+    w.crm
+        .put("Contact", contact(1, t0() - chrono::Duration::hours(1)));
+    let script = Arc::new(Script::default());
+    script.fail("send", 0, || SyncError::Transient {
+        service: Service::Aws,
+        message: "SQS is down".into(),
+    });
+    let queue = FaultyQueue {
+        inner: w.queue.clone(),
+        script,
+    };
+    let err = w.periodic(w.crm.as_ref(), &queue).await.expect_err("fails");
+    assert!(err.is_retryable());
+    assert_eq!(w.state.watermark(FEED_CONTACTS).await.expect("wm").at, None);
+    // The next run sends it.
+    let r = w
+        .periodic(w.crm.as_ref(), w.queue.as_ref())
+        .await
+        .expect("runs");
+    assert_eq!(r.sent(), 1);
+}
+
+#[tokio::test]
+async fn the_allotment_guard_refuses_to_start() {
+    let w = World::new(2000);
+    w.crm
+        .put("Contact", contact(1, t0() - chrono::Duration::hours(1)));
+    w.crm.usage.lock().expect("lock").used = 50_000; // 0.5 of 100,000
+    let err = w
+        .periodic(w.crm.as_ref(), w.queue.as_ref())
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, SyncError::Allotment(_)), "{err}");
+    assert!(err.to_string().contains("max_allotment_share"));
+    assert_eq!(w.crm.calls_made(), 1, "only the status call was made");
+    assert!(w.queue.sent.lock().expect("lock").is_empty());
+}
+
+#[tokio::test]
+async fn a_second_run_while_one_holds_the_lease_does_nothing() {
+    let w = World::new(2000);
+    w.crm
+        .put("Contact", contact(1, t0() - chrono::Duration::hours(1)));
+    assert!(
+        w.state
+            .try_lease("periodic-refresh", "other", Duration::from_secs(60))
+            .await
+            .expect("lease")
+    );
+    let r = w
+        .periodic(w.crm.as_ref(), w.queue.as_ref())
+        .await
+        .expect("runs");
+    assert!(r.skipped.is_some());
+    assert_eq!(w.crm.calls_made(), 0);
+}
+
+#[tokio::test]
+async fn deletes_deactivations_and_group_changes_arrive_and_nothing_else_is_pushed() {
+    let w = World::new(2000);
+    for n in 0..5 {
+        w.crm
+            .put("Contact", contact(n, t0() - chrono::Duration::hours(1)));
+    }
+    w.sync().await;
+    let later = t0() + chrono::Duration::minutes(10);
+    let mut c = contact(1, later - chrono::Duration::minutes(3));
+    c.insert("IsDeleted".into(), json!(true));
+    w.crm.put("Contact", c);
+    let mut c = contact(2, later - chrono::Duration::minutes(3));
+    c.insert("Active__c".into(), json!(false));
+    w.crm.put("Contact", c);
+    let mut c = contact(3, later - chrono::Duration::minutes(3));
+    c.insert("HL_Member_Type__c".into(), json!("Silver"));
+    w.crm.put("Contact", c);
+    // A modstamp bump that changes nothing mapped.
+    w.crm
+        .put("Contact", contact(4, later - chrono::Duration::minutes(3)));
+    w.crm.set_now(later);
+    let report = w.sync().await;
+    assert_eq!(report.pushed, 3);
+    assert_eq!(report.deleted, 1);
+    assert_eq!(report.deactivated, 1);
+    assert_eq!(report.skipped_unchanged, 1);
+    let deleted = w.community.member(id(1).as_str()).expect("pushed");
+    assert!(deleted.is_deleted && !deleted.is_active && deleted.security_groups.is_empty());
+    assert!(
+        !w.community
+            .member(id(2).as_str())
+            .expect("pushed")
+            .is_active
+    );
+    let groups = w
+        .community
+        .member(id(3).as_str())
+        .expect("pushed")
+        .security_groups;
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].name, "Silver");
+}
+
+fn message(n: usize, body: String) -> IncomingMessage {
+    IncomingMessage {
+        message_id: format!("m{n}"),
+        body,
+    }
+}
+
+fn body(n: usize) -> String {
+    format!(r#"{{"v":1,"kind":"contact","id":"{}","run":"r"}}"#, id(n))
+}
+
+#[tokio::test]
+async fn a_malformed_message_is_dead_lettered_without_failing_its_batch() {
+    let w = World::new(2000);
+    w.crm.put("Contact", contact(1, t0()));
+    let deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: w.crm.as_ref(),
+        community: w.community.as_ref(),
+        state: w.state.as_ref(),
+        queue: w.queue.as_ref(),
+    };
+    let batch = vec![
+        message(1, body(1)),
+        message(2, "{not json".into()),
+        message(3, body(1)),
+    ];
+    let report = member_refresh(&deps, batch, &Deadline::none())
+        .await
+        .expect("runs");
+    assert!(report.failed_message_ids.is_empty());
+    assert_eq!(report.dead_lettered, 1);
+    assert_eq!(report.contacts, 1, "duplicates in a batch are read once");
+    assert_eq!(report.pushed, 1);
+    let dead = w.queue.dead.lock().expect("lock").clone();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, "{not json");
+}
+
+#[tokio::test]
+async fn one_call_reads_a_whole_batch_and_a_refused_record_fails_only_its_messages() {
+    let w = World::new(2000);
+    for n in 0..300 {
+        w.crm.put("Contact", contact(n, t0()));
+    }
+    w.community
+        .refuse
+        .lock()
+        .expect("lock")
+        .insert(id(7).to_string());
+    let deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: w.crm.as_ref(),
+        community: w.community.as_ref(),
+        state: w.state.as_ref(),
+        queue: w.queue.as_ref(),
+    };
+    let batch: Vec<IncomingMessage> = (0..300).map(|n| message(n, body(n))).collect();
+    let report = member_refresh(&deps, batch, &Deadline::none())
+        .await
+        .expect("runs");
+    assert_eq!(report.failed_message_ids, vec!["m7".to_string()]);
+    assert_eq!(report.pushed, 299);
+    assert_eq!(
+        report.salesforce_calls, 2,
+        "one describe, one batch read (no Accounts)"
+    );
+    assert_eq!(report.higher_logic_calls, 2, "200 records per push");
+}
+
+#[tokio::test]
+async fn a_contact_missing_when_read_is_pushed_as_deleted_only_if_it_was_pushed_before() {
+    let w = World::new(2000);
+    w.crm.put("Contact", contact(1, t0()));
+    let deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: w.crm.as_ref(),
+        community: w.community.as_ref(),
+        state: w.state.as_ref(),
+        queue: w.queue.as_ref(),
+    };
+    member_refresh(&deps, vec![message(1, body(1))], &Deadline::none())
+        .await
+        .expect("runs");
+    w.crm
+        .objects
+        .lock()
+        .expect("lock")
+        .get_mut("Contact")
+        .expect("contacts")
+        .clear();
+    let report = member_refresh(
+        &deps,
+        vec![message(1, body(1)), message(2, body(2))],
+        &Deadline::none(),
+    )
+    .await
+    .expect("runs");
+    assert_eq!(report.deleted, 1);
+    assert!(
+        w.community
+            .member(id(1).as_str())
+            .expect("pushed")
+            .is_deleted
+    );
+    assert!(
+        w.community.member(id(2).as_str()).is_none(),
+        "never pushed: nothing to delete"
+    );
+}
+
+#[tokio::test]
+async fn a_higher_logic_outage_fails_the_batch_for_a_retry_and_a_rejection_stops_it() {
+    let w = World::new(2000);
+    w.crm.put("Contact", contact(1, t0()));
+    let script = Arc::new(Script::default());
+    script.fail("push_members", 0, || SyncError::Transient {
+        service: Service::HigherLogic,
+        message: "503".into(),
+    });
+    script.fail("push_members", 0, || SyncError::Rejected {
+        service: Service::HigherLogic,
+        message: "bad API key".into(),
+    });
+    let community = FaultyCommunity {
+        inner: w.community.clone(),
+        script,
+    };
+    let deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: w.crm.as_ref(),
+        community: &community,
+        state: w.state.as_ref(),
+        queue: w.queue.as_ref(),
+    };
+    let report = member_refresh(&deps, vec![message(1, body(1))], &Deadline::none())
+        .await
+        .expect("runs");
+    assert_eq!(report.failed_message_ids, vec!["m1".to_string()]);
+    let err = member_refresh(&deps, vec![message(1, body(1))], &Deadline::none())
+        .await
+        .expect_err("stops");
+    assert!(err.stops_run());
+    let report = member_refresh(&deps, vec![message(1, body(1))], &Deadline::none())
+        .await
+        .expect("runs");
+    assert_eq!(report.pushed, 1);
+}
