@@ -3,4 +3,5 @@
 //! Each starts in-process on a free port (tests, benchmarks) or as the `hlsync-sim` command (demo).
 
 pub mod higher_logic;
+pub mod moto;
 pub mod salesforce;

@@ -1,0 +1,48 @@
+# hlsync: two commands set everything up on a fresh machine.
+#   make run    the demo: the whole system on this machine (moto, simulators, a sync, a summary)
+#   make test   every test (installs what it needs: a Python venv with moto server)
+# Also: make bench (figures), make package (Lambda zips), make deploy (SAM, guided), make infra-check.
+
+SHELL := /bin/bash
+VENV  := .venv
+PY    := python3
+CARGO ?= cargo
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: run test bench venv lint unit infra-check package deploy clean-venv
+
+# Python tools the project needs: moto server (AWS emulator for tests and the demo) and cargo-lambda.
+$(VENV)/.installed: tools/requirements.txt
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r tools/requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(CARGO) run --quiet -p hlsync-cli -- demo
+
+test: venv lint unit infra-check
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+
+unit: venv
+	$(CARGO) test --workspace
+
+infra-check:
+	bash infra/check.sh
+
+bench: venv
+	$(CARGO) run --quiet --release -p hlsync-cli -- bench
+
+package: venv
+	$(CARGO) lambda build --release --output-format zip --arm64 --lambda-dir target/lambda/arm64 -p hlsync-lambdas
+
+deploy: package
+	cd infra && sam build --beta-features && sam deploy --guided
+
+clean-venv:
+	rm -rf $(VENV)

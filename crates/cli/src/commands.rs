@@ -1,0 +1,410 @@
+//! The commands, each a thin layer over the same code the Lambdas run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use hlsync_aws::Clients;
+use hlsync_core::allotment;
+use hlsync_core::schema::ContactSchema;
+use hlsync_sync::Deadline;
+use hlsync_sync::periodic::{self, PeriodicOptions, PeriodicReport};
+use hlsync_sync::ports::Crm as _;
+use hlsync_sync::runtime::Runtime;
+use secrecy::SecretString;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::context::{self, StackNames};
+use crate::drain::{self, DrainReport};
+use crate::output::{emit, progress};
+use crate::{Cli, Command};
+
+/// Visibility timeout of the work queue made by `provision` (the template uses 6x the function
+/// timeout; locally, two minutes).
+pub const QUEUE_VISIBILITY: Duration = Duration::from_secs(120);
+pub const MAX_RECEIVE_COUNT: u32 = 5;
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Provision { secret_file } => provision(&cli.stack, secret_file.as_deref(), cli.json).await,
+        Command::PeriodicRefresh => {
+            let rt = context::runtime(config, &cli.stack).await?;
+            let report = periodic_refresh(&rt, cli.json).await?;
+            emit(cli.json, &report, || periodic_text(&report))
+        }
+        Command::MemberRefresh { drain, batch_size } => {
+            if !drain {
+                bail!("member-refresh runs as the SQS-triggered Lambda; locally use `hlsync member-refresh --drain`");
+            }
+            let rt = context::runtime(config, &cli.stack).await?;
+            let report = drain::drain(&rt, batch_size, cli.json).await?;
+            emit(cli.json, &report, || drain_text(&report))
+        }
+        Command::Sync { batch_size } => {
+            let rt = context::runtime(config, &cli.stack).await?;
+            let report = sync(&rt, batch_size, cli.json).await?;
+            emit(cli.json, &report, || {
+                format!("{}{}", periodic_text(&report.periodic), drain_text(&report.member_refresh))
+            })
+        }
+        Command::Status => status(config, &cli.stack, cli.json).await,
+        Command::Check => check(config, &cli.stack, cli.json).await,
+        Command::Redrive { max } => redrive(&cli.stack, max, cli.json).await,
+        Command::Demo { contacts, seed } => crate::demo::run(contacts, seed, cli.json).await,
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SyncReport {
+    pub periodic: PeriodicReport,
+    pub member_refresh: DrainReport,
+}
+
+pub async fn periodic_refresh(rt: &Runtime, json: bool) -> anyhow::Result<PeriodicReport> {
+    progress(json, "periodic-refresh: reading changes from Salesforce…");
+    let opts = PeriodicOptions {
+        run_id: format!("cli-{}", uuid_like()),
+        deadline: Deadline::none(),
+        lease_ttl: Duration::from_secs(15 * 60),
+    };
+    Ok(rt.periodic_refresh(&opts).await?)
+}
+
+pub async fn sync(rt: &Runtime, batch_size: usize, json: bool) -> anyhow::Result<SyncReport> {
+    let periodic = periodic_refresh(rt, json).await?;
+    let member_refresh = drain::drain(rt, batch_size, json).await?;
+    Ok(SyncReport {
+        periodic,
+        member_refresh,
+    })
+}
+
+fn uuid_like() -> String {
+    chrono::Utc::now().format("%Y%m%dT%H%M%S%3f").to_string()
+}
+
+fn periodic_text(r: &PeriodicReport) -> String {
+    if let Some(why) = &r.skipped {
+        return format!("periodic-refresh: skipped ({why})\n");
+    }
+    let mut out = String::new();
+    for f in &r.feeds {
+        out.push_str(&format!(
+            "periodic-refresh: {feed}: window {from} .. {to}: {changed} changed ({deleted} deleted), {sent} queued{done}\n",
+            feed = f.feed,
+            from = f.from.map_or("-".into(), |t| t.to_rfc3339()),
+            to = f.to.map_or("-".into(), |t| t.to_rfc3339()),
+            changed = f.changed,
+            deleted = f.deleted,
+            sent = f.sent,
+            done = if f.completed { "" } else { " (unfinished: the next run resumes)" },
+        ));
+    }
+    out.push_str(&format!(
+        "periodic-refresh: {} Salesforce API calls{}\n",
+        r.salesforce_calls,
+        r.usage.map_or(String::new(), |u| format!(", org usage {}/{}", u.used, u.max))
+    ));
+    out
+}
+
+fn drain_text(r: &DrainReport) -> String {
+    format!(
+        "member-refresh: {} messages in {} batches: {} Contacts, {} pushed ({} deactivated, {} deleted), \
+         {} unchanged, {} dead-lettered, {} failed deliveries; {} Salesforce calls, {} Higher Logic calls\n",
+        r.messages,
+        r.batches,
+        r.contacts,
+        r.pushed,
+        r.deactivated,
+        r.deleted,
+        r.skipped_unchanged + r.already_current,
+        r.dead_lettered,
+        r.failed_deliveries,
+        r.salesforce_calls,
+        r.higher_logic_calls
+    )
+}
+
+#[derive(Debug, Serialize)]
+pub struct Provisioned {
+    pub table: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub secret: Option<String>,
+}
+
+pub async fn provision(stack: &str, secret_file: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    let sdk = context::sdk_config().await;
+    let clients = Clients::new(&sdk);
+    let out = provision_with(&clients, stack, secret_file).await?;
+    emit(json, &out, || {
+        format!(
+            "provisioned stack `{stack}`:\n  table  {}\n  queue  {}\n  dlq    {}\n  secret {}\n",
+            out.table,
+            out.queue_url,
+            out.dlq_url,
+            out.secret.as_deref().unwrap_or("(not changed: pass --secret-file to store one)")
+        )
+    })
+}
+
+pub async fn provision_with(clients: &Clients, stack: &str, secret_file: Option<&Path>) -> anyhow::Result<Provisioned> {
+    let names = StackNames::new(stack);
+    hlsync_aws::create_table(&clients.dynamodb, &names.table).await?;
+    let (queue_url, dlq_url) = hlsync_aws::create_queue_pair(
+        &clients.sqs,
+        &names.queue,
+        &names.dlq,
+        MAX_RECEIVE_COUNT,
+        QUEUE_VISIBILITY,
+    )
+    .await?;
+    let secret = match secret_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the secret file {}", path.display()))?;
+            // Refuse a document the functions could not use, before storing it.
+            hlsync_sync::runtime::parse_secret(&names.secret, "new", &text)?;
+            hlsync_aws::put_secret(&clients.secrets, &names.secret, &SecretString::from(text)).await?;
+            Some(names.secret.clone())
+        }
+        None => None,
+    };
+    Ok(Provisioned {
+        table: names.table,
+        queue_url,
+        dlq_url,
+        secret,
+    })
+}
+
+async fn status(config: Option<&Path>, stack: &str, json: bool) -> anyhow::Result<()> {
+    let rt = context::runtime(config, stack).await?;
+    let value = status_value(&rt).await?;
+    emit(json, &value, || status_text(&value))
+}
+
+pub async fn status_value(rt: &Runtime) -> anyhow::Result<Value> {
+    use hlsync_sync::ports::StateStore as _;
+    let mut watermarks = serde_json::Map::new();
+    for feed in [periodic::FEED_CONTACTS, periodic::FEED_CONTACT_DELETES] {
+        let wm = rt.state.watermark(feed).await?;
+        if wm.version > 0 {
+            watermarks.insert(
+                feed.into(),
+                json!({ "at": wm.at, "unfinished_window": wm.checkpoint.is_some(), "version": wm.version }),
+            );
+        }
+    }
+    let queue = rt.queues.queue.depth().await?;
+    let dlq = rt.queues.dlq.depth().await?;
+    let usage = rt.state.get_doc(periodic::USAGE_DOC).await?;
+    let allotment = usage.as_ref().and_then(|u| {
+        let used = u.get("used")?.as_u64()?;
+        let max = u.get("max")?.as_u64()?;
+        let usage = allotment::ApiUsage { used, max };
+        Some(json!({
+            "used": used,
+            "org_max": max,
+            "ceiling": allotment::ceiling(&rt.cfg.salesforce, Some(max)),
+            "share_of_allotment": allotment::share(usage, &rt.cfg.salesforce),
+            "at": u.get("at"),
+        }))
+    });
+    let login_failure = rt
+        .state
+        .get_doc(hlsync_sync::adapters::salesforce::LOGIN_FAILURE_DOC)
+        .await?;
+    let login = match login_failure {
+        None => json!({ "state": "ok" }),
+        Some(doc) => {
+            let version = rt.aws.secrets.describe_secret().secret_id(&rt.resources.secret_id).send().await.ok().and_then(|d| {
+                d.version_ids_to_stages()
+                    .and_then(|m| m.iter().find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT")).map(|(v, _)| v.clone()))
+            });
+            let blocked = version.is_some() && doc.get("secret_version").and_then(Value::as_str) == version.as_deref();
+            json!({
+                "state": if blocked { "rejected: waiting for a new secret version" } else { "rejected earlier; the secret has changed since, the next run logs in again" },
+                "message": doc.get("message"),
+                "at": doc.get("at"),
+            })
+        }
+    };
+    Ok(json!({
+        "stack": {
+            "table": rt.resources.table,
+            "queue_url": rt.resources.queue_url,
+            "dlq_url": rt.resources.dlq_url,
+            "secret_id": rt.resources.secret_id,
+        },
+        "watermarks": watermarks,
+        "queue": { "visible": queue.visible, "in_flight": queue.in_flight },
+        "dlq": { "visible": dlq.visible, "in_flight": dlq.in_flight },
+        "last_periodic_refresh": rt.state.get_doc(periodic::LAST_RUN_DOC).await?,
+        "last_member_refresh": rt.state.get_doc(hlsync_sync::member::LAST_RUN_DOC).await?,
+        "api_usage": allotment,
+        "salesforce_login": login,
+    }))
+}
+
+fn status_text(v: &Value) -> String {
+    let mut out = String::new();
+    let s = |v: &Value| match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    out.push_str("watermarks:\n");
+    match v["watermarks"].as_object() {
+        Some(w) if !w.is_empty() => {
+            for (feed, wm) in w {
+                out.push_str(&format!(
+                    "  {feed:<18} {}{}\n",
+                    s(&wm["at"]),
+                    if wm["unfinished_window"] == json!(true) { " (a window is unfinished: the next run resumes it)" } else { "" }
+                ));
+            }
+        }
+        _ => out.push_str("  (none yet: no Periodic Refresh has completed)\n"),
+    }
+    out.push_str(&format!(
+        "queue:      {} visible, {} in flight\ndlq:        {} visible{}\n",
+        s(&v["queue"]["visible"]),
+        s(&v["queue"]["in_flight"]),
+        s(&v["dlq"]["visible"]),
+        if v["dlq"]["visible"].as_u64().unwrap_or(0) > 0 { " (fix the cause, then `hlsync redrive`)" } else { "" }
+    ));
+    let last = &v["last_periodic_refresh"];
+    out.push_str(&format!(
+        "last periodic refresh: {} ({} changed, {} Salesforce calls){}\n",
+        s(&last["finished_at"]),
+        last["feeds"].as_array().map_or(0, |f| f.iter().filter_map(|f| f["changed"].as_u64()).sum::<u64>()),
+        s(&last["salesforce_calls"]),
+        last.get("error").map_or(String::new(), |e| format!(" error: {}", s(e)))
+    ));
+    let last = &v["last_member_refresh"];
+    out.push_str(&format!(
+        "last member refresh batch: {} ({} pushed, {} unchanged, {} failed)\n",
+        s(&last["finished_at"]),
+        s(&last["pushed"]),
+        s(&last["skipped_unchanged"]),
+        s(&last["failed"])
+    ));
+    match v["api_usage"].as_object() {
+        Some(u) => out.push_str(&format!(
+            "API usage: {} of {} in the last 24 h; hlsync's ceiling {} ({:.1}% of its allotment used), as of {}\n",
+            s(&u["used"]),
+            s(&u["org_max"]),
+            s(&u["ceiling"]),
+            u["share_of_allotment"].as_f64().unwrap_or(0.0) * 100.0,
+            s(&u["at"])
+        )),
+        None => out.push_str("API usage: not known yet\n"),
+    }
+    out.push_str(&format!("Salesforce login: {}", s(&v["salesforce_login"]["state"])));
+    if let Some(m) = v["salesforce_login"].get("message") {
+        out.push_str(&format!(" ({})", s(m)));
+    }
+    out.push('\n');
+    out
+}
+
+async fn check(config: Option<&Path>, stack: &str, json: bool) -> anyhow::Result<()> {
+    let rt = context::runtime(config, stack).await?;
+    let describe = rt.crm.describe_contact(true).await?;
+    let report = check_report(&rt.cfg, &describe);
+    emit(json, &report, || check_text(&report))?;
+    if let Some(error) = report.get("error").and_then(Value::as_str) {
+        bail!("{error}");
+    }
+    Ok(())
+}
+
+pub fn check_report(cfg: &hlsync_core::config::Config, describe: &hlsync_sync::ports::Describe) -> Value {
+    let schema = match ContactSchema::build(&describe.fields, &describe.record_types, &cfg.contacts) {
+        Ok(schema) => schema,
+        Err(e) => return json!({ "ok": false, "error": e.to_string() }),
+    };
+    let field = |f: &hlsync_core::schema::FieldInfo, becomes: &str| {
+        json!({
+            "field": f.name,
+            "label": f.label,
+            "type": f.field_type.as_sf(),
+            "formula": f.calculated,
+            "becomes": becomes,
+        })
+    };
+    let mut fields: Vec<Value> = schema
+        .security_group_fields()
+        .iter()
+        .map(|f| field(f, "security groups"))
+        .collect();
+    fields.extend(schema.community_group_fields().iter().map(|f| field(f, "community groups")));
+    let formulas: Vec<String> = schema.formula_fields().iter().map(|f| f.name.clone()).collect();
+    let mut warnings = Vec::new();
+    if !formulas.is_empty() {
+        warnings.push(format!(
+            "formula fields {} change without moving SystemModstamp: hlsync re-reads all Contacts every {} (contacts.full_refresh_every)",
+            formulas.join(", "),
+            humantime::format_duration(cfg.contacts.full_refresh_every)
+        ));
+    }
+    json!({
+        "ok": true,
+        "active_field": schema.active_field().map(|f| f.name.clone()),
+        "prefix": cfg.contacts.group_field_prefix,
+        "fields": fields,
+        "formula_fields": formulas,
+        "record_type_groups": cfg.contacts.record_type_groups,
+        "record_types": schema.record_types().iter().map(|r| json!({"name": r.name, "developer_name": r.developer_name})).collect::<Vec<_>>(),
+        "warnings": warnings,
+    })
+}
+
+fn check_text(v: &Value) -> String {
+    if let Some(e) = v.get("error") {
+        return format!("check failed: {}\n", e.as_str().unwrap_or_default());
+    }
+    let mut out = String::new();
+    out.push_str(&format!(
+        "active field: {}\n",
+        v["active_field"].as_str().unwrap_or("(none: every Contact is active)")
+    ));
+    out.push_str(&format!("fields with the prefix `{}`:\n", v["prefix"].as_str().unwrap_or_default()));
+    for f in v["fields"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  {:<28} {:<14} {:<18} -> {}{}\n",
+            f["field"].as_str().unwrap_or_default(),
+            f["type"].as_str().unwrap_or_default(),
+            f["label"].as_str().unwrap_or_default(),
+            f["becomes"].as_str().unwrap_or_default(),
+            if f["formula"] == json!(true) { " (formula)" } else { "" }
+        ));
+    }
+    if v["record_type_groups"] == json!(true) {
+        let names: Vec<&str> = v["record_types"].as_array().into_iter().flatten().filter_map(|r| r["name"].as_str()).collect();
+        out.push_str(&format!("record types -> security groups: {}\n", names.join(", ")));
+    }
+    for w in v["warnings"].as_array().into_iter().flatten() {
+        out.push_str(&format!("warning: {}\n", w.as_str().unwrap_or_default()));
+    }
+    out
+}
+
+async fn redrive(stack: &str, max: Option<usize>, json: bool) -> anyhow::Result<()> {
+    let sdk = context::sdk_config().await;
+    let clients = Clients::new(&sdk);
+    let resources = context::resources(&clients, stack).await?;
+    let report = hlsync_aws::redrive(&clients.sqs, &resources.dlq_url, &resources.queue_url, max).await?;
+    let out = json!({ "moved": report.moved, "failed": report.failed, "method": format!("{:?}", report.method) });
+    emit(json, &out, || {
+        format!(
+            "redrive: {} messages moved from the DLQ back to the queue{}\n",
+            report.moved,
+            if report.failed > 0 { format!(", {} left on the DLQ (could not be sent)", report.failed) } else { String::new() }
+        )
+    })
+}

@@ -1,0 +1,169 @@
+//! `hlsync demo`: the whole system on this machine, end to end, with a summary.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::commands::{self, SyncReport};
+use crate::local::{LocalOptions, LocalSystem};
+use crate::output::{emit, progress};
+
+#[derive(Debug, Serialize)]
+pub struct Round {
+    pub name: String,
+    pub changed: u64,
+    pub pushed: u64,
+    pub skipped_unchanged: u64,
+    pub deactivated: u64,
+    pub deleted: u64,
+    pub dead_lettered: u64,
+    pub salesforce_calls: u64,
+    pub higher_logic_calls: u64,
+    pub wall_ms: u128,
+}
+
+impl Round {
+    fn new(name: &str, r: &SyncReport, wall: Duration) -> Self {
+        Round {
+            name: name.into(),
+            changed: r.periodic.changed(),
+            pushed: r.member_refresh.pushed,
+            skipped_unchanged: r.member_refresh.skipped_unchanged + r.member_refresh.already_current,
+            deactivated: r.member_refresh.deactivated,
+            deleted: r.member_refresh.deleted,
+            dead_lettered: r.member_refresh.dead_lettered,
+            salesforce_calls: r.periodic.salesforce_calls + r.member_refresh.salesforce_calls,
+            higher_logic_calls: r.member_refresh.higher_logic_calls,
+            wall_ms: wall.as_millis(),
+        }
+    }
+}
+
+/// What the demo changes in Salesforce between the first and the second sync.
+#[derive(Debug, Default, Serialize)]
+pub struct Edits {
+    pub renamed: usize,
+    pub deactivated: usize,
+    pub deleted: usize,
+    pub opted_out: usize,
+    pub regrouped: usize,
+}
+
+/// Edits some Contacts the way people do during a day.
+pub fn edit_contacts(sys: &LocalSystem) -> Edits {
+    let contacts: Vec<_> = sys
+        .salesforce
+        .all("Contact")
+        .into_iter()
+        .filter(|c| c.get("IsDeleted") != Some(&json!(true)))
+        .filter(|c| c.get("Active__c") == Some(&json!(true)))
+        .collect();
+    let id = |c: &serde_json::Map<String, Value>| c.get("Id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut edits = Edits::default();
+    for (i, c) in contacts.iter().take(38).enumerate() {
+        let fields = |v: Value| v.as_object().cloned().unwrap_or_default();
+        match i {
+            0..20 => {
+                sys.salesforce.update("Contact", &id(c), fields(json!({"Title": format!("Director of Things {i}")})));
+                edits.renamed += 1;
+            }
+            20..25 => {
+                sys.salesforce.update("Contact", &id(c), fields(json!({"Active__c": false})));
+                edits.deactivated += 1;
+            }
+            25..28 => {
+                sys.salesforce.delete("Contact", &id(c));
+                edits.deleted += 1;
+            }
+            28..33 => {
+                sys.salesforce.update("Contact", &id(c), fields(json!({"HasOptedOutOfEmail": true})));
+                edits.opted_out += 1;
+            }
+            _ => {
+                sys.salesforce.update("Contact", &id(c), fields(json!({"HL_Member_Type__c": "Platinum"})));
+                edits.regrouped += 1;
+            }
+        }
+    }
+    edits
+}
+
+pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    progress(json, "demo: starting moto server and the Salesforce and Higher Logic simulators…");
+    let sys = LocalSystem::start(LocalOptions {
+        contacts,
+        seed,
+        ..LocalOptions::default()
+    })
+    .await?;
+    progress(
+        json,
+        format!(
+            "demo: Salesforce simulator at {}, Higher Logic simulator at {}, moto at {}; {} Contacts seeded",
+            sys.salesforce.base_url(),
+            sys.higher_logic.base_url(),
+            sys.moto.endpoint_url(),
+            contacts
+        ),
+    );
+    let rt = sys.runtime();
+    let mut rounds = Vec::new();
+
+    progress(json, "demo: first sync (every Contact is new)…");
+    let t = Instant::now();
+    let r = commands::sync(&rt, 500, json).await?;
+    rounds.push(Round::new("initial sync", &r, t.elapsed()));
+
+    let edits = edit_contacts(&sys);
+    // Let the edits age past `settle` on Salesforce's clock.
+    sys.salesforce.advance(Duration::from_secs(120));
+    progress(json, format!("demo: edited Contacts in Salesforce: {edits:?}; second sync…"));
+    let t = Instant::now();
+    let r = commands::sync(&rt, 500, json).await?;
+    rounds.push(Round::new("after edits", &r, t.elapsed()));
+
+    sys.salesforce.advance(Duration::from_secs(120));
+    progress(json, "demo: third sync (nothing changed)…");
+    let t = Instant::now();
+    let r = commands::sync(&rt, 500, json).await?;
+    rounds.push(Round::new("no changes", &r, t.elapsed()));
+
+    let members = sys.higher_logic.members();
+    let active = members.values().filter(|m| m["IsActive"] == json!(true)).count();
+    let deleted = members.values().filter(|m| m["IsDeleted"] == json!(true)).count();
+    let status = commands::status_value(&rt).await?;
+    let summary = json!({
+        "contacts_seeded": contacts,
+        "edits": edits,
+        "rounds": rounds,
+        "higher_logic": { "members": members.len(), "active": active, "deleted": deleted },
+        "dlq": status["dlq"],
+        "salesforce_api_usage": status["api_usage"],
+        "wall_ms": started.elapsed().as_millis(),
+    });
+    emit(json, &summary, || {
+        let mut out = String::from("\nhlsync demo: summary\n");
+        out.push_str(&format!(
+            "{:<14} {:>8} {:>8} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>9}\n",
+            "round", "changed", "pushed", "unchanged", "deactivated", "deleted", "dead-lettered", "SF calls", "HL calls", "wall ms"
+        ));
+        for r in &rounds {
+            out.push_str(&format!(
+                "{:<14} {:>8} {:>8} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>9}\n",
+                r.name, r.changed, r.pushed, r.skipped_unchanged, r.deactivated, r.deleted, r.dead_lettered,
+                r.salesforce_calls, r.higher_logic_calls, r.wall_ms
+            ));
+        }
+        out.push_str(&format!(
+            "Higher Logic now holds {} members ({} active, {} deleted); DLQ: {} messages; total wall time {:.1} s\n",
+            members.len(),
+            active,
+            deleted,
+            status["dlq"]["visible"],
+            started.elapsed().as_secs_f64()
+        ));
+        out
+    })
+}

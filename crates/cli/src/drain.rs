@@ -1,0 +1,146 @@
+//! `member-refresh --drain`: the SQS event source mapping, emulated. It receives batches, hands
+//! them to the same handler as the Lambda (`Runtime::member_refresh`), deletes what succeeded and
+//! returns the failed messages to the queue, where SQS's redrive policy moves a message to the
+//! DLQ after its fifth receive.
+//!
+//! One difference on purpose: a failed message is made visible again at once (Lambda would wait
+//! for the visibility timeout), so that a local drain finishes in seconds rather than minutes.
+
+use std::time::Duration;
+
+use hlsync_sync::Deadline;
+use hlsync_sync::member::{IncomingMessage, MemberReport};
+use hlsync_sync::runtime::Runtime;
+use serde::Serialize;
+
+use crate::output::progress;
+
+/// How long a received message stays invisible while its batch is worked.
+const VISIBILITY: Duration = Duration::from_secs(120);
+/// Empty receives in a row, while messages are in flight elsewhere, before a drain gives up.
+const MAX_IDLE_ROUNDS: u32 = 20;
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct DrainReport {
+    pub batches: u64,
+    pub messages: u64,
+    pub contacts: u64,
+    pub pushed: u64,
+    pub skipped_unchanged: u64,
+    pub already_current: u64,
+    pub deactivated: u64,
+    pub deleted: u64,
+    pub dead_lettered: u64,
+    /// Message deliveries that failed (a message failing 5 times counts 5).
+    pub failed_deliveries: u64,
+    pub salesforce_calls: u64,
+    pub higher_logic_calls: u64,
+}
+
+impl DrainReport {
+    fn add(&mut self, r: &MemberReport) {
+        self.batches += 1;
+        self.messages += r.received;
+        self.contacts += r.contacts;
+        self.pushed += r.pushed;
+        self.skipped_unchanged += r.skipped_unchanged;
+        self.already_current += r.already_current;
+        self.deactivated += r.deactivated;
+        self.deleted += r.deleted;
+        self.dead_lettered += r.dead_lettered;
+        self.failed_deliveries += r.failed_message_ids.len() as u64;
+        self.salesforce_calls += r.salesforce_calls;
+        self.higher_logic_calls += r.higher_logic_calls;
+    }
+}
+
+/// Receives up to `batch_size` messages, the way the event source batches them.
+async fn receive_batch(
+    rt: &Runtime,
+    batch_size: usize,
+) -> anyhow::Result<Vec<hlsync_aws::Received>> {
+    let mut batch = Vec::new();
+    while batch.len() < batch_size {
+        let want = (batch_size - batch.len()).min(10);
+        let got = rt
+            .queues
+            .queue
+            .receive(want, Some(VISIBILITY), Duration::ZERO)
+            .await?;
+        if got.is_empty() {
+            break;
+        }
+        batch.extend(got);
+    }
+    Ok(batch)
+}
+
+pub async fn drain(rt: &Runtime, batch_size: usize, json: bool) -> anyhow::Result<DrainReport> {
+    let batch_size = batch_size.clamp(1, 10_000);
+    let mut total = DrainReport::default();
+    let mut idle_rounds = 0;
+    loop {
+        let received = receive_batch(rt, batch_size).await?;
+        if received.is_empty() {
+            let depth = rt.queues.queue.depth().await?;
+            if depth.visible == 0 && depth.in_flight == 0 && depth.delayed == 0 {
+                break;
+            }
+            // Messages still in flight elsewhere (another consumer); wait for them briefly.
+            idle_rounds += 1;
+            if idle_rounds > MAX_IDLE_ROUNDS {
+                progress(json, format!("member-refresh: {} messages still in flight elsewhere; stopping", depth.in_flight));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        let messages: Vec<IncomingMessage> = received
+            .iter()
+            .map(|m| IncomingMessage {
+                message_id: m.message_id.clone(),
+                body: m.body.clone(),
+            })
+            .collect();
+        let report = match rt.member_refresh(messages, &Deadline::none()).await {
+            Ok(report) => report,
+            Err(e) => {
+                // The whole batch could not be worked: leave it on the queue and stop.
+                let handles: Vec<&str> = received.iter().map(|m| m.receipt_handle.as_str()).collect();
+                for h in handles {
+                    let _ = rt.queues.queue.change_visibility(h, Duration::ZERO).await;
+                }
+                return Err(e.into());
+            }
+        };
+        total.add(&report);
+        let failed: std::collections::HashSet<&str> =
+            report.failed_message_ids.iter().map(String::as_str).collect();
+        let done: Vec<String> = received
+            .iter()
+            .filter(|m| !failed.contains(m.message_id.as_str()))
+            .map(|m| m.receipt_handle.clone())
+            .collect();
+        let not_deleted = rt.queues.queue.delete_batch(&done).await?;
+        if !not_deleted.is_empty() {
+            progress(json, format!("member-refresh: {} messages could not be deleted and will be seen again", not_deleted.len()));
+        }
+        for m in received.iter().filter(|m| failed.contains(m.message_id.as_str())) {
+            rt.queues.queue.change_visibility(&m.receipt_handle, Duration::ZERO).await?;
+        }
+        idle_rounds = 0;
+        progress(
+            json,
+            format!(
+                "member-refresh: batch {}: {} messages, {} pushed, {} unchanged, {} failed (total {} messages)",
+                total.batches,
+                report.received,
+                report.pushed,
+                report.skipped_unchanged + report.already_current,
+                report.failed_message_ids.len(),
+                total.messages
+            ),
+        );
+    }
+    Ok(total)
+}

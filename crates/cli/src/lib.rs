@@ -1,0 +1,87 @@
+//! The `hlsync` command line as a library: the commands, the emulated SQS event source, the
+//! local system (moto + simulators) used by the demo, the end-to-end tests and the benchmarks.
+
+pub mod commands;
+pub mod context;
+pub mod demo;
+pub mod drain;
+pub mod local;
+pub mod output;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Keeps a Higher Logic community in step with Salesforce (the Salesforce technical worksheet's
+/// integration, run as AWS Lambdas). This command runs the same code as the Lambdas, against the
+/// configured AWS endpoint (`AWS_ENDPOINT_URL` for a local emulator).
+#[derive(Debug, Parser)]
+#[command(name = "hlsync", version, about, long_about = None)]
+pub struct Cli {
+    /// The TOML config file. Default: env HLSYNC_CONFIG (a path, or the TOML text itself).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The stack whose resources to use where HLSYNC_STATE_TABLE, HLSYNC_QUEUE_URL,
+    /// HLSYNC_DLQ_URL or HLSYNC_SECRET_ID are unset: table NAME-state, queues
+    /// NAME-member-refresh and NAME-member-refresh-dlq, secret NAME/credentials.
+    #[arg(long, global = true, value_name = "NAME", default_value = "hlsync")]
+    pub stack: String,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the state table, the queue and its dead-letter queue (redrive after 5 receives)
+    /// and, with --secret-file, the secret.
+    Provision {
+        /// A JSON file with the secret (SPEC.md §4) to store as NAME/credentials.
+        #[arg(long, value_name = "FILE")]
+        secret_file: Option<PathBuf>,
+    },
+    /// One Periodic Refresh, as the scheduled Lambda does it.
+    PeriodicRefresh,
+    /// Consume the work queue, as the SQS-triggered Lambda does (same batch handler).
+    MemberRefresh {
+        /// Keep consuming until the queue is empty (required: this command emulates the SQS
+        /// event source mapping).
+        #[arg(long)]
+        drain: bool,
+        /// Messages per batch handed to the handler (the event source's BatchSize).
+        #[arg(long, default_value_t = 500)]
+        batch_size: usize,
+    },
+    /// A Periodic Refresh, then `member-refresh --drain`.
+    Sync {
+        #[arg(long, default_value_t = 500)]
+        batch_size: usize,
+    },
+    /// Watermarks, queue and DLQ depth, last runs, API usage against the allotment, login state.
+    Status,
+    /// Check the config against the live Salesforce org: fields exist, the active field is a
+    /// checkbox, which prefixed fields were found and which are formulas.
+    Check,
+    /// Move messages from the dead-letter queue back to the work queue.
+    Redrive {
+        /// Move at most this many messages.
+        #[arg(long)]
+        max: Option<usize>,
+    },
+    /// The whole system on this machine: moto server, the Salesforce and Higher Logic
+    /// simulators, seeded data, a sync, changes, a second sync, and a summary.
+    Demo {
+        /// Contacts to seed in the Salesforce simulator.
+        #[arg(long, default_value_t = 2000)]
+        contacts: usize,
+        /// Seed of the generated data.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+}
+

@@ -1,0 +1,184 @@
+//! `sobjects/{Object}/describe`, cached per client: fields are discovered at run time (HL_
+//! fields), and a refresh picks up new ones without a redeploy.
+
+use std::sync::Arc;
+
+use hlsync_core::id::SfId;
+use hlsync_core::schema::{FieldInfo, FieldType, RecordTypeInfo};
+use reqwest::Method;
+use serde::Deserialize;
+use tracing::debug;
+
+use crate::client::{Call, SalesforceClient};
+use crate::error::SfError;
+
+/// What hlsync needs of an object's describe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Describe {
+    pub fields: Vec<FieldInfo>,
+    pub record_types: Vec<RecordTypeInfo>,
+}
+
+impl Describe {
+    /// The field of that API name (API names are case-insensitive).
+    pub fn field(&self, name: &str) -> Option<&FieldInfo> {
+        self.fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeAnswer {
+    fields: Vec<FieldAnswer>,
+    #[serde(default)]
+    record_type_infos: Vec<RecordTypeAnswer>,
+}
+
+#[derive(Deserialize)]
+struct FieldAnswer {
+    name: String,
+    #[serde(default)]
+    label: String,
+    #[serde(rename = "type")]
+    field_type: String,
+    #[serde(default)]
+    calculated: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordTypeAnswer {
+    name: String,
+    /// Absent before API version 43.0; the name stands in for it then.
+    developer_name: Option<String>,
+    record_type_id: String,
+    #[serde(default)]
+    active: bool,
+}
+
+impl SalesforceClient {
+    /// The describe of `object`, from the cache unless `refresh` (or not cached yet).
+    pub async fn describe(&self, object: &str, refresh: bool) -> Result<Arc<Describe>, SfError> {
+        check_api_name(object)?;
+        let key = object.to_ascii_lowercase();
+        if !refresh && let Some(d) = self.inner.describes.lock().await.get(&key) {
+            return Ok(d.clone());
+        }
+        let what = format!("describe {object}");
+        let answer = self
+            .send(Call {
+                what: what.clone(),
+                method: Method::GET,
+                path: self.data_path(&format!("sobjects/{object}/describe")),
+                body: None,
+                query_batch_size: None,
+            })
+            .await?;
+        let parsed: DescribeAnswer =
+            serde_json::from_value(answer).map_err(|e| SfError::Decode {
+                what: what.clone(),
+                detail: e.to_string(),
+            })?;
+        let describe = Arc::new(convert(parsed, &what)?);
+        debug!(
+            object,
+            fields = describe.fields.len(),
+            record_types = describe.record_types.len(),
+            "described"
+        );
+        self.inner
+            .describes
+            .lock()
+            .await
+            .insert(key, describe.clone());
+        Ok(describe)
+    }
+}
+
+fn convert(answer: DescribeAnswer, what: &str) -> Result<Describe, SfError> {
+    let fields = answer
+        .fields
+        .into_iter()
+        .map(|f| FieldInfo {
+            label: if f.label.is_empty() {
+                f.name.clone()
+            } else {
+                f.label
+            },
+            name: f.name,
+            field_type: FieldType::from_sf(&f.field_type),
+            calculated: f.calculated,
+        })
+        .collect();
+    let record_types = answer
+        .record_type_infos
+        .into_iter()
+        .map(|rt| {
+            let id = rt
+                .record_type_id
+                .parse::<SfId>()
+                .map_err(|e| SfError::Decode {
+                    what: what.to_string(),
+                    detail: format!("record type `{}` has a bad recordTypeId: {e}", rt.name),
+                })?;
+            Ok(RecordTypeInfo {
+                id,
+                developer_name: rt.developer_name.unwrap_or_else(|| rt.name.clone()),
+                name: rt.name,
+                active: rt.active,
+            })
+        })
+        .collect::<Result<Vec<_>, SfError>>()?;
+    Ok(Describe {
+        fields,
+        record_types,
+    })
+}
+
+/// Object and field names go into URLs and request bodies: only API names are let through.
+pub(crate) fn check_api_name(name: &str) -> Result<(), SfError> {
+    let ok = !name.is_empty()
+        && name.len() <= 80
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(SfError::InvalidName(name.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_names_are_checked() {
+        assert!(check_api_name("Contact").is_ok());
+        assert!(check_api_name("HL_Member_Type__c").is_ok());
+        assert!(check_api_name("Contact/../limits").is_err());
+        assert!(check_api_name("Account.Name").is_err());
+        assert!(check_api_name("").is_err());
+    }
+
+    #[test]
+    fn converts_documented_describe_shape() {
+        let answer: DescribeAnswer = serde_json::from_str(
+            r#"{"name":"Contact","fields":[
+                {"name":"Id","label":"Contact ID","type":"id","calculated":false,"nillable":false},
+                {"name":"HL_Is_Board__c","label":"Board","type":"boolean","calculated":true}],
+               "recordTypeInfos":[{"active":true,"available":true,"defaultRecordTypeMapping":true,
+                 "developerName":"Master","master":true,"name":"Master","recordTypeId":"012000000000000AAA",
+                 "urls":{"layout":"/services/data/v62.0/sobjects/Contact/describe/layouts/012000000000000AAA"}}]}"#,
+        )
+        .unwrap();
+        let d = convert(answer, "describe Contact").unwrap();
+        assert_eq!(d.fields.len(), 2);
+        assert!(d.field("hl_is_board__c").unwrap().calculated);
+        assert_eq!(d.field("Id").unwrap().field_type, FieldType::from_sf("id"));
+        assert_eq!(d.record_types[0].developer_name, "Master");
+        assert_eq!(d.record_types[0].id.as_str(), "012000000000000AAA");
+    }
+}

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Checks infra/: lints the SAM template, synthesizes the CDK app offline, compares the two stacks
+# fact by fact, and proves that the comparison notices when either side drifts.
+# Installs what it needs (infra/.venv-sam, infra/cdk/node_modules) and can be run again at will.
+# Usage: bash infra/check.sh          (from anywhere; needs python3 >= 3.10, node >= 18, npm)
+set -euo pipefail
+
+INFRA="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="$INFRA/.venv-sam"
+CDK="$INFRA/cdk"
+SAM_TEMPLATE="$INFRA/template.yaml"
+CDK_TEMPLATE="$CDK/cdk.out/Hlsync.template.json"
+
+# Everything here is offline: no telemetry, no notices, no credentials, a fixed region.
+export SAM_CLI_TELEMETRY=0 CDK_DISABLE_CLI_TELEMETRY=true AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+
+passed=0
+failed=0
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; }
+
+# step NAME COMMAND...: runs the command, shows its output only when it fails.
+step() {
+  local name="$1"
+  shift
+  if "$@" >"$WORK/out" 2>&1; then
+    ok "$name"
+  else
+    fail "$name"
+    sed 's/^/     | /' "$WORK/out"
+  fi
+}
+
+# ------------------------------------------------------------------ tools
+if [[ ! -f "$VENV/.installed" ]] || ! cmp -s "$INFRA/requirements.txt" "$VENV/.installed"; then
+  echo "installing cfn-lint and aws-sam-cli into $VENV (once)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --upgrade pip
+  "$VENV/bin/pip" install --quiet -r "$INFRA/requirements.txt"
+  cp "$INFRA/requirements.txt" "$VENV/.installed"
+fi
+# npm ci rewrites node_modules from the lock file; npm leaves its own copy of the lock there.
+if [[ ! -f "$CDK/node_modules/.package-lock.json" || "$CDK/package-lock.json" -nt "$CDK/node_modules/.package-lock.json" ]]; then
+  echo "installing the CDK app's packages (npm ci, once)"
+  (cd "$CDK" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# ------------------------------------------------------------------ SAM template
+step "cfn-lint infra/template.yaml" "$VENV/bin/cfn-lint" -- "$SAM_TEMPLATE"
+step "sam validate --lint infra/template.yaml" \
+  "$VENV/bin/sam" validate --lint --template-file "$SAM_TEMPLATE" --region us-east-1
+
+# `make deploy` hands the TOML config to sam deploy through config-param.sh: it must arrive intact.
+cat >"$WORK/hlsync.toml" <<'EOF'
+allow_insecure_http = false
+
+[salesforce]
+api_version = "62.0"
+cursor_field = "SystemModstamp"  # or a custom "HL mod date" field
+lookback = "10m"
+
+[contacts]
+active_field = "Active__c"
+security_group_filter = ["Member", "Staff"]
+note = 'a literal string with \backslashes and "quotes"'
+
+[higher_logic]
+base_url = "https://datapushapi.example.org/v2"
+EOF
+config_round_trip() {
+  "$VENV/bin/python" - "$(bash "$INFRA/config-param.sh" "$WORK/hlsync.toml")" "$WORK/hlsync.toml" <<'EOF'
+import sys
+from samcli.cli.types import CfnParameterOverridesType
+got = CfnParameterOverridesType().convert((sys.argv[1],), None, None)["HlsyncConfig"]
+want = open(sys.argv[2], encoding="utf-8").read().rstrip("\n")
+sys.exit(0 if got == want else f"sam deploy would receive {got!r}, not {want!r}")
+EOF
+}
+step "config-param.sh: the TOML config survives sam deploy's parameter parser" config_round_trip
+
+# ------------------------------------------------------------------ CDK app
+# synth OUTDIR [-c key=value...]: offline synthesis with a placeholder code asset (see README).
+synth() {
+  local out="$1"
+  shift
+  (cd "$CDK" && npx --no-install cdk synth --quiet --no-notices --no-version-reporting \
+    --output "$out" -c hlsync:placeholderCode=true "$@")
+}
+step "tsc --noEmit (CDK app types)" bash -c "cd '$CDK' && npx --no-install tsc --noEmit"
+step "cdk synth (offline, placeholder code)" synth "$CDK/cdk.out"
+# W3005 is CDK's own habit of a DependsOn next to a GetAtt; harmless.
+step "cfn-lint of the synthesized CDK template" "$VENV/bin/cfn-lint" --ignore-checks W3005 -- "$CDK_TEMPLATE"
+
+# ------------------------------------------------------------------ SAM == CDK
+echo "comparing the SAM and CDK stacks:"
+if "$VENV/bin/python" "$INFRA/compare_stacks.py" "$SAM_TEMPLATE" "$CDK_TEMPLATE" >"$WORK/compare" 2>&1; then
+  compare_ok=1
+else
+  compare_ok=0
+fi
+# Indented so that only this script's last line reads as the summary.
+sed 's/^/  /' "$WORK/compare"
+compare_passed=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$WORK/compare")
+compare_failed=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$WORK/compare")
+passed=$((passed + ${compare_passed:-0}))
+failed=$((failed + ${compare_failed:-0}))
+if [[ $compare_ok == 0 && ${compare_failed:-0} == 0 ]]; then
+  fail "compare_stacks.py ran to the end"
+fi
+
+# ------------------------------------------------------------------ the comparison catches drift
+# must_differ NAME SAM CDK: the comparison of these two templates must report a failed check
+# (exit 1), not pass and not crash (exit 2), or it would also miss real drift.
+must_differ() {
+  local name="$1" sam="$2" cdk="$3" rc=0
+  "$VENV/bin/python" "$INFRA/compare_stacks.py" "$sam" "$cdk" >"$WORK/out" 2>&1 || rc=$?
+  if [[ $rc == 1 ]] && grep -q '^FAIL' "$WORK/out"; then
+    ok "comparison catches: $name ($(grep -c '^FAIL' "$WORK/out") check(s) failed)"
+  else
+    fail "comparison catches: $name (exit $rc)"
+    sed 's/^/     | /' "$WORK/out"
+  fi
+}
+
+# sam_mutant NAME SED_EXPR: a copy of the SAM template changed by SED_EXPR, against the real CDK one.
+sam_mutant() {
+  local name="$1" expr="$2" copy="$WORK/template.yaml"
+  sed -e "$expr" "$SAM_TEMPLATE" >"$copy"
+  if cmp -s "$copy" "$SAM_TEMPLATE"; then
+    fail "comparison catches: $name (the mutation '$expr' changed nothing: update check.sh)"
+    return
+  fi
+  must_differ "SAM $name" "$copy" "$CDK_TEMPLATE"
+}
+
+# cdk_mutant NAME PYTHON: a copy of the CDK template changed by PYTHON (acting on `t` and helpers
+# `res(type)` / `fn(name)`), against the real SAM one.
+cdk_mutant() {
+  local name="$1" code="$2" copy="$WORK/cdk.template.json"
+  if ! "$VENV/bin/python" - "$CDK_TEMPLATE" "$copy" >"$WORK/out" 2>&1 <<EOF
+import json, sys
+t = json.load(open(sys.argv[1]))
+R = t["Resources"]
+def res(kind):
+    found = [r for r in R.values() if r["Type"] == kind]
+    assert found, "no " + kind
+    return found
+def fn(name):
+    return next(r for r in res("AWS::Lambda::Function") if name in json.dumps(r["Properties"]["FunctionName"]))
+$code
+json.dump(t, open(sys.argv[2], "w"))
+EOF
+  then
+    fail "comparison catches: CDK $name (the mutation failed: update check.sh)"
+    sed 's/^/     | /' "$WORK/out"
+    return
+  fi
+  must_differ "CDK $name" "$SAM_TEMPLATE" "$copy"
+}
+
+sam_mutant "maxReceiveCount 5 -> 6" 's/maxReceiveCount: 5/maxReceiveCount: 6/'
+sam_mutant "TTL attribute renamed" 's/AttributeName: expires_at/AttributeName: ttl/'
+sam_mutant "point-in-time recovery off" 's/PointInTimeRecoveryEnabled: true/PointInTimeRecoveryEnabled: false/'
+sam_mutant "no ReportBatchItemFailures" 's/FunctionResponseTypes: \[ReportBatchItemFailures\]/FunctionResponseTypes: []/'
+sam_mutant "default concurrency 2 -> 3" '/MemberRefreshMaxConcurrency:$/,/Description/s/Default: 2/Default: 3/'
+sam_mutant "schedule input without execution id" 's/,"execution_id":"<aws.scheduler.execution-id>"//'
+sam_mutant "RUST_LOG renamed" 's/RUST_LOG: !Ref LogLevel/RUST_LOG_LEVEL: !Ref LogLevel/'
+sam_mutant "DLQ alarm threshold 0 -> 5" '/DeadLetterQueueAlarm:/,/ComparisonOperator/s/Threshold: 0/Threshold: 5/'
+cdk_mutant "member-refresh on x86_64" 'fn("member-refresh")["Properties"]["Architectures"] = ["x86_64"]'
+cdk_mutant "member-refresh timeout 120 -> 300" 'fn("member-refresh")["Properties"]["Timeout"] = 300'
+cdk_mutant "DLQ retention 4 days" \
+  'next(q for q in res("AWS::SQS::Queue") if "RedrivePolicy" not in q["Properties"])["Properties"]["MessageRetentionPeriod"] = 345600'
+cdk_mutant "billing PROVISIONED" 'res("AWS::DynamoDB::Table")[0]["Properties"]["BillingMode"] = "PROVISIONED"'
+cdk_mutant "queue-age alarm removed" \
+  'del R[next(k for k, r in R.items() if "queue-age" in json.dumps(r["Properties"].get("AlarmName", "")))]'
+cdk_mutant "schedule every 15 minutes" 'res("AWS::Scheduler::Schedule")[0]["Properties"]["ScheduleExpression"] = "rate(15 minutes)"'
+cdk_mutant "periodic-refresh may also read the DLQ" \
+  'next(r for r in res("AWS::IAM::Policy") if "PeriodicRefresh" in json.dumps(r))["Properties"]["PolicyDocument"]["Statement"].append({"Effect": "Allow", "Action": "sqs:ReceiveMessage", "Resource": "*"})'
+# And once through the CDK app itself, not an edited template.
+if synth "$WORK/cdk-x86.out" -c hlsync:architecture=x86_64 >"$WORK/out" 2>&1; then
+  must_differ "CDK app synthesized with -c hlsync:architecture=x86_64" "$SAM_TEMPLATE" "$WORK/cdk-x86.out/Hlsync.template.json"
+else
+  fail "cdk synth -c hlsync:architecture=x86_64"
+  sed 's/^/     | /' "$WORK/out"
+fi
+
+echo "infra: $passed passed, $failed failed"
+[[ $failed == 0 ]]
