@@ -2,7 +2,8 @@
 # Checks infra/: lints the SAM template, synthesizes the CDK app offline, compares the two stacks
 # fact by fact, and proves that the comparison notices when either side drifts.
 # Installs what it needs (infra/.venv-sam, infra/cdk/node_modules) and can be run again at will.
-# Usage: bash infra/check.sh          (from anywhere; needs python3 >= 3.10, node >= 18, npm)
+# Usage: bash infra/check.sh            (from anywhere; needs python3 >= 3.10, node >= 18, npm)
+#        bash infra/check.sh --install  (only install the tools, e.g. before `make deploy`)
 set -euo pipefail
 
 INFRA="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -47,6 +48,10 @@ fi
 if [[ ! -f "$CDK/node_modules/.package-lock.json" || "$CDK/package-lock.json" -nt "$CDK/node_modules/.package-lock.json" ]]; then
   echo "installing the CDK app's packages (npm ci, once)"
   (cd "$CDK" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+if [[ ${1:-} == --install ]]; then
+  exit 0
 fi
 
 # ------------------------------------------------------------------ SAM template
@@ -111,6 +116,38 @@ failed=$((failed + ${compare_failed:-0}))
 if [[ $compare_ok == 0 && ${compare_failed:-0} == 0 ]]; then
   fail "compare_stacks.py ran to the end"
 fi
+
+# The same with every setting changed, through both sides' own mechanisms (SAM parameters, CDK
+# context), which also takes the other branch of each condition (existing secret, alarm ARN, ...).
+alt_secret=arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/hlsync-AbCdEf
+alt_topic=arn:aws:sns:us-east-1:123456789012:operations
+alt_settings=(
+  "existingSecretArn ExistingSecretArn $alt_secret"
+  "alarmActionArn AlarmActionArn $alt_topic"
+  "architecture Architecture x86_64"
+  "logLevel LogLevel debug"
+  "logRetentionDays LogRetentionDays 90"
+  "scheduleIntervalMinutes ScheduleIntervalMinutes 60"
+  "scheduleState ScheduleState DISABLED"
+  "periodicRefreshReservedConcurrency PeriodicRefreshReservedConcurrency 0"
+  "memberRefreshBatchSize MemberRefreshBatchSize 10"
+  "memberRefreshBatchingWindowSeconds MemberRefreshBatchingWindowSeconds 0"
+  "memberRefreshMaxConcurrency MemberRefreshMaxConcurrency 5"
+  "queueAgeAlarmSeconds QueueAgeAlarmSeconds 600"
+  "allotmentShareAlarmPercent AllotmentShareAlarmPercent 25"
+)
+alt_context=()
+alt_params=()
+for setting in "${alt_settings[@]}"; do
+  read -r context_key parameter value <<<"$setting"
+  alt_context+=(-c "hlsync:$context_key=$value")
+  alt_params+=("$parameter=$value")
+done
+compare_alt() {
+  synth "$WORK/cdk-alt.out" "${alt_context[@]}" &&
+    "$VENV/bin/python" "$INFRA/compare_stacks.py" "$SAM_TEMPLATE" "$WORK/cdk-alt.out/Hlsync.template.json" "${alt_params[@]}"
+}
+step "SAM == CDK with every setting changed (${#alt_settings[@]} parameters / context values)" compare_alt
 
 # ------------------------------------------------------------------ the comparison catches drift
 # must_differ NAME SAM CDK: the comparison of these two templates must report a failed check
@@ -180,13 +217,9 @@ cdk_mutant "queue-age alarm removed" \
 cdk_mutant "schedule every 15 minutes" 'res("AWS::Scheduler::Schedule")[0]["Properties"]["ScheduleExpression"] = "rate(15 minutes)"'
 cdk_mutant "periodic-refresh may also read the DLQ" \
   'next(r for r in res("AWS::IAM::Policy") if "PeriodicRefresh" in json.dumps(r))["Properties"]["PolicyDocument"]["Statement"].append({"Effect": "Allow", "Action": "sqs:ReceiveMessage", "Resource": "*"})'
-# And once through the CDK app itself, not an edited template.
-if synth "$WORK/cdk-x86.out" -c hlsync:architecture=x86_64 >"$WORK/out" 2>&1; then
-  must_differ "CDK app synthesized with -c hlsync:architecture=x86_64" "$SAM_TEMPLATE" "$WORK/cdk-x86.out/Hlsync.template.json"
-else
-  fail "cdk synth -c hlsync:architecture=x86_64"
-  sed 's/^/     | /' "$WORK/out"
-fi
+# And once through the CDK app itself: its synthesis with other settings is not the default stack.
+must_differ "CDK app synthesized with other settings, against SAM's defaults" \
+  "$SAM_TEMPLATE" "$WORK/cdk-alt.out/Hlsync.template.json"
 
 echo "infra: $passed passed, $failed failed"
 [[ $failed == 0 ]]

@@ -28,7 +28,9 @@ pub const MAX_RECEIVE_COUNT: u32 = 5;
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config.as_deref();
     match cli.command {
-        Command::Provision { secret_file } => provision(&cli.stack, secret_file.as_deref(), cli.json).await,
+        Command::Provision { secret_file } => {
+            provision(&cli.stack, secret_file.as_deref(), cli.json).await
+        }
         Command::PeriodicRefresh => {
             let rt = context::runtime(config, &cli.stack).await?;
             let report = periodic_refresh(&rt, cli.json).await?;
@@ -36,7 +38,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::MemberRefresh { drain, batch_size } => {
             if !drain {
-                bail!("member-refresh runs as the SQS-triggered Lambda; locally use `hlsync member-refresh --drain`");
+                bail!(
+                    "member-refresh runs as the SQS-triggered Lambda; locally use `hlsync member-refresh --drain`"
+                );
             }
             let rt = context::runtime(config, &cli.stack).await?;
             let report = drain::drain(&rt, batch_size, cli.json).await?;
@@ -46,7 +50,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = context::runtime(config, &cli.stack).await?;
             let report = sync(&rt, batch_size, cli.json).await?;
             emit(cli.json, &report, || {
-                format!("{}{}", periodic_text(&report.periodic), drain_text(&report.member_refresh))
+                format!(
+                    "{}{}",
+                    periodic_text(&report.periodic),
+                    drain_text(&report.member_refresh)
+                )
             })
         }
         Command::Status => status(config, &cli.stack, cli.json).await,
@@ -105,7 +113,10 @@ fn periodic_text(r: &PeriodicReport) -> String {
     out.push_str(&format!(
         "periodic-refresh: {} Salesforce API calls{}\n",
         r.salesforce_calls,
-        r.usage.map_or(String::new(), |u| format!(", org usage {}/{}", u.used, u.max))
+        r.usage.map_or(String::new(), |u| format!(
+            ", org usage {}/{}",
+            u.used, u.max
+        ))
     ));
     out
 }
@@ -146,12 +157,18 @@ pub async fn provision(stack: &str, secret_file: Option<&Path>, json: bool) -> a
             out.table,
             out.queue_url,
             out.dlq_url,
-            out.secret.as_deref().unwrap_or("(not changed: pass --secret-file to store one)")
+            out.secret
+                .as_deref()
+                .unwrap_or("(not changed: pass --secret-file to store one)")
         )
     })
 }
 
-pub async fn provision_with(clients: &Clients, stack: &str, secret_file: Option<&Path>) -> anyhow::Result<Provisioned> {
+pub async fn provision_with(
+    clients: &Clients,
+    stack: &str,
+    secret_file: Option<&Path>,
+) -> anyhow::Result<Provisioned> {
     let names = StackNames::new(stack);
     hlsync_aws::create_table(&clients.dynamodb, &names.table).await?;
     let (queue_url, dlq_url) = hlsync_aws::create_queue_pair(
@@ -168,7 +185,8 @@ pub async fn provision_with(clients: &Clients, stack: &str, secret_file: Option<
                 .with_context(|| format!("reading the secret file {}", path.display()))?;
             // Refuse a document the functions could not use, before storing it.
             hlsync_sync::runtime::parse_secret(&names.secret, "new", &text)?;
-            hlsync_aws::put_secret(&clients.secrets, &names.secret, &SecretString::from(text)).await?;
+            hlsync_aws::put_secret(&clients.secrets, &names.secret, &SecretString::from(text))
+                .await?;
             Some(names.secret.clone())
         }
         None => None,
@@ -221,11 +239,23 @@ pub async fn status_value(rt: &Runtime) -> anyhow::Result<Value> {
     let login = match login_failure {
         None => json!({ "state": "ok" }),
         Some(doc) => {
-            let version = rt.aws.secrets.describe_secret().secret_id(&rt.resources.secret_id).send().await.ok().and_then(|d| {
-                d.version_ids_to_stages()
-                    .and_then(|m| m.iter().find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT")).map(|(v, _)| v.clone()))
-            });
-            let blocked = version.is_some() && doc.get("secret_version").and_then(Value::as_str) == version.as_deref();
+            let version = rt
+                .aws
+                .secrets
+                .describe_secret()
+                .secret_id(&rt.resources.secret_id)
+                .send()
+                .await
+                .ok()
+                .and_then(|d| {
+                    d.version_ids_to_stages().and_then(|m| {
+                        m.iter()
+                            .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+                            .map(|(v, _)| v.clone())
+                    })
+                });
+            let blocked = version.is_some()
+                && doc.get("secret_version").and_then(Value::as_str) == version.as_deref();
             json!({
                 "state": if blocked { "rejected: waiting for a new secret version" } else { "rejected earlier; the secret has changed since, the next run logs in again" },
                 "message": doc.get("message"),
@@ -264,7 +294,11 @@ fn status_text(v: &Value) -> String {
                 out.push_str(&format!(
                     "  {feed:<18} {}{}\n",
                     s(&wm["at"]),
-                    if wm["unfinished_window"] == json!(true) { " (a window is unfinished: the next run resumes it)" } else { "" }
+                    if wm["unfinished_window"] == json!(true) {
+                        " (a window is unfinished: the next run resumes it)"
+                    } else {
+                        ""
+                    }
                 ));
             }
         }
@@ -275,15 +309,23 @@ fn status_text(v: &Value) -> String {
         s(&v["queue"]["visible"]),
         s(&v["queue"]["in_flight"]),
         s(&v["dlq"]["visible"]),
-        if v["dlq"]["visible"].as_u64().unwrap_or(0) > 0 { " (fix the cause, then `hlsync redrive`)" } else { "" }
+        if v["dlq"]["visible"].as_u64().unwrap_or(0) > 0 {
+            " (fix the cause, then `hlsync redrive`)"
+        } else {
+            ""
+        }
     ));
     let last = &v["last_periodic_refresh"];
     out.push_str(&format!(
         "last periodic refresh: {} ({} changed, {} Salesforce calls){}\n",
         s(&last["finished_at"]),
-        last["feeds"].as_array().map_or(0, |f| f.iter().filter_map(|f| f["changed"].as_u64()).sum::<u64>()),
+        last["feeds"].as_array().map_or(0, |f| f
+            .iter()
+            .filter_map(|f| f["changed"].as_u64())
+            .sum::<u64>()),
         s(&last["salesforce_calls"]),
-        last.get("error").map_or(String::new(), |e| format!(" error: {}", s(e)))
+        last.get("error")
+            .map_or(String::new(), |e| format!(" error: {}", s(e)))
     ));
     let last = &v["last_member_refresh"];
     out.push_str(&format!(
@@ -304,7 +346,10 @@ fn status_text(v: &Value) -> String {
         )),
         None => out.push_str("API usage: not known yet\n"),
     }
-    out.push_str(&format!("Salesforce login: {}", s(&v["salesforce_login"]["state"])));
+    out.push_str(&format!(
+        "Salesforce login: {}",
+        s(&v["salesforce_login"]["state"])
+    ));
     if let Some(m) = v["salesforce_login"].get("message") {
         out.push_str(&format!(" ({})", s(m)));
     }
@@ -323,8 +368,12 @@ async fn check(config: Option<&Path>, stack: &str, json: bool) -> anyhow::Result
     Ok(())
 }
 
-pub fn check_report(cfg: &hlsync_core::config::Config, describe: &hlsync_sync::ports::Describe) -> Value {
-    let schema = match ContactSchema::build(&describe.fields, &describe.record_types, &cfg.contacts) {
+pub fn check_report(
+    cfg: &hlsync_core::config::Config,
+    describe: &hlsync_sync::ports::Describe,
+) -> Value {
+    let schema = match ContactSchema::build(&describe.fields, &describe.record_types, &cfg.contacts)
+    {
         Ok(schema) => schema,
         Err(e) => return json!({ "ok": false, "error": e.to_string() }),
     };
@@ -342,8 +391,17 @@ pub fn check_report(cfg: &hlsync_core::config::Config, describe: &hlsync_sync::p
         .iter()
         .map(|f| field(f, "security groups"))
         .collect();
-    fields.extend(schema.community_group_fields().iter().map(|f| field(f, "community groups")));
-    let formulas: Vec<String> = schema.formula_fields().iter().map(|f| f.name.clone()).collect();
+    fields.extend(
+        schema
+            .community_group_fields()
+            .iter()
+            .map(|f| field(f, "community groups")),
+    );
+    let formulas: Vec<String> = schema
+        .formula_fields()
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
     let mut warnings = Vec::new();
     if !formulas.is_empty() {
         warnings.push(format!(
@@ -371,9 +429,14 @@ fn check_text(v: &Value) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "active field: {}\n",
-        v["active_field"].as_str().unwrap_or("(none: every Contact is active)")
+        v["active_field"]
+            .as_str()
+            .unwrap_or("(none: every Contact is active)")
     ));
-    out.push_str(&format!("fields with the prefix `{}`:\n", v["prefix"].as_str().unwrap_or_default()));
+    out.push_str(&format!(
+        "fields with the prefix `{}`:\n",
+        v["prefix"].as_str().unwrap_or_default()
+    ));
     for f in v["fields"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "  {:<28} {:<14} {:<18} -> {}{}\n",
@@ -381,12 +444,24 @@ fn check_text(v: &Value) -> String {
             f["type"].as_str().unwrap_or_default(),
             f["label"].as_str().unwrap_or_default(),
             f["becomes"].as_str().unwrap_or_default(),
-            if f["formula"] == json!(true) { " (formula)" } else { "" }
+            if f["formula"] == json!(true) {
+                " (formula)"
+            } else {
+                ""
+            }
         ));
     }
     if v["record_type_groups"] == json!(true) {
-        let names: Vec<&str> = v["record_types"].as_array().into_iter().flatten().filter_map(|r| r["name"].as_str()).collect();
-        out.push_str(&format!("record types -> security groups: {}\n", names.join(", ")));
+        let names: Vec<&str> = v["record_types"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        out.push_str(&format!(
+            "record types -> security groups: {}\n",
+            names.join(", ")
+        ));
     }
     for w in v["warnings"].as_array().into_iter().flatten() {
         out.push_str(&format!("warning: {}\n", w.as_str().unwrap_or_default()));
@@ -398,13 +473,18 @@ async fn redrive(stack: &str, max: Option<usize>, json: bool) -> anyhow::Result<
     let sdk = context::sdk_config().await;
     let clients = Clients::new(&sdk);
     let resources = context::resources(&clients, stack).await?;
-    let report = hlsync_aws::redrive(&clients.sqs, &resources.dlq_url, &resources.queue_url, max).await?;
+    let report =
+        hlsync_aws::redrive(&clients.sqs, &resources.dlq_url, &resources.queue_url, max).await?;
     let out = json!({ "moved": report.moved, "failed": report.failed, "method": format!("{:?}", report.method) });
     emit(json, &out, || {
         format!(
             "redrive: {} messages moved from the DLQ back to the queue{}\n",
             report.moved,
-            if report.failed > 0 { format!(", {} left on the DLQ (could not be sent)", report.failed) } else { String::new() }
+            if report.failed > 0 {
+                format!(", {} left on the DLQ (could not be sent)", report.failed)
+            } else {
+                String::new()
+            }
         )
     })
 }

@@ -29,7 +29,8 @@ impl Round {
             name: name.into(),
             changed: r.periodic.changed(),
             pushed: r.member_refresh.pushed,
-            skipped_unchanged: r.member_refresh.skipped_unchanged + r.member_refresh.already_current,
+            skipped_unchanged: r.member_refresh.skipped_unchanged
+                + r.member_refresh.already_current,
             deactivated: r.member_refresh.deactivated,
             deleted: r.member_refresh.deleted,
             dead_lettered: r.member_refresh.dead_lettered,
@@ -59,17 +60,27 @@ pub fn edit_contacts(sys: &LocalSystem) -> Edits {
         .filter(|c| c.get("IsDeleted") != Some(&json!(true)))
         .filter(|c| c.get("Active__c") == Some(&json!(true)))
         .collect();
-    let id = |c: &serde_json::Map<String, Value>| c.get("Id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let id = |c: &serde_json::Map<String, Value>| {
+        c.get("Id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let mut edits = Edits::default();
     for (i, c) in contacts.iter().take(38).enumerate() {
         let fields = |v: Value| v.as_object().cloned().unwrap_or_default();
         match i {
             0..20 => {
-                sys.salesforce.update("Contact", &id(c), fields(json!({"Title": format!("Director of Things {i}")})));
+                sys.salesforce.update(
+                    "Contact",
+                    &id(c),
+                    fields(json!({"Title": format!("Director of Things {i}")})),
+                );
                 edits.renamed += 1;
             }
             20..25 => {
-                sys.salesforce.update("Contact", &id(c), fields(json!({"Active__c": false})));
+                sys.salesforce
+                    .update("Contact", &id(c), fields(json!({"Active__c": false})));
                 edits.deactivated += 1;
             }
             25..28 => {
@@ -77,11 +88,19 @@ pub fn edit_contacts(sys: &LocalSystem) -> Edits {
                 edits.deleted += 1;
             }
             28..33 => {
-                sys.salesforce.update("Contact", &id(c), fields(json!({"HasOptedOutOfEmail": true})));
+                sys.salesforce.update(
+                    "Contact",
+                    &id(c),
+                    fields(json!({"HasOptedOutOfEmail": true})),
+                );
                 edits.opted_out += 1;
             }
             _ => {
-                sys.salesforce.update("Contact", &id(c), fields(json!({"HL_Member_Type__c": "Platinum"})));
+                sys.salesforce.update(
+                    "Contact",
+                    &id(c),
+                    fields(json!({"HL_Member_Type__c": "Platinum"})),
+                );
                 edits.regrouped += 1;
             }
         }
@@ -91,7 +110,10 @@ pub fn edit_contacts(sys: &LocalSystem) -> Edits {
 
 pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
     let started = Instant::now();
-    progress(json, "demo: starting moto server and the Salesforce and Higher Logic simulators…");
+    progress(
+        json,
+        "demo: starting moto server and the Salesforce and Higher Logic simulators…",
+    );
     let sys = LocalSystem::start(LocalOptions {
         contacts,
         seed,
@@ -119,7 +141,10 @@ pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
     let edits = edit_contacts(&sys);
     // Let the edits age past `settle` on Salesforce's clock.
     sys.salesforce.advance(Duration::from_secs(120));
-    progress(json, format!("demo: edited Contacts in Salesforce: {edits:?}; second sync…"));
+    progress(
+        json,
+        format!("demo: edited Contacts in Salesforce: {edits:?}; second sync…"),
+    );
     let t = Instant::now();
     let r = commands::sync(&rt, 500, json).await?;
     rounds.push(Round::new("after edits", &r, t.elapsed()));
@@ -131,8 +156,14 @@ pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
     rounds.push(Round::new("no changes", &r, t.elapsed()));
 
     let members = sys.higher_logic.members();
-    let active = members.values().filter(|m| m["IsActive"] == json!(true)).count();
-    let deleted = members.values().filter(|m| m["IsDeleted"] == json!(true)).count();
+    let active = members
+        .values()
+        .filter(|m| m["IsActive"] == json!(true))
+        .count();
+    let deleted = members
+        .values()
+        .filter(|m| m["IsDeleted"] == json!(true))
+        .count();
     let status = commands::status_value(&rt).await?;
     let summary = json!({
         "contacts_seeded": contacts,
@@ -147,13 +178,30 @@ pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
         let mut out = String::from("\nhlsync demo: summary\n");
         out.push_str(&format!(
             "{:<14} {:>8} {:>8} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>9}\n",
-            "round", "changed", "pushed", "unchanged", "deactivated", "deleted", "dead-lettered", "SF calls", "HL calls", "wall ms"
+            "round",
+            "changed",
+            "pushed",
+            "unchanged",
+            "deactivated",
+            "deleted",
+            "dead-lettered",
+            "SF calls",
+            "HL calls",
+            "wall ms"
         ));
         for r in &rounds {
             out.push_str(&format!(
                 "{:<14} {:>8} {:>8} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>9}\n",
-                r.name, r.changed, r.pushed, r.skipped_unchanged, r.deactivated, r.deleted, r.dead_lettered,
-                r.salesforce_calls, r.higher_logic_calls, r.wall_ms
+                r.name,
+                r.changed,
+                r.pushed,
+                r.skipped_unchanged,
+                r.deactivated,
+                r.deleted,
+                r.dead_lettered,
+                r.salesforce_calls,
+                r.higher_logic_calls,
+                r.wall_ms
             ));
         }
         out.push_str(&format!(

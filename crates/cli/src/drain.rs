@@ -89,7 +89,13 @@ pub async fn drain(rt: &Runtime, batch_size: usize, json: bool) -> anyhow::Resul
             // Messages still in flight elsewhere (another consumer); wait for them briefly.
             idle_rounds += 1;
             if idle_rounds > MAX_IDLE_ROUNDS {
-                progress(json, format!("member-refresh: {} messages still in flight elsewhere; stopping", depth.in_flight));
+                progress(
+                    json,
+                    format!(
+                        "member-refresh: {} messages still in flight elsewhere; stopping",
+                        depth.in_flight
+                    ),
+                );
                 break;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -106,7 +112,8 @@ pub async fn drain(rt: &Runtime, batch_size: usize, json: bool) -> anyhow::Resul
             Ok(report) => report,
             Err(e) => {
                 // The whole batch could not be worked: leave it on the queue and stop.
-                let handles: Vec<&str> = received.iter().map(|m| m.receipt_handle.as_str()).collect();
+                let handles: Vec<&str> =
+                    received.iter().map(|m| m.receipt_handle.as_str()).collect();
                 for h in handles {
                     let _ = rt.queues.queue.change_visibility(h, Duration::ZERO).await;
                 }
@@ -114,8 +121,11 @@ pub async fn drain(rt: &Runtime, batch_size: usize, json: bool) -> anyhow::Resul
             }
         };
         total.add(&report);
-        let failed: std::collections::HashSet<&str> =
-            report.failed_message_ids.iter().map(String::as_str).collect();
+        let failed: std::collections::HashSet<&str> = report
+            .failed_message_ids
+            .iter()
+            .map(String::as_str)
+            .collect();
         let done: Vec<String> = received
             .iter()
             .filter(|m| !failed.contains(m.message_id.as_str()))
@@ -123,10 +133,22 @@ pub async fn drain(rt: &Runtime, batch_size: usize, json: bool) -> anyhow::Resul
             .collect();
         let not_deleted = rt.queues.queue.delete_batch(&done).await?;
         if !not_deleted.is_empty() {
-            progress(json, format!("member-refresh: {} messages could not be deleted and will be seen again", not_deleted.len()));
+            progress(
+                json,
+                format!(
+                    "member-refresh: {} messages could not be deleted and will be seen again",
+                    not_deleted.len()
+                ),
+            );
         }
-        for m in received.iter().filter(|m| failed.contains(m.message_id.as_str())) {
-            rt.queues.queue.change_visibility(&m.receipt_handle, Duration::ZERO).await?;
+        for m in received
+            .iter()
+            .filter(|m| failed.contains(m.message_id.as_str()))
+        {
+            rt.queues
+                .queue
+                .change_visibility(&m.receipt_handle, Duration::ZERO)
+                .await?;
         }
         idle_rounds = 0;
         progress(

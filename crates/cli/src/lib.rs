@@ -84,4 +84,3 @@ pub enum Command {
         seed: u64,
     },
 }
-

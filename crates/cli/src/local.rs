@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use anyhow::Context as _;
 use hlsync_aws::{Clients, SdkConfig};
 use hlsync_core::config::Config;
+use hlsync_salesforce::ClientOptions;
 use hlsync_sim::higher_logic::{HigherLogicSim, HlSimOptions};
 use hlsync_sim::moto::MotoServer;
 use hlsync_sim::salesforce::{self as sfsim, SalesforceSim, SimOptions};
@@ -83,7 +84,11 @@ impl LocalSystem {
             NEXT_DIR.fetch_add(1, Ordering::SeqCst)
         ));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let password = if opts.wrong_password { "not-the-password" } else { sfsim::DEFAULT_PASSWORD };
+        let password = if opts.wrong_password {
+            "not-the-password"
+        } else {
+            sfsim::DEFAULT_PASSWORD
+        };
         let secret = json!({
             "salesforce": {
                 "login_url": salesforce.base_url(),
@@ -158,6 +163,11 @@ max_calls_per_minute = 6000
         Runtime::new(self.config(), self.resources.clone(), &self.sdk)
     }
 
+    /// A fresh runtime with Salesforce client tuning (small query pages, short retries).
+    pub fn runtime_with(&self, salesforce: ClientOptions) -> Runtime {
+        Runtime::with_options(self.config(), self.resources.clone(), &self.sdk, salesforce)
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.toml")
     }
@@ -169,7 +179,10 @@ max_calls_per_minute = 6000
             ("AWS_REGION".into(), "us-east-1".into()),
             ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
             ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
-            ("HLSYNC_CONFIG".into(), self.config_path().display().to_string()),
+            (
+                "HLSYNC_CONFIG".into(),
+                self.config_path().display().to_string(),
+            ),
         ]
     }
 }

@@ -8,7 +8,10 @@ use hlsync_cli::{Cli, commands, output};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     output::init_tracing(cli.json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hlsync: cannot start the async runtime: {e}");

@@ -141,3 +141,31 @@ pub fn registration_record(registration: &Registration) -> RegistrationRecord {
         is_deleted: registration.is_deleted,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    /// The sync functions run these on a multi-threaded runtime and share one client.
+    #[test]
+    fn the_client_and_its_futures_can_cross_threads() {
+        assert_send_sync::<HigherLogicClient>();
+        let cfg = HigherLogicConfig::new("https://datapushapi.example.org/v2");
+        let creds = HigherLogicCredentials {
+            tenant_code: "t".into(),
+            api_key: "k".to_owned().into(),
+        };
+        let client = HigherLogicClient::new(&cfg, creds, false).unwrap();
+        assert_send(&client.push_contacts(&[]));
+        assert_send(&client.push_events(&[]));
+        assert_send(&client.push_registrations(&[]));
+        assert_send(&client.email_preferences_since(chrono::Utc::now()));
+        assert_eq!(
+            client.base_url().as_str(),
+            "https://datapushapi.example.org/v2/"
+        );
+    }
+}

@@ -83,11 +83,7 @@ mod tests {
 
     #[test]
     fn no_time_left_means_stop_at_once() {
-        assert!(
-            Budget::from_time_left(Some(Duration::ZERO))
-                .deadline
-                .near()
-        );
+        assert!(Budget::from_time_left(Some(Duration::ZERO)).deadline.near());
     }
 
     #[test]

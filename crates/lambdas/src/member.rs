@@ -83,10 +83,21 @@ pub async fn handle(
     };
     let budget = Budget::from_context(&ctx);
     let span = run_span(MEMBER_FUNCTION, &run_id);
-    Ok(run(rt, payload, &run_id, budget).instrument(span).await)
+    let outcome = refresh(rt, payload, &run_id, budget).instrument(span).await;
+    println!("{}", outcome.emf);
+    Ok(outcome.response)
 }
 
-async fn run(rt: &Runtime, event: SqsEvent, run_id: &str, budget: Budget) -> SqsBatchResponse {
+/// One batch's answer, the pipeline's report and the EMF line that measures it.
+#[derive(Debug)]
+pub struct MemberOutcome {
+    pub response: SqsBatchResponse,
+    pub report: MemberReport,
+    pub emf: String,
+}
+
+/// The handler's work, with the EMF line returned instead of printed.
+pub async fn refresh(rt: &Runtime, event: SqsEvent, run_id: &str, budget: Budget) -> MemberOutcome {
     let started = Instant::now();
     let sf_before = rt.crm.calls_made();
     let hl_before = rt.community.calls_made();
@@ -131,15 +142,19 @@ async fn run(rt: &Runtime, event: SqsEvent, run_id: &str, budget: Budget) -> Sqs
             .map(|u| allotment::share(u, &rt.cfg.salesforce)),
         duration: started.elapsed(),
     };
-    println!("{}", member_emf(run_id, &report, &measures));
-    let response = batch_response(report.failed_message_ids);
+    let emf = member_emf(run_id, &report, &measures);
+    let response = batch_response(report.failed_message_ids.iter().cloned());
     info!(
         pushed = report.pushed,
         dead_lettered = report.dead_lettered,
         failed = response.batch_item_failures.len(),
         "member refresh done"
     );
-    response
+    MemberOutcome {
+        response,
+        report,
+        emf,
+    }
 }
 
 #[cfg(test)]

@@ -141,6 +141,13 @@ pub fn run_id(input: &ScheduleInput, request_id: &str) -> String {
         .unwrap_or_else(crate::local_run_id)
 }
 
+/// One run's result and the EMF line that measures it.
+#[derive(Debug)]
+pub struct PeriodicOutcome {
+    pub result: Result<PeriodicSummary, LambdaError>,
+    pub emf: String,
+}
+
 /// The Lambda handler.
 pub async fn handle(
     rt: &Runtime,
@@ -151,15 +158,18 @@ pub async fn handle(
     let run_id = run_id(&input, &ctx.request_id);
     let budget = Budget::from_context(&ctx);
     let span = run_span(PERIODIC_FUNCTION, &run_id);
-    run(rt, input, run_id, budget).instrument(span).await
+    let outcome = refresh(rt, input, run_id, budget).instrument(span).await;
+    println!("{}", outcome.emf);
+    outcome.result
 }
 
-async fn run(
+/// The handler's work, with the EMF line returned instead of printed.
+pub async fn refresh(
     rt: &Runtime,
     input: ScheduleInput,
     run_id: String,
     budget: Budget,
-) -> Result<PeriodicSummary, LambdaError> {
+) -> PeriodicOutcome {
     let started = Instant::now();
     let calls_before = rt.crm.calls_made();
     info!(
@@ -183,8 +193,8 @@ async fn run(
             .map(|u| allotment::share(u, &rt.cfg.salesforce)),
         duration: started.elapsed(),
     };
-    println!("{}", periodic_emf(&run_id, result.as_ref().ok(), &measures));
-    match result {
+    let emf = periodic_emf(&run_id, result.as_ref().ok(), &measures);
+    let result = match result {
         Ok(report) => {
             let summary = PeriodicSummary::new(&report, &input, &measures);
             info!(
@@ -202,7 +212,8 @@ async fn run(
             error!(kind = e.kind(), error = %e, "periodic refresh stopped; the watermark stays where the last completed work left it");
             Err(e)
         }
-    }
+    };
+    PeriodicOutcome { result, emf }
 }
 
 #[cfg(test)]
@@ -240,7 +251,8 @@ mod tests {
 
     #[test]
     fn a_bad_time_is_ignored() {
-        let input = parse_schedule_input(&json!({"scheduled_time": "yesterday", "execution_id": "e"}));
+        let input =
+            parse_schedule_input(&json!({"scheduled_time": "yesterday", "execution_id": "e"}));
         assert_eq!(input.scheduled_time, None);
         assert_eq!(input.execution_id.as_deref(), Some("e"));
     }

@@ -34,10 +34,7 @@ where
 /// Installs the JSON subscriber for the process (once; a second call changes nothing).
 pub fn init_tracing() {
     // Fails only when a subscriber is already set, which is the state we want anyway.
-    let _ = tracing::subscriber::set_global_default(json_subscriber(
-        env_filter(),
-        std::io::stdout,
-    ));
+    let _ = tracing::subscriber::set_global_default(json_subscriber(env_filter(), std::io::stdout));
 }
 
 /// The span one invocation runs in.

@@ -484,3 +484,37 @@ async fn clones_share_session_and_counters() {
     );
     assert_eq!(sf.calls_made(), 2);
 }
+
+#[tokio::test]
+async fn random_server_errors_during_paging_lose_and_repeat_nothing() {
+    let sim = SalesforceSim::start(SimOptions {
+        seed: 7,
+        faults: FaultPlan {
+            p_503: 0.2,
+            p_500: 0.1,
+            ..FaultPlan::default()
+        },
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let inserted: BTreeSet<String> = insert_contacts(&sim, 2000, sim.now() - TimeDelta::hours(1))
+        .into_iter()
+        .collect();
+    let mut options = fast_options();
+    options.retry.attempts = 12;
+    let sf = SalesforceClient::with_options(&sf_config(), cc(&sim), true, options).unwrap();
+    let records = sf
+        .query("SELECT Id FROM Contact ORDER BY Id")
+        .unwrap()
+        .batch_size(200)
+        .collect_all()
+        .await
+        .unwrap();
+    let ids = ids_of(&records);
+    assert_eq!(ids.len(), 2000);
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), inserted);
+    let faults = sim.counters().faults_served;
+    assert!(faults > 0, "the seed injects faults");
+    assert_eq!(sf.calls_made(), 10 + faults);
+}

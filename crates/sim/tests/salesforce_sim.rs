@@ -552,6 +552,33 @@ async fn bad_queries_answer_salesforce_errors() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body[0]["errorCode"], "INVALID_TYPE");
+    // A literal of the wrong type for the field, as Salesforce checks against describe.
+    let (status, body) = c
+        .json(
+            c.query(
+                "query",
+                "SELECT Id FROM Contact WHERE SystemModstamp > 'yesterday'",
+                None,
+            )
+            .await,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body[0]["errorCode"], "INVALID_FIELD");
+    let (status, body) = c
+        .json(
+            c.query("query", "SELECT Id, Acct.Name FROM Contact", None)
+                .await,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body[0]["errorCode"], "INVALID_FIELD");
+    assert!(
+        body[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("relationship 'Acct'")
+    );
 }
 
 #[tokio::test]
@@ -591,6 +618,51 @@ async fn a_query_over_the_timeout_threshold_answers_query_timeout() {
     assert_eq!(status, StatusCode::OK);
 }
 
+#[tokio::test]
+async fn a_user_keeps_at_most_ten_open_cursors() {
+    let sim = start().await;
+    for i in 0..250 {
+        sim.insert("Contact", contact(&format!("C{i}")));
+    }
+    let c = Client::new(&sim).await;
+    let mut next = Vec::new();
+    for _ in 0..11 {
+        let (_, page) = c
+            .json(
+                c.query("queryAll", "SELECT Id FROM Contact", Some(200))
+                    .await,
+            )
+            .await;
+        next.push(page["nextRecordsUrl"].as_str().unwrap().to_owned());
+    }
+    // Opening the eleventh released the oldest.
+    let (status, body) = c.json(c.get(&next[0]).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body[0]["errorCode"], "INVALID_QUERY_LOCATOR");
+    let (status, page) = c.json(c.get(&next[10]).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["records"].as_array().unwrap().len(), 50);
+
+    // Locators are released after 15 idle minutes of the org's clock.
+    sim.advance(Duration::from_secs(16 * 60));
+    let (status, _) = c.json(c.get(&next[9]).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn count_queries_answer_a_total_and_no_records() {
+    let sim = start().await;
+    for i in 0..3 {
+        sim.insert("Contact", contact(&format!("C{i}")));
+    }
+    let c = Client::new(&sim).await;
+    let (status, body) = c
+        .json(c.query("query", "SELECT COUNT() FROM Contact", None).await)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"totalSize": 3, "done": true, "records": []}));
+}
+
 // ---- sobjects ----
 
 #[tokio::test]
@@ -628,6 +700,19 @@ async fn composite_retrieve_answers_in_id_order_with_null_for_deleted_and_missin
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body[0]["errorCode"], "INVALID_FIELD");
+
+    // The GET form of the same resource.
+    let (status, body) = c
+        .json(
+            c.get(&format!(
+                "composite/sobjects/Contact?ids={a},{d}&fields=LastName"
+            ))
+            .await,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body[0]["LastName"], "A");
+    assert_eq!(body[1], Value::Null);
 
     let (status, body) = c.json(c.get(&format!("sobjects/Contact/{d}")).await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -854,6 +939,9 @@ async fn unknown_versions_and_resources_answer_404() {
     let (status, body) = c.json(c.get("/services/data").await).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.as_array().unwrap().iter().any(|v| v["version"] == V));
+    let (status, body) = c.send(reqwest::Method::POST, "limits", json!({})).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body[0]["errorCode"], "METHOD_NOT_ALLOWED");
 }
 
 // ---- faults ----

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hlsync_aws::{Clients, SdkConfig, SecretSource, StateStore, WorkQueue as SqsQueue};
 use hlsync_core::config::Config;
-use hlsync_salesforce::SalesforceCredentials;
+use hlsync_salesforce::{ClientOptions, SalesforceCredentials};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -164,6 +164,16 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(cfg: Config, resources: Resources, sdk: &SdkConfig) -> Self {
+        Self::with_options(cfg, resources, sdk, ClientOptions::default())
+    }
+
+    /// As `new`, with Salesforce client tuning (tests use small query pages and short retries).
+    pub fn with_options(
+        cfg: Config,
+        resources: Resources,
+        sdk: &SdkConfig,
+        salesforce: ClientOptions,
+    ) -> Self {
         let cfg = Arc::new(cfg);
         let aws = Clients::new(sdk);
         let state = StateStore::new(aws.dynamodb.clone(), resources.table.clone());
@@ -175,7 +185,7 @@ impl Runtime {
                 queue: SqsQueue::new(aws.sqs.clone(), resources.queue_url.clone()),
                 dlq: SqsQueue::new(aws.sqs.clone(), resources.dlq_url.clone()),
             },
-            crm: SalesforceCrm::new(Arc::clone(&credentials)),
+            crm: SalesforceCrm::new(Arc::clone(&credentials), salesforce),
             community: HigherLogicCommunity::new(credentials),
             cfg,
             resources,

@@ -373,9 +373,11 @@ impl SalesforceSim {
     // ---- store hooks ----
 
     /// Inserts a record stamped with the simulator's clock; returns its 18-character Id.
-    /// Field names are matched case-insensitively; read-only fields are ignored; fields not
-    /// (yet) in describe are stored but invisible to queries. Panics on an unknown object,
-    /// which is a mistake in the calling test.
+    /// Field names are matched case-insensitively. IsDeleted and the audit dates are the
+    /// store's own; formula values may be given (the store holds what a formula evaluates to).
+    /// A well-formed unused `Id` is kept. Fields not (yet) in describe are stored but invisible
+    /// to queries until `add_field` names them. Panics on an unknown object or a duplicate Id,
+    /// which are mistakes in the calling test.
     pub fn insert(&self, object: &str, fields: Map<String, Value>) -> String {
         let mut state = self.shared.lock();
         let now = state.store.now();

@@ -185,13 +185,17 @@ impl Endpoint {
         }
     }
 
-    fn allows(self, method: &Method) -> bool {
+    /// The methods the resource accepts, as the 405 answer lists them.
+    fn allowed(self) -> &'static [Method] {
         match self {
-            Self::CompositeRetrieve => method == Method::GET || method == Method::POST,
-            Self::CompositeUpdate => method == Method::PATCH,
-            Self::Unknown => true,
-            _ => method == Method::GET || method == Method::HEAD,
+            Self::CompositeRetrieve => &[Method::GET, Method::HEAD, Method::POST],
+            Self::CompositeUpdate => &[Method::PATCH],
+            _ => &[Method::GET, Method::HEAD],
         }
+    }
+
+    fn allows(self, method: &Method) -> bool {
+        self == Self::Unknown || self.allowed().contains(method)
     }
 }
 
@@ -280,7 +284,15 @@ async fn data(
         return sf_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "METHOD_NOT_ALLOWED",
-            &format!("HTTP Method '{method}' not allowed. Allowed are GET,HEAD"),
+            &format!(
+                "HTTP Method '{method}' not allowed. Allowed are {}",
+                endpoint
+                    .allowed()
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         );
     }
     let version = version.unwrap_or_default();

@@ -28,7 +28,8 @@ pub use eval::FieldType;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct SoqlError {
-    /// "MALFORMED_QUERY" | "INVALID_FIELD" | "INVALID_TYPE"
+    /// "MALFORMED_QUERY" | "INVALID_FIELD" | "INVALID_TYPE" | "NUMBER_OUTSIDE_VALID_RANGE"
+    /// (OFFSET above 2,000)
     pub code: &'static str,
     pub message: String,
 }

@@ -126,8 +126,11 @@ impl Store {
             .fields
             .retain(|f| !f.name.eq_ignore_ascii_case(&spec.name));
         let default = default_value(&spec);
+        // A value a test stored before the field existed becomes visible now.
         for record in data.records.values_mut() {
-            record.insert(spec.name.clone(), default.clone());
+            record
+                .entry(spec.name.clone())
+                .or_insert_with(|| default.clone());
         }
         data.schema.fields.push(spec);
         true
@@ -212,9 +215,10 @@ impl Store {
             let canonical = data
                 .schema
                 .field(&name)
-                .map(|f| (f.name.clone(), f.updateable, f.field_type));
+                .map(|f| (f.name.clone(), f.field_type));
             match canonical {
-                Some((canonical, updateable, field_type)) if updateable || keep_system => {
+                // Formula values may be given: the store holds what a formula evaluates to.
+                Some((canonical, field_type)) if keep_system || !is_audit_field(&canonical) => {
                     record.insert(canonical, normalize(field_type, value));
                 }
                 Some(_) => {}
@@ -278,11 +282,7 @@ impl Store {
                     vec![name],
                 ));
             };
-            let system = matches!(
-                spec.name.as_str(),
-                "IsDeleted" | "CreatedDate" | "LastModifiedDate" | "SystemModstamp"
-            );
-            if system || (from_api && !spec.updateable) {
+            if is_audit_field(&spec.name) || (from_api && !spec.updateable) {
                 return Err(WriteError::new(
                     "INVALID_FIELD_FOR_INSERT_UPDATE",
                     format!(
@@ -535,6 +535,14 @@ pub fn attributes(version: &str, object: &str, record: &Map<String, Value>) -> V
     })
 }
 
+/// Fields only Salesforce itself writes, whoever asks.
+fn is_audit_field(name: &str) -> bool {
+    matches!(
+        name,
+        "Id" | "IsDeleted" | "CreatedDate" | "LastModifiedDate" | "SystemModstamp"
+    )
+}
+
 fn default_value(spec: &FieldSpec) -> Value {
     if spec.field_type == FieldType::Boolean {
         Value::Bool(false)
@@ -699,6 +707,34 @@ mod tests {
             .update("Contact", &id, fields(json!({"Title": "T"})), true)
             .unwrap_err();
         assert_eq!(err.status_code, "ENTITY_IS_DELETED");
+    }
+
+    #[test]
+    fn formula_values_change_without_moving_the_modstamp() {
+        let mut s = store();
+        let now = s.now();
+        let id = s
+            .insert_at(
+                "Contact",
+                fields(json!({"LastName": "X", "HL_Is_Board__c": true, "SystemModstamp": "2020-01-01T00:00:00Z"})),
+                now,
+                false,
+            )
+            .unwrap();
+        let rec = s.get("Contact", &id).unwrap().clone();
+        assert_eq!(rec["HL_Is_Board__c"], true);
+        assert_eq!(rec["SystemModstamp"], "2026-11-24T10:00:00.000+0000");
+        s.advance(TimeDelta::minutes(1));
+        s.update(
+            "Contact",
+            &id,
+            fields(json!({"HL_Is_Board__c": false})),
+            false,
+        )
+        .unwrap();
+        let after = s.get("Contact", &id).unwrap();
+        assert_eq!(after["HL_Is_Board__c"], false);
+        assert_eq!(after["SystemModstamp"], rec["SystemModstamp"]);
     }
 
     #[test]

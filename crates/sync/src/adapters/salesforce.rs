@@ -13,7 +13,7 @@ use chrono::Utc;
 use hlsync_core::allotment::ApiUsage;
 use hlsync_core::id::SfId;
 use hlsync_core::time::parse_sf_datetime;
-use hlsync_salesforce::{QueryPager, SalesforceClient, SfError};
+use hlsync_salesforce::{ClientOptions, QueryPager, SalesforceClient, SfError};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
@@ -57,6 +57,7 @@ impl From<SfError> for SyncError {
 /// The Salesforce client of the current secret version, made on first use.
 pub struct SalesforceCrm {
     credentials: Arc<Credentials>,
+    options: ClientOptions,
     current: Mutex<Option<Current>>,
     /// Calls made by clients of earlier secret versions (so `calls_made` never goes back).
     retired_calls: AtomicU64,
@@ -72,9 +73,10 @@ struct Current {
 }
 
 impl SalesforceCrm {
-    pub fn new(credentials: Arc<Credentials>) -> Self {
+    pub fn new(credentials: Arc<Credentials>, options: ClientOptions) -> Self {
         SalesforceCrm {
             credentials,
+            options,
             current: Mutex::new(None),
             retired_calls: AtomicU64::new(0),
             latest: std::sync::Mutex::new(None),
@@ -117,10 +119,11 @@ impl SalesforceCrm {
                 });
             }
         }
-        let client = SalesforceClient::new(
+        let client = SalesforceClient::with_options(
             &self.credentials.cfg.salesforce,
             secret.salesforce.clone(),
             self.credentials.cfg.allow_insecure_http,
+            self.options.clone(),
         )?;
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
         *current = Some(Current {

@@ -1,6 +1,7 @@
 //! Evaluation: the `WHERE` filter, `ORDER BY` keys, and the type check against describe.
 //!
-//! Filtering and sorting share one notion of order ([`Key`]), so that a client paging with
+//! Filtering and sorting order values the same way (a datetime as an instant, an Id by its
+//! 18-character form, text case-folded), so that a client paging with
 //! `WHERE (SystemModstamp > :t OR (SystemModstamp = :t AND Id > :id)) ORDER BY SystemModstamp, Id`
 //! neither skips nor repeats a record.
 
@@ -119,7 +120,8 @@ fn sort_key(value: &Value, id_named: bool) -> Option<Key> {
     match value {
         Value::Null => None,
         Value::Bool(b) => Some(Key::Bool(*b)),
-        Value::Number(n) => n.as_f64().map(Key::Num),
+        // `+ 0.0` folds -0 into 0, which `total_cmp` would otherwise order apart.
+        Value::Number(n) => n.as_f64().map(|x| Key::Num(x + 0.0)),
         Value::String(s) => Some(if let Some(t) = parse_datetime(s) {
             Key::Instant(t)
         } else if let Some(d) = parse_date(s) {
@@ -127,10 +129,15 @@ fn sort_key(value: &Value, id_named: bool) -> Option<Key> {
         } else if let Some(id) = stored_id(s, id_named) {
             Key::Id(id)
         } else {
-            Key::Text(s.to_lowercase())
+            Key::Text(fold(s))
         }),
         other => Some(Key::Text(other.to_string())),
     }
+}
+
+/// Case-folded text, char by char, the same way [`text_cmp`] compares.
+fn fold(s: &str) -> String {
+    s.chars().flat_map(char::to_lowercase).collect()
 }
 
 fn text_cmp(a: &str, b: &str) -> Ordering {
@@ -359,7 +366,7 @@ impl InSet {
             Value::String(s) => {
                 let as_text = match stored_id(s, id_named) {
                     Some(id) => self.ids.contains(&id),
-                    None => !self.texts.is_empty() && self.texts.contains(&s.to_lowercase()),
+                    None => !self.texts.is_empty() && self.texts.contains(&fold(s)),
                 };
                 as_text
                     || (!self.instants.is_empty()
@@ -390,7 +397,7 @@ impl InList {
                     if let Some(id) = to_18(s) {
                         set.ids.insert(id);
                     }
-                    set.texts.insert(s.to_lowercase());
+                    set.texts.insert(fold(s));
                 }
                 Literal::Date(d) => {
                     set.dates.insert(*d);

@@ -259,11 +259,48 @@ pub(crate) fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
     if text.len() < 20 || !text.is_char_boundary(10) || !text[10..].starts_with(['T', 't']) {
         return None;
     }
-    // Salesforce's own form first: it is what every stored value is in.
+    if let Some(t) = parse_stored_datetime(text) {
+        return Some(t);
+    }
     DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z")
         .or_else(|_| DateTime::parse_from_rfc3339(text))
         .ok()
         .map(|dt| dt.with_timezone(&Utc))
+}
+
+/// The fast path for the one form every stored value has, `2026-11-24T10:00:00.000+0000`:
+/// a window query compares each row's SystemModstamp several times, and chrono's general
+/// parser costs far more than reading fixed digits.
+fn parse_stored_datetime(text: &str) -> Option<DateTime<Utc>> {
+    let b = text.as_bytes();
+    if b.len() != 28 || &b[23..] != b"+0000" {
+        return None;
+    }
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        b.get(range)?.iter().try_fold(0u32, |acc, d| {
+            d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0'))
+        })
+    };
+    let separators = [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+    ];
+    if separators.iter().any(|(i, c)| b[*i] != *c) {
+        return None;
+    }
+    let year = i32::try_from(digits(0..4)?).ok()?;
+    let date = NaiveDate::from_ymd_opt(year, digits(5..7)?, digits(8..10)?)?;
+    let time = chrono::NaiveTime::from_hms_milli_opt(
+        digits(11..13)?,
+        digits(14..16)?,
+        digits(17..19)?,
+        digits(20..23)?,
+    )?;
+    Some(date.and_time(time).and_utc())
 }
 
 /// A stored date field (`2026-11-24`).
@@ -405,6 +442,20 @@ mod tests {
         assert_eq!(a, parse_datetime("2026-11-24T10:00:00Z"));
         assert!(a.is_some());
         assert_eq!(parse_datetime("2026-11-24"), None);
+        // The fast path and chrono agree, including on what they refuse.
+        for text in [
+            "2026-11-24T23:59:59.999+0000",
+            "2024-02-29T00:00:00.000+0000",
+            "2026-02-29T00:00:00.000+0000",
+            "2026-11-24T24:00:00.000+0000",
+            "2026-11-24 10:00:00.000+0000",
+            "2026-11-24T10:00:0x.000+0000",
+        ] {
+            let general = DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z")
+                .ok()
+                .map(|dt| dt.with_timezone(&Utc));
+            assert_eq!(parse_stored_datetime(text), general, "{text}");
+        }
         assert_eq!(parse_datetime("hello world, this is text"), None);
         assert!(parse_date("2026-11-24").is_some());
         assert!(parse_date("2026-11-24T10:00:00Z").is_none());

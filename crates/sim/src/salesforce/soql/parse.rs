@@ -10,6 +10,9 @@ const RESERVED: &[&str] = &[
     "LIKE", "LIMIT", "NOT", "NULL", "NULLS", "OR", "SELECT", "WHERE", "WITH", "TRUE", "FALSE",
 ];
 
+/// Salesforce refuses an OFFSET above this.
+const MAX_OFFSET: usize = 2000;
+
 pub(crate) fn parse(src: &str) -> Result<Query, SoqlError> {
     let toks = tokenize(src)?;
     let mut p = Parser { src, toks, pos: 0 };
@@ -109,6 +112,15 @@ impl Parser<'_> {
         } else {
             None
         };
+        if offset.is_some_and(|n| n > MAX_OFFSET) {
+            return Err(SoqlError {
+                code: "NUMBER_OUTSIDE_VALID_RANGE",
+                message: format!(
+                    "Maximum SOQL offset allowed is {MAX_OFFSET}: page further with a WHERE \
+                     condition on the ORDER BY keys instead"
+                ),
+            });
+        }
         if *self.peek() != Tok::Eof {
             return Err(self.unexpected());
         }

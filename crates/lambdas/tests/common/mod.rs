@@ -1,0 +1,168 @@
+//! A deployed hlsync in one process: moto for DynamoDB, SQS and Secrets Manager, the two
+//! simulators for Salesforce and Higher Logic, and the `Runtime` the functions build at cold
+//! start, bound to them. Each test gets its own resources, simulators and runtime.
+
+#![allow(dead_code)] // each test binary uses a different part of this
+
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use hlsync_aws::{
+    Clients, WorkQueue, create_queue_pair, create_table, local_sdk_config, put_secret,
+};
+use hlsync_core::config::Config;
+use hlsync_sim::higher_logic::{HigherLogicSim, HlSimOptions};
+use hlsync_sim::moto::MotoServer;
+use hlsync_sim::salesforce::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SalesforceSim, SimOptions};
+use hlsync_sync::runtime::{Resources, Runtime};
+use lambda_runtime::Context;
+use secrecy::SecretString;
+use serde_json::{Map, Value, json};
+
+static MOTO: OnceLock<MotoServer> = OnceLock::new();
+
+/// One moto per test binary. Fails (never skips) with the install command when moto is missing.
+pub fn moto() -> &'static MotoServer {
+    MOTO.get_or_init(|| MotoServer::start().unwrap_or_else(|err| panic!("{err}")))
+}
+
+pub struct Deployment {
+    pub sf: SalesforceSim,
+    pub hl: HigherLogicSim,
+    pub rt: Runtime,
+    pub queue: WorkQueue,
+    pub dlq: WorkQueue,
+}
+
+/// What to change from a working deployment.
+#[derive(Default)]
+pub struct Setup {
+    /// The Higher Logic API key put in the secret (default: the one the simulator accepts).
+    pub hl_api_key: Option<String>,
+}
+
+pub async fn deploy(setup: Setup) -> Deployment {
+    let sf = SalesforceSim::start(SimOptions::default())
+        .await
+        .expect("Salesforce simulator starts");
+    let hl = HigherLogicSim::start(HlSimOptions::default())
+        .await
+        .expect("Higher Logic simulator starts");
+    let sdk = local_sdk_config(&moto().endpoint_url()).await;
+    let aws = Clients::new(&sdk);
+
+    let name = format!("lambdas-{}", uuid::Uuid::new_v4().simple());
+    let table = format!("{name}-state");
+    create_table(&aws.dynamodb, &table)
+        .await
+        .expect("table created");
+    let (queue_url, dlq_url) = create_queue_pair(
+        &aws.sqs,
+        &format!("{name}-member-refresh"),
+        &format!("{name}-member-refresh-dlq"),
+        5,
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("queues created");
+    let secret_id = format!("{name}/credentials");
+    let secret = json!({
+        "salesforce": {
+            "login_url": sf.base_url(),
+            "auth": "client_credentials",
+            "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": DEFAULT_CLIENT_SECRET,
+        },
+        "higher_logic": {
+            "tenant_code": hl.tenant_code(),
+            "api_key": setup.hl_api_key.unwrap_or_else(|| hl.api_key().to_string()),
+        }
+    });
+    put_secret(
+        &aws.secrets,
+        &secret_id,
+        &SecretString::from(secret.to_string()),
+    )
+    .await
+    .expect("secret stored");
+
+    let cfg = Config::from_toml_str(&format!(
+        r#"
+allow_insecure_http = true
+[contacts]
+active_field = "Active__c"
+[higher_logic]
+base_url = "{}"
+"#,
+        hl.base_url()
+    ))
+    .expect("test config is valid");
+    let resources = Resources {
+        secret_id,
+        table,
+        queue_url: queue_url.clone(),
+        dlq_url: dlq_url.clone(),
+    };
+    let rt = Runtime::new(cfg, resources, &sdk);
+    Deployment {
+        sf,
+        hl,
+        rt,
+        queue: WorkQueue::new(aws.sqs.clone(), queue_url),
+        dlq: WorkQueue::new(aws.sqs.clone(), dlq_url),
+    }
+}
+
+pub fn fields(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+/// An active Contact with a security group; returns its 18-character Id.
+pub fn insert_contact(sf: &SalesforceSim, last_name: &str) -> String {
+    sf.insert(
+        "Contact",
+        fields(json!({
+            "FirstName": "Ada",
+            "LastName": last_name,
+            "Email": format!("{}@example.org", last_name.to_lowercase()),
+            "Active__c": true,
+            "HL_Member_Type__c": "Gold",
+        })),
+    )
+}
+
+/// A context as the runtime API gives it: a request id and a deadline a minute away.
+pub fn context(request_id: &str) -> Context {
+    let mut ctx = Context::default();
+    ctx.request_id = request_id.to_string();
+    let deadline = SystemTime::now() + Duration::from_secs(60);
+    ctx.deadline = deadline
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .expect("clock after 1970");
+    ctx
+}
+
+/// The EMF document's metric values, by name.
+pub fn emf_values(line: &str) -> Map<String, Value> {
+    let doc: Value = serde_json::from_str(line).expect("the EMF line is JSON");
+    let declared: Vec<String> = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        .as_array()
+        .expect("declared metrics")
+        .iter()
+        .filter_map(|m| m["Name"].as_str().map(str::to_string))
+        .collect();
+    let mut values = Map::new();
+    for name in declared {
+        let v = doc.get(&name).cloned().unwrap_or(Value::Null);
+        assert!(
+            v.is_number(),
+            "metric {name} declared without a value: {line}"
+        );
+        values.insert(name, v);
+    }
+    values
+}

@@ -1,0 +1,147 @@
+//! The member-refresh handler against moto and the simulators, without the Lambda runtime.
+
+mod common;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use common::{Setup, context, deploy, emf_values, insert_contact, moto};
+use hlsync_core::id::SfId;
+use hlsync_lambdas::budget::Budget;
+use hlsync_lambdas::member;
+use hlsync_sync::message::WorkMessage;
+use lambda_runtime::LambdaEvent;
+use serde_json::{Value, json};
+
+fn body(id: &str) -> String {
+    let id: SfId = id.parse().expect("an 18-character Id");
+    WorkMessage::contact(id, None, "test-run", false).to_body()
+}
+
+fn sqs_event(records: Vec<Value>) -> SqsEvent {
+    serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
+}
+
+fn record(message_id: &str, body: &str) -> Value {
+    json!({
+        "messageId": message_id,
+        "receiptHandle": format!("rh-{message_id}"),
+        "body": body,
+        "eventSource": "aws:sqs",
+        "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": {},
+    })
+}
+
+fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
+    let mut ids: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_malformed_body_is_dead_lettered_and_the_rest_pushed() {
+    moto();
+    let d = deploy(Setup::default()).await;
+    let ada = insert_contact(&d.sf, "Lovelace");
+    let grace = insert_contact(&d.sf, "Hopper");
+    let event = sqs_event(vec![
+        record("m-ada", &body(&ada)),
+        record("m-bad", "this is not a work message"),
+        record("m-grace", &body(&grace)),
+    ]);
+
+    let response = member::handle(&d.rt, LambdaEvent::new(event, context("req-1")))
+        .await
+        .unwrap_or_else(|never| match never {});
+
+    assert!(
+        failed_ids(&response).is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+    for id in [&ada, &grace] {
+        let pushed = d.hl.member(id).expect("member pushed to Higher Logic");
+        assert_eq!(pushed["IsActive"], true, "{pushed}");
+    }
+    let dead = d
+        .dlq
+        .receive(10, None, std::time::Duration::ZERO)
+        .await
+        .expect("DLQ readable");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].body.contains("this is not a work message"));
+}
+
+#[tokio::test]
+async fn refused_records_and_bodiless_messages_are_reported_failed() {
+    moto();
+    let d = deploy(Setup::default()).await;
+    let ada = insert_contact(&d.sf, "Lovelace");
+    let grace = insert_contact(&d.sf, "Hopper");
+    d.hl.fail_records([grace.clone()]);
+    let mut records = vec![
+        record("m-ada", &body(&ada)),
+        record("m-grace", &body(&grace)),
+        record("m-grace-again", &body(&grace)),
+    ];
+    records.push(json!({"messageId": "m-empty", "eventSource": "aws:sqs"}));
+
+    let outcome = member::refresh(
+        &d.rt,
+        sqs_event(records),
+        "req-2",
+        Budget::from_context(&context("req-2")),
+    )
+    .await;
+
+    assert_eq!(
+        failed_ids(&outcome.response),
+        vec!["m-empty", "m-grace", "m-grace-again"]
+    );
+    assert!(d.hl.member(&ada).is_some());
+    assert!(d.hl.member(&grace).is_none());
+
+    // The EMF line measures the same batch.
+    let values = emf_values(&outcome.emf);
+    assert_eq!(values["MembersPushed"], 1.0);
+    assert_eq!(values["MessagesFailed"], 3.0);
+    assert!(
+        values["SalesforceApiCalls"].as_f64() >= Some(1.0),
+        "{values:?}"
+    );
+    assert!(
+        values["HigherLogicCalls"].as_f64() >= Some(1.0),
+        "{values:?}"
+    );
+    assert!(values.contains_key("RunDurationMs"));
+    let doc: Value = serde_json::from_str(&outcome.emf).expect("JSON");
+    assert_eq!(doc["Function"], "member-refresh");
+    assert_eq!(doc["run_id"], "req-2");
+    assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], "hlsync");
+}
+
+#[tokio::test]
+async fn a_batch_that_cannot_be_worked_fails_every_message_without_an_error() {
+    moto();
+    let d = deploy(Setup {
+        hl_api_key: Some("not-the-key".into()),
+    })
+    .await;
+    let ada = insert_contact(&d.sf, "Lovelace");
+    let grace = insert_contact(&d.sf, "Hopper");
+    let event = sqs_event(vec![
+        record("m-ada", &body(&ada)),
+        record("m-grace", &body(&grace)),
+    ]);
+
+    // The handler's error type is Infallible: a rejected login is an answer, not an error.
+    let response = member::handle(&d.rt, LambdaEvent::new(event, context("req-3")))
+        .await
+        .unwrap_or_else(|never| match never {});
+
+    assert_eq!(failed_ids(&response), vec!["m-ada", "m-grace"]);
+    assert!(d.hl.members().is_empty());
+}

@@ -1,0 +1,231 @@
+//! The `hlsync` binary end to end: exit codes and one-line errors, the dead-letter queue and
+//! `redrive`, a rejected login that is never retried with the same secret.
+
+use std::process::Output;
+
+use hlsync_cli::local::{LocalOptions, LocalSystem};
+use serde_json::{Value, json};
+
+fn hlsync(sys: &LocalSystem, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hlsync"));
+    cmd.args(args)
+        .env_remove("HLSYNC_QUEUE_URL")
+        .env_remove("HLSYNC_DLQ_URL");
+    for (k, v) in sys.env() {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the hlsync binary runs")
+}
+
+async fn run(sys: &LocalSystem, args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let env = sys.env();
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hlsync"));
+        cmd.args(&args)
+            .env_remove("HLSYNC_QUEUE_URL")
+            .env_remove("HLSYNC_DLQ_URL");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("the hlsync binary runs")
+    })
+    .await
+    .expect("joins")
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "hlsync failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn help_lists_every_command() {
+    let sys = LocalSystem::start(LocalOptions {
+        contacts: 0,
+        ..LocalOptions::default()
+    })
+    .await
+    .expect("starts");
+    let out = hlsync(&sys, &["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for command in [
+        "provision",
+        "periodic-refresh",
+        "member-refresh",
+        "sync",
+        "status",
+        "check",
+        "redrive",
+        "demo",
+    ] {
+        assert!(text.contains(command), "--help lacks {command}: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_then_status_through_the_binary() {
+    let sys = LocalSystem::start(LocalOptions {
+        contacts: 60,
+        ..LocalOptions::default()
+    })
+    .await
+    .expect("starts");
+    let report = json_of(&run(&sys, &["--json", "sync"]).await);
+    assert_eq!(report["periodic"]["feeds"][0]["changed"], json!(60));
+    let status = json_of(&run(&sys, &["--json", "status"]).await);
+    assert!(
+        status["watermarks"]["contacts"]["at"].is_string(),
+        "{status}"
+    );
+    assert_eq!(status["queue"]["visible"], json!(0));
+    assert_eq!(status["dlq"]["visible"], json!(0));
+    assert_eq!(status["salesforce_login"]["state"], json!("ok"));
+    assert!(
+        status["api_usage"]["used"].as_u64().is_some_and(|u| u > 0),
+        "{status}"
+    );
+    let text = run(&sys, &["status"]).await;
+    assert!(String::from_utf8_lossy(&text.stdout).contains("API usage:"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_message_is_dead_lettered_and_a_fixed_one_comes_back_with_redrive() {
+    let sys = LocalSystem::start(LocalOptions {
+        contacts: 20,
+        ..LocalOptions::default()
+    })
+    .await
+    .expect("starts");
+    let queue =
+        hlsync_aws::WorkQueue::new(sys.clients.sqs.clone(), sys.resources.queue_url.clone());
+    let dlq = hlsync_aws::WorkQueue::new(sys.clients.sqs.clone(), sys.resources.dlq_url.clone());
+
+    // One Contact that Higher Logic refuses for now, and one body that can never be read.
+    let contacts = sys.salesforce.all("Contact");
+    let refused = contacts
+        .iter()
+        .find(|c| c.get("IsDeleted") != Some(&json!(true)))
+        .and_then(|c| c["Id"].as_str())
+        .expect("a live Contact")
+        .to_string();
+    sys.higher_logic.fail_records([refused.clone()]);
+    queue
+        .send_one("{this is not a work message", None)
+        .await
+        .expect("sent");
+
+    let report = json_of(&run(&sys, &["--json", "sync"]).await);
+    assert_eq!(
+        report["member_refresh"]["dead_lettered"],
+        json!(1),
+        "{report}"
+    );
+    assert!(
+        report["member_refresh"]["failed_deliveries"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 5,
+        "the refused record is retried: {report}"
+    );
+    assert!(sys.higher_logic.member(&refused).is_none());
+    // Both on the DLQ now: the malformed one directly, the refused one after its fifth receive.
+    let depth = dlq.depth().await.expect("depth");
+    assert_eq!(depth.visible, 2, "{depth:?}");
+    // Every other Contact went through: the bad ones did not fail their batches.
+    assert!(sys.higher_logic.members().len() >= 15);
+
+    // Fix the cause, then bring the messages back.
+    sys.higher_logic.clear_record_failures();
+    let moved = json_of(&run(&sys, &["--json", "redrive"]).await);
+    assert_eq!(moved["moved"], json!(2));
+    let report = json_of(&run(&sys, &["--json", "member-refresh", "--drain"]).await);
+    assert_eq!(report["pushed"], json!(1), "{report}");
+    assert!(
+        sys.higher_logic.member(&refused).is_some(),
+        "the fixed one arrived"
+    );
+    assert_eq!(
+        report["dead_lettered"],
+        json!(1),
+        "the malformed one is still malformed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_login_stops_with_one_line_and_is_never_retried_with_the_same_secret() {
+    let sys = LocalSystem::start(LocalOptions {
+        contacts: 10,
+        auth: "password".into(),
+        wrong_password: true,
+        ..LocalOptions::default()
+    })
+    .await
+    .expect("starts");
+    for _ in 0..3 {
+        let out = run(&sys, &["sync"]).await;
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains("hlsync/credentials"),
+            "names the secret: {err}"
+        );
+        assert!(err.contains("rejected"), "{err}");
+    }
+    assert_eq!(
+        sys.salesforce.counters().failed_logins,
+        1,
+        "one failed login across three runs"
+    );
+    let status = json_of(&run(&sys, &["--json", "status"]).await);
+    assert!(
+        status["salesforce_login"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("rejected"),
+        "{status}"
+    );
+
+    // A new secret version: hlsync logs in again by itself.
+    let secret = std::fs::read_to_string(sys.dir.join("secret.json")).expect("secret file");
+    let fixed = secret.replace("not-the-password", hlsync_sim::salesforce::DEFAULT_PASSWORD);
+    hlsync_aws::put_secret(
+        &sys.clients.secrets,
+        "hlsync/credentials",
+        &secrecy::SecretString::from(fixed),
+    )
+    .await
+    .expect("rotated");
+    let out = run(&sys, &["sync"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!sys.higher_logic.members().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_config_names_the_key() {
+    let sys = LocalSystem::start(LocalOptions {
+        contacts: 0,
+        ..LocalOptions::default()
+    })
+    .await
+    .expect("starts");
+    let bad = sys
+        .config_toml
+        .replace("max_allotment_share = 0.5", "max_allotment_share = 1.5");
+    let path = sys.dir.join("bad.toml");
+    std::fs::write(&path, bad).expect("written");
+    let out = run(&sys, &["--config", path.to_str().expect("utf-8"), "status"]).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("salesforce.max_allotment_share"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

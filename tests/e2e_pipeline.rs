@@ -1,0 +1,251 @@
+//! Periodic Refresh → SQS → Member Refresh, end to end: moto server, the simulators, the real SDKs
+//! and real HTTP (SPEC.md §1, §2, §5; issue 4's list).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hlsync_cli::commands::{self, SyncReport};
+use hlsync_cli::demo::edit_contacts;
+use hlsync_cli::local::{LocalOptions, LocalSystem};
+use hlsync_core::mapping::{ContactInput, map_contact};
+use hlsync_core::schema::ContactSchema;
+use hlsync_salesforce::ClientOptions;
+use hlsync_sync::periodic::FEED_CONTACTS;
+use hlsync_sync::ports::{Crm as _, StateStore as _};
+use hlsync_sync::runtime::Runtime;
+use serde_json::{Map, Value, json};
+
+async fn system(contacts: usize) -> LocalSystem {
+    LocalSystem::start(LocalOptions {
+        contacts,
+        ..LocalOptions::default()
+    })
+    .await
+    .expect("the local system starts (moto_server missing? run `make venv`)")
+}
+
+async fn sync(rt: &Runtime) -> SyncReport {
+    commands::sync(rt, 500, true).await.expect("sync succeeds")
+}
+
+fn id_of(c: &Map<String, Value>) -> String {
+    c["Id"].as_str().expect("Id").to_string()
+}
+
+/// What Higher Logic must hold: the mapping of every Contact as Salesforce has it now.
+async fn expected_members(sys: &LocalSystem, rt: &Runtime) -> BTreeMap<String, Value> {
+    let describe = rt.crm.describe_contact(true).await.expect("describe");
+    let cfg = sys.config();
+    let schema = ContactSchema::build(&describe.fields, &describe.record_types, &cfg.contacts)
+        .expect("schema");
+    let accounts: BTreeMap<String, String> = sys
+        .salesforce
+        .all("Account")
+        .into_iter()
+        .filter_map(|a| {
+            Some((
+                a.get("Id")?.as_str()?.to_string(),
+                a.get("Name")?.as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    sys.salesforce
+        .all("Contact")
+        .into_iter()
+        .filter(|c| c.get("IsDeleted") != Some(&json!(true)))
+        .map(|c| {
+            let account_name = c
+                .get("AccountId")
+                .and_then(Value::as_str)
+                .and_then(|a| accounts.get(a))
+                .map(String::as_str);
+            let member = map_contact(
+                &ContactInput {
+                    fields: &c,
+                    account_name,
+                },
+                &schema,
+                &cfg.contacts,
+            )
+            .expect("maps");
+            (
+                id_of(&c),
+                serde_json::to_value(&member).expect("serialises"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn initial_sync_makes_higher_logic_equal_the_mapping_of_every_contact() {
+    let sys = system(300).await;
+    let rt = sys.runtime();
+    let report = sync(&rt).await;
+    assert!(report.periodic.completed());
+    assert_eq!(report.member_refresh.failed_deliveries, 0);
+
+    let expected = expected_members(&sys, &rt).await;
+    let actual: BTreeMap<String, Value> = sys
+        .higher_logic
+        .members()
+        .into_iter()
+        .filter(|(_, m)| m["IsDeleted"] != json!(true))
+        .collect();
+    assert_eq!(actual.len(), expected.len(), "one member per live Contact");
+    for (key, want) in &expected {
+        assert_eq!(actual.get(key), Some(want), "member {key}");
+    }
+    // Batch reads: a describe, one Contact read and one Account read per batch of up to 500
+    // messages, plus the status call and the query pages.
+    let sf = report.periodic.salesforce_calls + report.member_refresh.salesforce_calls;
+    assert!(sf <= 6, "{sf} Salesforce calls for 300 Contacts");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incremental_sync_carries_every_kind_of_change_and_nothing_else() {
+    let sys = system(200).await;
+    let rt = sys.runtime();
+    sync(&rt).await;
+    let before = sys.higher_logic.counters();
+
+    let edits = edit_contacts(&sys);
+    sys.salesforce.advance(Duration::from_secs(120));
+    let report = sync(&rt).await;
+    let touched =
+        edits.renamed + edits.deactivated + edits.deleted + edits.opted_out + edits.regrouped;
+    assert_eq!(report.member_refresh.pushed as usize, touched);
+    assert_eq!(
+        report.member_refresh.deactivated as usize,
+        edits.deactivated
+    );
+    assert_eq!(report.member_refresh.deleted as usize, edits.deleted);
+    let after = sys.higher_logic.counters();
+    assert_eq!(
+        after.total_calls() - before.total_calls(),
+        1,
+        "one push of {touched} records"
+    );
+
+    // Higher Logic equals the mapping again, deleted Contacts included as deleted.
+    let expected = expected_members(&sys, &rt).await;
+    let members = sys.higher_logic.members();
+    for (key, want) in &expected {
+        assert_eq!(members.get(key), Some(want), "member {key}");
+    }
+    let deleted: Vec<&Value> = members
+        .values()
+        .filter(|m| m["IsDeleted"] == json!(true))
+        .collect();
+    assert!(deleted.len() >= edits.deleted);
+    for m in deleted {
+        assert_eq!(m["IsActive"], json!(false));
+        assert_eq!(m["SecurityGroups"], json!([]));
+    }
+    let opted_out = members
+        .values()
+        .filter(|m| m["EmailOptOut"] == json!(true))
+        .count();
+    assert!(opted_out >= edits.opted_out);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_sync_without_changes_makes_no_higher_logic_call() {
+    let sys = system(150).await;
+    let rt = sys.runtime();
+    sync(&rt).await;
+    sys.salesforce.advance(Duration::from_secs(120));
+    let before = sys.higher_logic.counters().total_calls();
+    let sf_before = sys.salesforce.counters().api_calls;
+    let report = sync(&rt).await;
+    assert_eq!(report.member_refresh.pushed, 0);
+    assert_eq!(
+        sys.higher_logic.counters().total_calls(),
+        before,
+        "no Higher Logic call at all"
+    );
+    let sf = sys.salesforce.counters().api_calls - sf_before;
+    assert!(
+        sf <= 3,
+        "a quiet run costs the status call and the query: {sf} calls"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_commit_within_the_lookback_is_not_lost() {
+    let sys = system(50).await;
+    let rt = sys.runtime();
+    sync(&rt).await;
+    let wm = rt
+        .state
+        .watermark(FEED_CONTACTS)
+        .await
+        .expect("watermark")
+        .at
+        .expect("set");
+    // A transaction that started before the watermark commits now, with its old timestamp.
+    let late_at = wm - chrono::Duration::minutes(4);
+    let fields = json!({"FirstName": "Late", "LastName": "Commit", "Active__c": true});
+    let id = sys.salesforce.insert_with_modstamp(
+        "Contact",
+        fields.as_object().cloned().expect("object"),
+        late_at,
+    );
+    sys.salesforce.advance(Duration::from_secs(120));
+    sync(&rt).await;
+    let member = sys
+        .higher_logic
+        .member(&id)
+        .expect("the late commit arrived");
+    assert_eq!(member["LastName"], "Commit");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contacts_sharing_one_timestamp_across_page_edges_are_not_lost() {
+    let sys = system(0).await;
+    let at = sys.salesforce.now() - chrono::Duration::hours(1);
+    for n in 0..500 {
+        let fields =
+            json!({"FirstName": format!("Same{n}"), "LastName": "Stamp", "Active__c": true});
+        sys.salesforce.insert_with_modstamp(
+            "Contact",
+            fields.as_object().cloned().expect("object"),
+            at,
+        );
+    }
+    // Pages of 200: the shared timestamp spans two page edges.
+    let rt = sys.runtime_with(ClientOptions {
+        query_batch_size: Some(200),
+        ..ClientOptions::default()
+    });
+    let report = sync(&rt).await;
+    assert_eq!(report.periodic.changed(), 500);
+    assert_eq!(report.member_refresh.pushed, 500);
+    assert_eq!(sys.higher_logic.members().len(), 500);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_periodic_refreshes_at_once_lose_nothing_and_keep_the_watermark_consistent() {
+    let sys = system(300).await;
+    let (a, b) = (sys.runtime(), sys.runtime());
+    let opts = |run: &str| hlsync_sync::periodic::PeriodicOptions {
+        run_id: run.into(),
+        deadline: hlsync_sync::Deadline::none(),
+        lease_ttl: Duration::from_secs(60),
+    };
+    let (oa, ob) = (opts("a"), opts("b"));
+    let (ra, rb) = tokio::join!(a.periodic_refresh(&oa), b.periodic_refresh(&ob));
+    let (ra, rb) = (ra.expect("a runs"), rb.expect("b runs"));
+    // One scanned, the other found the lease taken (or ran after it, finding nothing new).
+    assert_eq!(ra.sent() + rb.sent(), 300, "{ra:?} {rb:?}");
+    let wm = a.state.watermark(FEED_CONTACTS).await.expect("watermark");
+    assert!(wm.at.is_some() && wm.checkpoint.is_none());
+    assert!(wm.at.expect("set") <= sys.salesforce.now() - chrono::Duration::seconds(60));
+    let drained = hlsync_cli::drain::drain(&a, 500, true)
+        .await
+        .expect("drain");
+    assert_eq!(drained.contacts, 300);
+    assert_eq!(
+        sys.higher_logic.members().len(),
+        expected_members(&sys, &a).await.len()
+    );
+}
