@@ -36,13 +36,18 @@ infra-check:
 	bash infra/check.sh
 
 bench: venv
-	$(CARGO) run --quiet --release -p hlsync-cli -- bench
+	$(CARGO) bench --quiet -p hlsync-cli --bench pipeline
 
+# The Lambda zips, one folder per architecture (target/lambda/<arch>/<function>/bootstrap.zip).
 package: venv
 	$(CARGO) lambda build --release --output-format zip --arm64 --lambda-dir target/lambda/arm64 -p hlsync-lambdas
 
-deploy: package
-	cd infra && sam build --beta-features && sam deploy --guided
+# Deploys with SAM (guided: it asks for the stack name, region and parameters, and saves them).
+# CONFIG is the hlsync TOML config passed to the functions (default hlsync.toml).
+CONFIG ?= hlsync.toml
+deploy: venv
+	bash infra/check.sh --install
+	cd infra && .venv-sam/bin/sam build --beta-features && .venv-sam/bin/sam deploy --guided --parameter-overrides "$$(bash config-param.sh $(abspath $(CONFIG)))"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -59,6 +59,55 @@ step "cfn-lint infra/template.yaml" "$VENV/bin/cfn-lint" -- "$SAM_TEMPLATE"
 step "sam validate --lint infra/template.yaml" \
   "$VENV/bin/sam" validate --lint --template-file "$SAM_TEMPLATE" --region us-east-1
 
+# `sam build --beta-features` as `make deploy` runs it, on a copy of the workspace's sources with a
+# stand-in cargo-lambda that records its command and writes an empty bootstrap: this checks how SAM
+# reads the template's build metadata (CodeUri, rust-cargolambda, Binary, architecture) in seconds,
+# without compiling (make package does that) and without touching the real target/.
+sam_dry_build() {
+  local root="$WORK/sam-build" real_cargo
+  real_cargo="$(command -v cargo)" || {
+    echo "cargo not found: install Rust (rustup)"
+    return 1
+  }
+  mkdir -p "$root/bin" "$root/infra"
+  cp "$INFRA/../Cargo.toml" "$INFRA/../Cargo.lock" "$root/"
+  cp -r "$INFRA/../crates" "$root/"
+  cp "$SAM_TEMPLATE" "$root/infra/template.yaml"
+  cat >"$root/bin/cargo" <<EOF
+#!/usr/bin/env bash
+if [[ \$1 == metadata ]]; then exec "$real_cargo" "\$@" --offline; fi
+if [[ \$1 == lambda && \$2 == build ]]; then
+  echo "\${*:2}" >>"$root/calls"
+  bin=""
+  prev=""
+  for arg in "\$@"; do [[ \$prev == --bin ]] && bin="\$arg"; prev="\$arg"; done
+  mkdir -p "target/lambda/\$bin" && : >"target/lambda/\$bin/bootstrap"
+  exit 0
+fi
+if [[ \$1 == lambda ]]; then echo "cargo-lambda (stand-in for infra/check.sh)"; exit 0; fi
+exec "$real_cargo" "\$@"
+EOF
+  printf '#!/bin/sh\nexit 0\n' >"$root/bin/cargo-lambda"
+  chmod +x "$root/bin/cargo" "$root/bin/cargo-lambda"
+  (cd "$root/infra" && PATH="$root/bin:$PATH" "$VENV/bin/sam" build --beta-features) || return 1
+  local want fn
+  for fn in periodic-refresh member-refresh; do
+    want="build --release --arm64 --bin $fn"
+    grep -qxF -- "$want" "$root/calls" || {
+      echo "sam build did not run 'cargo lambda $want'; it ran:"
+      cat "$root/calls"
+      return 1
+    }
+  done
+  for fn in PeriodicRefreshFunction MemberRefreshFunction; do
+    [[ -f "$root/infra/.aws-sam/build/$fn/bootstrap" ]] || {
+      echo "sam build left no bootstrap for $fn"
+      return 1
+    }
+  done
+}
+step "sam build --beta-features (stand-in cargo-lambda): builds both binaries from the workspace root" sam_dry_build
+
 # `make deploy` hands the TOML config to sam deploy through config-param.sh: it must arrive intact.
 cat >"$WORK/hlsync.toml" <<'EOF'
 allow_insecure_http = false

@@ -291,7 +291,7 @@ def arn(value: Any) -> Any:
     return s
 
 
-def permissions(stack: Stack, policy_docs: list[dict]) -> dict[str, list[str]]:
+def permissions(policy_docs: list[dict]) -> dict[str, list[str]]:
     """Allowed actions per resource, from a set of policy documents."""
     grants: dict[str, set[str]] = {}
     for doc in policy_docs:
@@ -319,7 +319,7 @@ def role_permissions(stack: Stack, role: str) -> dict:
         "managed": sorted(
             re.sub(r"^arn:aws:iam::aws:policy/", "", str(m)) for m in props.get("ManagedPolicyArns", [])
         ),
-        "allow": permissions(stack, docs),
+        "allow": permissions(docs),
     }
 
 
@@ -693,7 +693,7 @@ def run(sam_path: str, cdk_path: str, overrides: dict[str, str]) -> int:
     # --- operators, alarms, dashboard, outputs
     c.check(
         "operator policy: redrive and status",
-        lambda s: permissions(s, [s.props("operator-policy")["PolicyDocument"]]),
+        lambda s: permissions([s.props("operator-policy")["PolicyDocument"]]),
         lambda v: None
         if "sqs:StartMessageMoveTask" in v.get("arn(dlq)", []) and "sqs:SendMessage" in v.get("arn(queue)", [])
         else "wants StartMessageMoveTask on the DLQ and SendMessage on the queue",

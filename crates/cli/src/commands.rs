@@ -1,6 +1,7 @@
 //! The commands, each a thin layer over the same code the Lambdas run.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -80,12 +81,20 @@ pub async fn periodic_refresh(rt: &Runtime, json: bool) -> anyhow::Result<Period
     Ok(rt.periodic_refresh(&opts).await?)
 }
 
+/// A Periodic Refresh and the Member Refresh of what it queues, running side by side as the
+/// deployed functions do (the queue stays short, which also keeps an emulated SQS fast).
 pub async fn sync(rt: &Runtime, batch_size: usize, json: bool) -> anyhow::Result<SyncReport> {
-    let periodic = periodic_refresh(rt, json).await?;
-    let member_refresh = drain::drain(rt, batch_size, json).await?;
+    let producer_done = AtomicBool::new(false);
+    let producer = async {
+        let result = periodic_refresh(rt, json).await;
+        producer_done.store(true, Ordering::SeqCst);
+        result
+    };
+    let consumer = drain::drain_until(rt, batch_size, json, &producer_done);
+    let (periodic, member_refresh) = tokio::join!(producer, consumer);
     Ok(SyncReport {
-        periodic,
-        member_refresh,
+        periodic: periodic?,
+        member_refresh: member_refresh?,
     })
 }
 
@@ -402,10 +411,33 @@ pub fn check_report(
         .iter()
         .map(|f| f.name.clone())
         .collect();
+    // Checks the schema build leaves to others: each names the config key and what to change.
+    let prefix = &cfg.contacts.group_field_prefix;
+    for name in &cfg.contacts.community_fields {
+        if !name
+            .to_ascii_lowercase()
+            .starts_with(&prefix.to_ascii_lowercase())
+        {
+            return json!({ "ok": false, "error": format!(
+                "config key `contacts.community_fields`: the field {name:?} does not carry the group prefix {prefix:?} (contacts.group_field_prefix); rename the field or remove it from the list"
+            )});
+        }
+    }
+    // Every org lists the Master record type; only others say something about a Contact.
+    let record_types: Vec<&hlsync_core::schema::RecordTypeInfo> = schema
+        .record_types()
+        .iter()
+        .filter(|r| r.developer_name != "Master")
+        .collect();
+    if cfg.contacts.record_type_groups && record_types.is_empty() {
+        return json!({ "ok": false, "error":
+            "config key `contacts.record_type_groups` is true, but the org has no Contact record types (or the integration user cannot see them): create them or set it to false"
+        });
+    }
     let mut warnings = Vec::new();
     if !formulas.is_empty() {
         warnings.push(format!(
-            "formula fields {} change without moving SystemModstamp: hlsync re-reads all Contacts every {} (contacts.full_refresh_every)",
+            "formula fields {} change without moving SystemModstamp: a full refresh re-reads all Contacts every {} (contacts.full_refresh_every), costing Salesforce reads but pushing only the members that changed",
             formulas.join(", "),
             humantime::format_duration(cfg.contacts.full_refresh_every)
         ));
@@ -417,7 +449,7 @@ pub fn check_report(
         "fields": fields,
         "formula_fields": formulas,
         "record_type_groups": cfg.contacts.record_type_groups,
-        "record_types": schema.record_types().iter().map(|r| json!({"name": r.name, "developer_name": r.developer_name})).collect::<Vec<_>>(),
+        "record_types": record_types.iter().map(|r| json!({"name": r.name, "developer_name": r.developer_name})).collect::<Vec<_>>(),
         "warnings": warnings,
     })
 }

@@ -6,6 +6,7 @@
 //! One difference on purpose: a failed message is made visible again at once (Lambda would wait
 //! for the visibility timeout), so that a local drain finishes in seconds rather than minutes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hlsync_sync::Deadline;
@@ -76,12 +77,27 @@ async fn receive_batch(
 }
 
 pub async fn drain(rt: &Runtime, batch_size: usize, json: bool) -> anyhow::Result<DrainReport> {
+    drain_until(rt, batch_size, json, &AtomicBool::new(true)).await
+}
+
+/// Drains while a producer may still be sending (as the event source polls while the Periodic
+/// Refresh fans out): an empty queue ends the drain only once `producer_done` is set.
+pub async fn drain_until(
+    rt: &Runtime,
+    batch_size: usize,
+    json: bool,
+    producer_done: &AtomicBool,
+) -> anyhow::Result<DrainReport> {
     let batch_size = batch_size.clamp(1, 10_000);
     let mut total = DrainReport::default();
     let mut idle_rounds = 0;
     loop {
         let received = receive_batch(rt, batch_size).await?;
         if received.is_empty() {
+            if !producer_done.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
             let depth = rt.queues.queue.depth().await?;
             if depth.visible == 0 && depth.in_flight == 0 && depth.delayed == 0 {
                 break;

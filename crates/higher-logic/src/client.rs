@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use hlsync_core::SfId;
 use rand::Rng;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -102,8 +102,9 @@ pub struct HigherLogicClient {
     http: reqwest::Client,
     /// Always ends with `/`, so that joining an endpoint name appends to it.
     base: Url,
-    tenant_code: String,
-    api_key: SecretString,
+    tenant_code: HeaderValue,
+    /// Marked sensitive, so the HTTP stack never prints it; built from the `SecretString` once.
+    api_key: HeaderValue,
     limiter: Arc<dyn RateLimiter>,
     retry: RetryPolicy,
     timeout: Option<Duration>,
@@ -115,7 +116,7 @@ impl std::fmt::Debug for HigherLogicClient {
         f.debug_struct("HigherLogicClient")
             .field("base", &self.base.as_str())
             .field("tenant_code", &self.tenant_code)
-            .field("api_key", &"[REDACTED]")
+            .field("api_key", &self.api_key)
             .field("retry", &self.retry)
             .field("calls", &self.calls_made())
             .finish_non_exhaustive()
@@ -146,6 +147,19 @@ impl HigherLogicClient {
                 reason: "is empty".to_owned(),
             });
         }
+        let mut api_key =
+            HeaderValue::from_str(creds.api_key.expose_secret()).map_err(|_| HlError::Config {
+                key: "higher_logic.api_key (secret)",
+                reason: "holds characters an HTTP header cannot carry (check for a stray newline)"
+                    .to_owned(),
+            })?;
+        api_key.set_sensitive(true);
+        let tenant_code =
+            HeaderValue::from_str(&creds.tenant_code).map_err(|_| HlError::Config {
+                key: "higher_logic.tenant_code (secret)",
+                reason: "holds characters an HTTP header cannot carry (check for a stray newline)"
+                    .to_owned(),
+            })?;
         let mut base = base_url.clone();
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
@@ -161,8 +175,8 @@ impl HigherLogicClient {
         Ok(Self {
             http,
             base,
-            tenant_code: creds.tenant_code,
-            api_key: creds.api_key,
+            tenant_code,
+            api_key,
             limiter: Arc::new(IntervalLimiter::per_minute(per_minute)),
             retry: RetryPolicy::default(),
             timeout: Some(DEFAULT_REQUEST_TIMEOUT),
@@ -217,7 +231,14 @@ impl HigherLogicClient {
                     url: url.to_string(),
                     message: format!("expected {{\"results\":[…]}}: {e}"),
                 })?;
-            results.extend(match_results(chunk, answer));
+            let matched = match_results(chunk, answer);
+            tracing::debug!(
+                endpoint = R::PATH,
+                records = chunk.len(),
+                failed = matched.iter().filter(|r| !r.is_ok()).count(),
+                "pushed to Higher Logic"
+            );
+            results.extend(matched);
         }
         Ok(results)
     }
@@ -277,8 +298,8 @@ impl HigherLogicClient {
             let mut request = self
                 .http
                 .request(method.clone(), url.clone())
-                .header(wire::API_KEY_HEADER, self.api_key.expose_secret())
-                .header(wire::TENANT_CODE_HEADER, &self.tenant_code)
+                .header(wire::API_KEY_HEADER, self.api_key.clone())
+                .header(wire::TENANT_CODE_HEADER, self.tenant_code.clone())
                 .header(reqwest::header::ACCEPT, "application/json");
             if let Some(body) = &body {
                 request = request
@@ -529,6 +550,37 @@ mod tests {
                 .unwrap_err()
                 .contains("\"error\"")
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever order the answer lists results in, and whichever it leaves out, each record
+        /// gets its own outcome, in input order.
+        #[test]
+        fn every_record_gets_its_own_result(
+            answered in proptest::collection::vec((proptest::bool::ANY, proptest::bool::ANY), 1..60),
+            seed in proptest::num::u64::ANY,
+        ) {
+            let keys: Vec<String> = (0..answered.len()).map(|i| format!("K{i}")).collect();
+            let records: Vec<ContactRecord> = keys.iter().map(|k| record(k)).collect();
+            let mut results: Vec<PushResult> = keys
+                .iter()
+                .zip(&answered)
+                .filter(|(_, (present, _))| *present)
+                .map(|(k, (_, ok))| result(k, if *ok { "ok" } else { "error" }, Some("no")))
+                .collect();
+            // A deterministic shuffle driven by the generated seed.
+            let len = results.len();
+            for i in (1..len).rev() {
+                let j = (seed.rotate_left(i as u32) % (i as u64 + 1)) as usize;
+                results.swap(i, j);
+            }
+            let matched = match_results(&records, PushResponse { results });
+            proptest::prop_assert_eq!(matched.len(), records.len());
+            for ((out, key), (present, ok)) in matched.iter().zip(&keys).zip(&answered) {
+                proptest::prop_assert_eq!(&out.key, key);
+                proptest::prop_assert_eq!(out.is_ok(), *present && *ok);
+            }
+        }
     }
 
     #[test]

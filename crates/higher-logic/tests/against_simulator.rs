@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
-use hlsync_core::{Address, Group, GroupKey, HigherLogicConfig, Member, SfId};
+use chrono::{NaiveDate, TimeZone, Utc};
+use hlsync_core::{Address, Event, Group, GroupKey, HigherLogicConfig, Member, Registration, SfId};
 use hlsync_higher_logic::rate::Acquire;
 use hlsync_higher_logic::wire::{EventRecord, RegistrationRecord};
 use hlsync_higher_logic::{
@@ -271,9 +271,26 @@ async fn rejected_credentials_are_not_retried() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_a_retryable_transport_error() {
-    let sim = sim().await;
-    let client = client(&sim);
-    sim.shutdown().await;
+    // A socket bound but not listening holds the port (no other test can take it) and refuses
+    // connections.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let cfg = HigherLogicConfig {
+        base_url: format!("http://{}/v2", socket.local_addr().unwrap()),
+        max_calls_per_minute: 6_000,
+    };
+    let creds = HigherLogicCredentials {
+        tenant_code: "t".into(),
+        api_key: "k".to_owned().into(),
+    };
+    let client = HigherLogicClient::new(&cfg, creds, true)
+        .unwrap()
+        .with_retry_policy(RetryPolicy {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+            ..RetryPolicy::default()
+        });
     let error = client.push_contacts(&members(1)).await.unwrap_err();
     assert!(
         matches!(error, HlError::Transport { attempts: 4, .. }),
@@ -327,38 +344,75 @@ async fn a_plugged_in_limiter_is_asked_before_every_call() {
 async fn events_and_registrations_round_trip() {
     let sim = sim().await;
     let client = client(&sim);
-    let event_key = "701000000000001AAA";
-    let events = [EventRecord {
-        event_key: event_key.into(),
+    let event_key: SfId = "701000000000001AAA".parse().unwrap();
+    let events = [Event {
+        event_key: event_key.clone(),
         name: Some("Annual Meeting".into()),
-        start_date: Some("2026-12-01".into()),
-        end_date: Some("2026-12-02".into()),
+        start_date: NaiveDate::from_ymd_opt(2026, 12, 1),
+        end_date: None,
         is_deleted: false,
     }];
-    let results = client.push_event_records(&events).await.unwrap();
-    assert_eq!(results[0].key, event_key);
+    let results = client.push_events(&events).await.unwrap();
+    assert_eq!(results[0].key, event_key.as_str());
     assert!(results[0].is_ok());
+    let stored = sim.event(event_key.as_str()).unwrap();
+    assert_eq!(stored["StartDate"], "2026-12-01");
+    assert_eq!(stored["EndDate"], serde_json::Value::Null);
 
-    let registration = |event: &str| RegistrationRecord {
-        event_key: event.into(),
-        legacy_contact_key: key(1).as_str().into(),
-        status: Some("Registered".into()),
-        is_deleted: false,
+    let registration = |event: &SfId, status: Option<&str>, is_deleted: bool| Registration {
+        event_key: event.clone(),
+        legacy_contact_key: key(1),
+        status: status.map(Into::into),
+        is_deleted,
     };
+    let unknown_event: SfId = "701000000000002AAA".parse().unwrap();
     let results = client
-        .push_registration_records(&[registration(event_key), registration("701000000000002AAA")])
+        .push_registrations(&[
+            registration(&event_key, Some("Registered"), false),
+            registration(&unknown_event, Some("Registered"), false),
+        ])
         .await
         .unwrap();
     assert_eq!(results[0].key, format!("{event_key}:{}", key(1)));
     assert!(results[0].is_ok());
-    assert!(
-        results[1]
-            .outcome
-            .as_ref()
-            .unwrap_err()
-            .contains("unknown EventKey")
-    );
-    assert_eq!(sim.registrations().len(), 1);
+    let message = results[1].outcome.as_ref().unwrap_err();
+    assert!(message.contains("unknown EventKey"), "{message}");
+
+    // A removal may carry no status.
+    let results = client
+        .push_registrations(&[registration(&event_key, None, true)])
+        .await
+        .unwrap();
+    assert!(results[0].is_ok());
+    let registrations = sim.registrations();
+    assert_eq!(registrations.len(), 1);
+    let stored = &registrations[&(event_key.to_string(), key(1).to_string())];
+    assert_eq!(stored["IsDeleted"], true);
+}
+
+#[tokio::test]
+async fn raw_wire_records_can_be_pushed_too() {
+    let sim = sim().await;
+    let client = client(&sim);
+    let events = [EventRecord {
+        event_key: "701000000000003AAA".into(),
+        name: None,
+        start_date: None,
+        end_date: None,
+        is_deleted: true,
+    }];
+    assert!(client.push_event_records(&events).await.unwrap()[0].is_ok());
+    let registrations = [RegistrationRecord {
+        event_key: "701000000000003AAA".into(),
+        legacy_contact_key: key(2).to_string(),
+        status: Some("Attended".into()),
+        is_deleted: false,
+    }];
+    let results = client
+        .push_registration_records(&registrations)
+        .await
+        .unwrap();
+    assert!(results[0].is_ok());
 }
 
 #[tokio::test]

@@ -1,13 +1,13 @@
 //! What a function reports when it cannot do its work.
 
-use hlsync_core::config::ConfigError;
+use hlsync_core::config::{CONFIG_ENV, ConfigError};
 use hlsync_sync::SyncError;
 use lambda_runtime::Diagnostic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LambdaError {
     /// `HLSYNC_CONFIG` is missing or wrong; the message names the key.
-    #[error("configuration error: {0} (the function's HLSYNC_CONFIG variable)")]
+    #[error("{}", config_message(.0))]
     Config(#[from] ConfigError),
     /// A `HLSYNC_*` variable is missing; the message names it.
     #[error("{0}")]
@@ -16,6 +16,14 @@ pub enum LambdaError {
     /// The message is the pipeline's, which says what the operator should do.
     #[error("{0}")]
     Run(#[from] SyncError),
+}
+
+fn config_message(e: &ConfigError) -> String {
+    match e {
+        // Already names the variable.
+        ConfigError::NotSet => e.to_string(),
+        _ => format!("{e} (in the function's {CONFIG_ENV} variable)"),
+    }
 }
 
 impl LambdaError {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{Setup, context, deploy, emf_values, insert_contact, moto};
 use hlsync_lambdas::LambdaError;
-use hlsync_lambdas::periodic;
+use hlsync_lambdas::{member, periodic};
 use hlsync_sync::SyncError;
 use lambda_runtime::LambdaEvent;
 use serde_json::json;
@@ -71,4 +71,53 @@ async fn a_run_past_the_allotment_is_a_function_error_with_the_operator_message(
         "{values:?}"
     );
     assert!(!values.contains_key("ContactsChanged"), "{values:?}");
+}
+
+#[tokio::test]
+async fn what_the_periodic_run_sends_the_member_function_pushes() {
+    moto();
+    let d = deploy(Setup::default()).await;
+    let ada = insert_contact(&d.sf, "Lovelace");
+    let grace = insert_contact(&d.sf, "Hopper");
+    d.sf.advance(Duration::from_secs(120));
+
+    // An EventBridge rule's Scheduled Event: no execution id, so the run is the request's.
+    let scheduled_event = json!({
+        "version": "0",
+        "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-11-24T10:05:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/hlsync-periodic"],
+        "detail": {}
+    });
+    let summary = periodic::handle(&d.rt, LambdaEvent::new(scheduled_event, context("req-p")))
+        .await
+        .expect("the periodic run succeeds");
+    assert_eq!(summary.run_id, "req-p");
+    let received = d
+        .queue
+        .receive(10, None, Duration::ZERO)
+        .await
+        .expect("queue readable");
+    assert_eq!(received.len(), 2, "{received:?}");
+    // The records as the SQS event source hands them to the member function.
+    let records: Vec<_> = received
+        .iter()
+        .map(|m| json!({"messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body}))
+        .collect();
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_value(json!({ "Records": records })).expect("an SQS event");
+
+    let response = member::handle(&d.rt, LambdaEvent::new(event, context("req-m")))
+        .await
+        .unwrap_or_else(|never| match never {});
+
+    assert!(response.batch_item_failures.is_empty());
+    for id in [&ada, &grace] {
+        let pushed = d.hl.member(id).expect("member pushed");
+        assert_eq!(pushed["LegacyContactKey"], id.as_str(), "{pushed}");
+    }
 }

@@ -137,29 +137,14 @@ pub(crate) async fn login(
                 form.append_pair("assertion", assertion.expose_secret());
             }
         }
-        // The body holds secrets: it lives in a SecretString until it is handed to reqwest.
         SecretString::from(form.finish())
     };
     let url = format!("{login_url}/services/oauth2/token");
-    let answer = http
-        .post(&url)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .header(reqwest::header::ACCEPT, "application/json")
-        .body(body.expose_secret().to_string())
-        .send()
-        .await;
-    let response = match answer {
-        Ok(r) => r,
-        Err(e) => return Attempt::Transport(e),
-    };
-    let status = response.status();
-    let text = match response.text().await {
-        Ok(t) => t,
-        Err(e) => return Attempt::Transport(e),
-    };
+    let (status, text) =
+        match post(http, &url, "application/x-www-form-urlencoded", &[], &body).await {
+            Ok(answer) => answer,
+            Err(e) => return Attempt::Transport(e),
+        };
     if status.is_success() {
         return match serde_json::from_str::<TokenAnswer>(&text) {
             Ok(t) => Attempt::Done {
@@ -186,6 +171,27 @@ pub(crate) async fn login(
     } else {
         Attempt::Rejected(reason)
     }
+}
+
+/// One login POST; the body holds secrets, so it stays a `SecretString` until reqwest takes it.
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &SecretString,
+) -> Result<(reqwest::StatusCode, String), reqwest::Error> {
+    let mut request = http
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .header(reqwest::header::ACCEPT, "application/json, text/xml")
+        .body(body.expose_secret().to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await?;
+    let status = response.status();
+    Ok((status, response.text().await?))
 }
 
 fn secret_str(s: &Option<SecretString>) -> &str {
@@ -215,20 +221,17 @@ async fn soap_login(
         xml_escape(creds.password_with_token().expose_secret()),
     ));
     let url = format!("{login_url}/services/Soap/u/{api_version}");
-    let answer = http
-        .post(&url)
-        .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=UTF-8")
-        .header("SOAPAction", "login")
-        .body(envelope.expose_secret().to_string())
-        .send()
-        .await;
-    let response = match answer {
-        Ok(r) => r,
-        Err(e) => return Attempt::Transport(e),
-    };
-    let status = response.status();
-    let text = match response.text().await {
-        Ok(t) => t,
+    let soap_action = [("SOAPAction", "login")];
+    let (status, text) = match post(
+        http,
+        &url,
+        "text/xml; charset=UTF-8",
+        &soap_action,
+        &envelope,
+    )
+    .await
+    {
+        Ok(answer) => answer,
         Err(e) => return Attempt::Transport(e),
     };
     // Salesforce answers every fault with HTTP 500, so the fault code decides, not the status.

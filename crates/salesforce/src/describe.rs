@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use hlsync_core::id::SfId;
-use hlsync_core::schema::{FieldInfo, FieldType, RecordTypeInfo};
+use hlsync_core::schema::{FieldInfo, RecordTypeInfo};
 use reqwest::Method;
 use serde::Deserialize;
 use tracing::debug;
@@ -12,10 +11,12 @@ use tracing::debug;
 use crate::client::{Call, SalesforceClient};
 use crate::error::SfError;
 
-/// What hlsync needs of an object's describe.
-#[derive(Debug, Clone, PartialEq)]
+/// What hlsync needs of an object's describe. Core's field and record type types read
+/// describe's JSON as it is; every other describe key is ignored.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Describe {
     pub fields: Vec<FieldInfo>,
+    #[serde(default, rename = "recordTypeInfos")]
     pub record_types: Vec<RecordTypeInfo>,
 }
 
@@ -26,36 +27,6 @@ impl Describe {
             .iter()
             .find(|f| f.name.eq_ignore_ascii_case(name))
     }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DescribeAnswer {
-    fields: Vec<FieldAnswer>,
-    #[serde(default)]
-    record_type_infos: Vec<RecordTypeAnswer>,
-}
-
-#[derive(Deserialize)]
-struct FieldAnswer {
-    name: String,
-    #[serde(default)]
-    label: String,
-    #[serde(rename = "type")]
-    field_type: String,
-    #[serde(default)]
-    calculated: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RecordTypeAnswer {
-    name: String,
-    /// Absent before API version 43.0; the name stands in for it then.
-    developer_name: Option<String>,
-    record_type_id: String,
-    #[serde(default)]
-    active: bool,
 }
 
 impl SalesforceClient {
@@ -76,12 +47,11 @@ impl SalesforceClient {
                 query_batch_size: None,
             })
             .await?;
-        let parsed: DescribeAnswer =
-            serde_json::from_value(answer).map_err(|e| SfError::Decode {
-                what: what.clone(),
-                detail: e.to_string(),
-            })?;
-        let describe = Arc::new(convert(parsed, &what)?);
+        let describe: Describe = serde_json::from_value(answer).map_err(|e| SfError::Decode {
+            what: what.clone(),
+            detail: e.to_string(),
+        })?;
+        let describe = Arc::new(describe);
         debug!(
             object,
             fields = describe.fields.len(),
@@ -95,46 +65,6 @@ impl SalesforceClient {
             .insert(key, describe.clone());
         Ok(describe)
     }
-}
-
-fn convert(answer: DescribeAnswer, what: &str) -> Result<Describe, SfError> {
-    let fields = answer
-        .fields
-        .into_iter()
-        .map(|f| FieldInfo {
-            label: if f.label.is_empty() {
-                f.name.clone()
-            } else {
-                f.label
-            },
-            name: f.name,
-            field_type: FieldType::from_sf(&f.field_type),
-            calculated: f.calculated,
-        })
-        .collect();
-    let record_types = answer
-        .record_type_infos
-        .into_iter()
-        .map(|rt| {
-            let id = rt
-                .record_type_id
-                .parse::<SfId>()
-                .map_err(|e| SfError::Decode {
-                    what: what.to_string(),
-                    detail: format!("record type `{}` has a bad recordTypeId: {e}", rt.name),
-                })?;
-            Ok(RecordTypeInfo {
-                id,
-                developer_name: rt.developer_name.unwrap_or_else(|| rt.name.clone()),
-                name: rt.name,
-                active: rt.active,
-            })
-        })
-        .collect::<Result<Vec<_>, SfError>>()?;
-    Ok(Describe {
-        fields,
-        record_types,
-    })
 }
 
 /// Object and field names go into URLs and request bodies: only API names are let through.
@@ -153,6 +83,7 @@ pub(crate) fn check_api_name(name: &str) -> Result<(), SfError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hlsync_core::schema::FieldType;
 
     #[test]
     fn api_names_are_checked() {
@@ -165,7 +96,7 @@ mod tests {
 
     #[test]
     fn converts_documented_describe_shape() {
-        let answer: DescribeAnswer = serde_json::from_str(
+        let d: Describe = serde_json::from_str(
             r#"{"name":"Contact","fields":[
                 {"name":"Id","label":"Contact ID","type":"id","calculated":false,"nillable":false},
                 {"name":"HL_Is_Board__c","label":"Board","type":"boolean","calculated":true}],
@@ -174,7 +105,6 @@ mod tests {
                  "urls":{"layout":"/services/data/v62.0/sobjects/Contact/describe/layouts/012000000000000AAA"}}]}"#,
         )
         .unwrap();
-        let d = convert(answer, "describe Contact").unwrap();
         assert_eq!(d.fields.len(), 2);
         assert!(d.field("hl_is_board__c").unwrap().calculated);
         assert_eq!(d.field("Id").unwrap().field_type, FieldType::from_sf("id"));

@@ -203,6 +203,38 @@ async fn rate_limit_answers_429_with_retry_after() {
     assert_eq!(sim.history(KEY_A).unwrap().pushes, 2);
 }
 
+/// The advertised Retry-After is honest: waiting it out (on tokio's paused clock) gets in.
+#[tokio::test(start_paused = true)]
+async fn waiting_out_retry_after_gets_in() {
+    let sim = HigherLogicSim::start(HlSimOptions {
+        max_calls_per_minute: 1,
+        ..HlSimOptions::default()
+    })
+    .await
+    .unwrap();
+    let body = json!([contact(KEY_A, "x")]);
+    assert_eq!(post(&sim, "contactinfo", &body).await.0, StatusCode::OK);
+    tokio::time::advance(std::time::Duration::from_secs(20)).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/contactinfo", sim.base_url()))
+        .header("x-api-key", DEFAULT_API_KEY)
+        .header("x-tenant-code", DEFAULT_TENANT_CODE)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after <= 40, "Retry-After {retry_after}");
+    tokio::time::advance(std::time::Duration::from_secs(retry_after)).await;
+    assert_eq!(post(&sim, "contactinfo", &body).await.0, StatusCode::OK);
+    assert_eq!(sim.counters().throttled, 1);
+}
+
 #[tokio::test]
 async fn scripted_faults_then_recovery() {
     let sim = HigherLogicSim::start(HlSimOptions {

@@ -5,13 +5,16 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use hlsync_core::allotment::ApiUsage;
+use hlsync_core::event::{Event, Registration};
 use hlsync_core::id::SfId;
 use hlsync_core::member::Member;
 
 use crate::error::SyncError;
 use crate::ports::{
-    ChangePages, ChangeQuery, Community, Crm, Describe, OrgStatus, PushResult, Record, WorkQueue,
+    ChangePages, ChangeQuery, Community, Crm, Describe, EmailPreferenceChange, IdScan, OrgStatus,
+    PushResult, Record, WorkQueue, WriteResult,
 };
 
 type MakeError = Box<dyn Fn() -> SyncError + Send + Sync>;
@@ -77,6 +80,21 @@ impl Crm for FaultyCrm {
         self.script.check("read")?;
         self.inner.read(object, ids, fields).await
     }
+    async fn scan(&self, scan: IdScan) -> Result<Box<dyn ChangePages>, SyncError> {
+        self.script.check("scan")?;
+        let inner = self.inner.scan(scan).await?;
+        Ok(Box::new(FaultyPages {
+            inner,
+            script: Arc::clone(&self.script),
+        }))
+    }
+    async fn update(
+        &self,
+        records: Vec<(String, SfId, Record)>,
+    ) -> Result<Vec<WriteResult>, SyncError> {
+        self.script.check("update")?;
+        self.inner.update(records).await
+    }
     fn calls_made(&self) -> u64 {
         self.inner.calls_made()
     }
@@ -108,6 +126,24 @@ impl Community for FaultyCommunity {
     async fn push_members(&self, members: &[Member]) -> Result<Vec<PushResult>, SyncError> {
         self.script.check("push_members")?;
         self.inner.push_members(members).await
+    }
+    async fn push_events(&self, events: &[Event]) -> Result<Vec<PushResult>, SyncError> {
+        self.script.check("push_events")?;
+        self.inner.push_events(events).await
+    }
+    async fn push_registrations(
+        &self,
+        registrations: &[Registration],
+    ) -> Result<Vec<PushResult>, SyncError> {
+        self.script.check("push_registrations")?;
+        self.inner.push_registrations(registrations).await
+    }
+    async fn email_preferences_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<EmailPreferenceChange>, SyncError> {
+        self.script.check("email_preferences")?;
+        self.inner.email_preferences_since(since).await
     }
     fn calls_made(&self) -> u64 {
         self.inner.calls_made()

@@ -9,11 +9,14 @@
 
 pub mod adapters;
 pub mod error;
+pub mod events;
 pub mod faults;
+pub mod full;
 pub mod member;
 pub mod memory;
 pub mod message;
 pub mod metrics;
+pub mod optout;
 pub mod periodic;
 pub mod ports;
 pub mod runtime;

@@ -51,6 +51,12 @@ pub struct MemberReport {
     pub failed_message_ids: Vec<String>,
     pub salesforce_calls: u64,
     pub higher_logic_calls: u64,
+    /// Events (Campaigns) pushed, deleted ones included.
+    #[serde(default)]
+    pub events_pushed: u64,
+    /// Registrations (CampaignMembers) pushed, removals included.
+    #[serde(default)]
+    pub registrations_pushed: u64,
 }
 
 pub struct MemberDeps<'a> {
@@ -106,6 +112,19 @@ async fn refresh(
     deadline: &Deadline,
     report: &mut MemberReport,
 ) -> Result<(), SyncError> {
+    // Campaigns and CampaignMembers have their own path (crate::events).
+    let (event_messages, messages): (Vec<_>, Vec<_>) = messages
+        .into_iter()
+        .partition(|m| crate::events::is_event_message(&m.body));
+    if !event_messages.is_empty() {
+        if deadline.near() {
+            report
+                .failed_message_ids
+                .extend(event_messages.iter().map(|m| m.message_id.clone()));
+        } else {
+            crate::events::refresh_events(deps, event_messages, report).await?;
+        }
+    }
     // Parse each message on its own: one bad body must not fail the batch.
     let mut wanted: BTreeMap<SfId, Wanted> = BTreeMap::new();
     for m in &messages {
@@ -235,10 +254,10 @@ async fn refresh(
         }
         to_push.push((member, hash));
     }
-    if !unchanged.is_empty() {
-        if let Err(e) = deps.state.record_pushed(&unchanged).await {
-            warn!(error = %e, "could not record the newer cursors of unchanged Contacts");
-        }
+    if !unchanged.is_empty()
+        && let Err(e) = deps.state.record_pushed(&unchanged).await
+    {
+        warn!(error = %e, "could not record the newer cursors of unchanged Contacts");
     }
     if to_push.is_empty() {
         return Ok(());

@@ -11,15 +11,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hlsync_core::allotment::ApiUsage;
+use hlsync_core::event::{Event, Registration};
 use hlsync_core::id::SfId;
 use hlsync_core::member::Member;
-use hlsync_core::time::parse_sf_datetime;
+use hlsync_core::time::{format_millis, parse_sf_datetime};
 use serde_json::Value;
 
 use crate::error::SyncError;
 use crate::ports::{
-    Change, ChangePages, ChangeQuery, Community, Crm, Describe, OrgStatus, PushResult, Pushed,
-    Record, StateStore, StoredWatermark, WorkQueue,
+    Change, ChangePages, ChangeQuery, Community, Crm, Describe, EmailPreferenceChange, IdScan,
+    OrgStatus, PushResult, Pushed, Record, StateStore, StoredWatermark, WorkQueue, WriteResult,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -34,6 +35,10 @@ pub struct MemoryCrm {
     pub now: Mutex<DateTime<Utc>>,
     pub usage: Mutex<ApiUsage>,
     pub page_size: usize,
+    /// Ids whose updates Salesforce refuses (per-record error).
+    pub refuse_updates: Mutex<HashSet<SfId>>,
+    /// Every update applied, as (object, Id, fields).
+    pub updates: Mutex<Vec<(String, SfId, Record)>>,
     calls: Arc<AtomicU64>,
 }
 
@@ -48,6 +53,8 @@ impl MemoryCrm {
                 max: 100_000,
             }),
             page_size: 2000,
+            refuse_updates: Mutex::new(HashSet::new()),
+            updates: Mutex::new(Vec::new()),
             calls: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -73,6 +80,22 @@ impl MemoryCrm {
         *lock(&self.now) = now;
     }
 
+    /// A record as stored (deleted or not).
+    pub fn get(&self, object: &str, id: &SfId) -> Option<Record> {
+        lock(&self.objects).get(object)?.get(id).cloned()
+    }
+
+    /// Changes fields of a stored record without touching anything else (a test sets
+    /// `SystemModstamp` itself, or leaves it, as a formula change does).
+    pub fn patch(&self, object: &str, id: &SfId, fields: Record) {
+        if let Some(record) = lock(&self.objects)
+            .get_mut(object)
+            .and_then(|o| o.get_mut(id))
+        {
+            record.extend(fields);
+        }
+    }
+
     fn call(&self) {
         self.calls.fetch_add(1, Ordering::SeqCst);
         lock(&self.usage).used += 1;
@@ -90,6 +113,42 @@ fn is_deleted(record: &Record) -> bool {
     field(record, "IsDeleted")
         .and_then(Value::as_bool)
         .unwrap_or(false)
+}
+
+/// The filters the pipeline sends: `IsDeleted = true`, and `Field = 'text'` or
+/// `Parent.Field = 'text'` (through the `ParentId` lookup).
+fn matches_filter(
+    objects: &BTreeMap<String, BTreeMap<SfId, Record>>,
+    record: &Record,
+    filter: Option<&str>,
+) -> bool {
+    let Some(filter) = filter else { return true };
+    if filter == "IsDeleted = true" {
+        return is_deleted(record);
+    }
+    let Some((path, literal)) = filter.split_once(" = ") else {
+        panic!("MemoryCrm does not understand the filter {filter:?}");
+    };
+    let want = literal
+        .trim()
+        .trim_matches('\'')
+        .replace("\\'", "'")
+        .replace("\\\\", "\\");
+    let value = match path.split_once('.') {
+        None => field(record, path).cloned(),
+        Some((parent, name)) => {
+            let parent_id: Option<SfId> = field(record, &format!("{parent}Id"))
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok());
+            parent_id
+                .and_then(|id| objects.get(parent)?.get(&id))
+                .and_then(|p| field(p, name).cloned())
+        }
+    };
+    value
+        .as_ref()
+        .and_then(Value::as_str)
+        .is_some_and(|v| v.eq_ignore_ascii_case(&want))
 }
 
 struct MemoryPages {
@@ -133,11 +192,7 @@ impl Crm for MemoryCrm {
             .into_iter()
             .flat_map(|records| records.iter())
             .filter(|(_, r)| query.include_deleted || !is_deleted(r))
-            .filter(|(_, r)| match query.filter.as_deref() {
-                None => true,
-                Some("IsDeleted = true") => is_deleted(r),
-                Some(other) => panic!("MemoryCrm does not understand the filter {other:?}"),
-            })
+            .filter(|(_, r)| matches_filter(&objects, r, query.filter.as_deref()))
             .filter_map(|(id, r)| {
                 let cursor = field(r, &query.cursor_field)
                     .and_then(Value::as_str)
@@ -199,6 +254,75 @@ impl Crm for MemoryCrm {
             .collect())
     }
 
+    async fn scan(&self, scan: IdScan) -> Result<Box<dyn ChangePages>, SyncError> {
+        let objects = lock(&self.objects);
+        let changes: Vec<Change> = objects
+            .get(&scan.object)
+            .into_iter()
+            .flat_map(|records| records.iter())
+            .filter(|(id, r)| {
+                !is_deleted(r)
+                    && scan.after.as_ref().is_none_or(|a| *id > a)
+                    && matches_filter(&objects, r, scan.filter.as_deref())
+            })
+            .filter_map(|(id, r)| {
+                let cursor = field(r, "SystemModstamp")
+                    .and_then(Value::as_str)
+                    .and_then(parse_sf_datetime)?;
+                Some(Change {
+                    id: id.clone(),
+                    cursor,
+                    deleted: false,
+                })
+            })
+            .collect();
+        let pages: Vec<Vec<Change>> = changes
+            .chunks(self.page_size)
+            .map(<[Change]>::to_vec)
+            .collect();
+        drop(objects);
+        self.call();
+        Ok(Box::new(MemoryPages {
+            pages: pages.into_iter(),
+            calls: Arc::clone(&self.calls),
+            first: true,
+        }))
+    }
+
+    async fn update(
+        &self,
+        records: Vec<(String, SfId, Record)>,
+    ) -> Result<Vec<WriteResult>, SyncError> {
+        for _ in records.chunks(200) {
+            self.call();
+        }
+        let refuse = lock(&self.refuse_updates).clone();
+        let stamp = Value::String(format_millis(*lock(&self.now)));
+        let mut objects = lock(&self.objects);
+        let mut results = Vec::with_capacity(records.len());
+        for (object, id, fields) in records {
+            let live = objects
+                .get_mut(&object)
+                .and_then(|o| o.get_mut(&id))
+                .filter(|r| !is_deleted(r));
+            let error = match live {
+                _ if refuse.contains(&id) => {
+                    Some("FIELD_CUSTOM_VALIDATION_EXCEPTION: refused by the test".to_string())
+                }
+                None => Some("ENTITY_IS_DELETED: entity is deleted".to_string()),
+                Some(record) => {
+                    record.extend(fields.clone());
+                    // Every write moves SystemModstamp, as in Salesforce.
+                    record.insert("SystemModstamp".into(), stamp.clone());
+                    lock(&self.updates).push((object.clone(), id.clone(), fields));
+                    None
+                }
+            };
+            results.push(WriteResult { id, error });
+        }
+        Ok(results)
+    }
+
     fn calls_made(&self) -> u64 {
         self.calls.load(Ordering::SeqCst)
     }
@@ -215,10 +339,54 @@ pub struct MemoryCommunity {
     /// Keys whose records are refused (per-record error).
     pub refuse: Mutex<HashSet<String>>,
     pub pushes: Mutex<Vec<usize>>,
+    pub events: Mutex<BTreeMap<String, Event>>,
+    /// Keyed `EventKey:LegacyContactKey`.
+    pub registrations: Mutex<BTreeMap<String, Registration>>,
+    /// Opt-out changes members made in the community (never the pushes).
+    pub preferences: Mutex<Vec<EmailPreferenceChange>>,
     calls: AtomicU64,
 }
 
 impl MemoryCommunity {
+    /// A member changes their email opt-out in the community at `at`.
+    pub fn set_email_opt_out(&self, key: &SfId, opted_out: bool, at: DateTime<Utc>) {
+        if let Some(m) = lock(&self.members).get_mut(key.as_str()) {
+            m.email_opt_out = opted_out;
+        }
+        lock(&self.preferences).push(EmailPreferenceChange {
+            key: key.clone(),
+            email_opt_out: opted_out,
+            updated_on: at,
+        });
+    }
+
+    fn push_keyed<T: Clone>(
+        &self,
+        records: &[T],
+        key: impl Fn(&T) -> String,
+        into: &Mutex<BTreeMap<String, T>>,
+    ) -> Vec<PushResult> {
+        let refuse = lock(&self.refuse).clone();
+        for _ in records.chunks(200) {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+        }
+        let mut stored = lock(into);
+        records
+            .iter()
+            .map(|r| {
+                let key = key(r);
+                if refuse.contains(&key) {
+                    return PushResult {
+                        key,
+                        error: Some("refused by the test".into()),
+                    };
+                }
+                stored.insert(key.clone(), r.clone());
+                PushResult { key, error: None }
+            })
+            .collect()
+    }
+
     pub fn member(&self, key: &str) -> Option<Member> {
         lock(&self.members).get(key).cloned()
     }
@@ -255,6 +423,57 @@ impl Community for MemoryCommunity {
             .collect())
     }
 
+    async fn push_events(&self, events: &[Event]) -> Result<Vec<PushResult>, SyncError> {
+        Ok(self.push_keyed(events, |e| e.event_key.to_string(), &self.events))
+    }
+
+    async fn push_registrations(
+        &self,
+        registrations: &[Registration],
+    ) -> Result<Vec<PushResult>, SyncError> {
+        let known: HashSet<String> = lock(&self.events).keys().cloned().collect();
+        let (filed, unknown): (Vec<&Registration>, Vec<&Registration>) = registrations
+            .iter()
+            .partition(|r| known.contains(r.event_key.as_str()));
+        let filed: Vec<Registration> = filed.into_iter().cloned().collect();
+        let key = |r: &Registration| format!("{}:{}", r.event_key, r.legacy_contact_key);
+        let mut results = self.push_keyed(&filed, key, &self.registrations);
+        // As Higher Logic does: a registration is filed under an event it knows.
+        results.extend(unknown.into_iter().map(|r| PushResult {
+            key: key(r),
+            error: Some(format!("unknown EventKey {}", r.event_key)),
+        }));
+        let order: HashMap<String, usize> = registrations
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (key(r), i))
+            .collect();
+        results.sort_by_key(|r| order.get(&r.key).copied().unwrap_or(usize::MAX));
+        Ok(results)
+    }
+
+    async fn email_preferences_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<EmailPreferenceChange>, SyncError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut latest: BTreeMap<SfId, EmailPreferenceChange> = BTreeMap::new();
+        for c in lock(&self.preferences)
+            .iter()
+            .filter(|c| c.updated_on > since)
+        {
+            if latest
+                .get(&c.key)
+                .is_none_or(|l| c.updated_on >= l.updated_on)
+            {
+                latest.insert(c.key.clone(), c.clone());
+            }
+        }
+        let mut out: Vec<EmailPreferenceChange> = latest.into_values().collect();
+        out.sort_by(|a, b| (a.updated_on, &a.key).cmp(&(b.updated_on, &b.key)));
+        Ok(out)
+    }
+
     fn calls_made(&self) -> u64 {
         self.calls.load(Ordering::SeqCst)
     }
@@ -266,6 +485,8 @@ pub struct MemoryState {
     pub watermarks: Mutex<HashMap<String, StoredWatermark>>,
     pub leases: Mutex<HashMap<String, String>>,
     pub pushed: Mutex<HashMap<SfId, Pushed>>,
+    /// Push records of other kinds, keyed `prefix + key`.
+    pub pushed_other: Mutex<HashMap<String, Pushed>>,
     pub docs: Mutex<HashMap<String, Value>>,
 }
 
@@ -332,6 +553,34 @@ impl StateStore for MemoryState {
         let mut pushed = lock(&self.pushed);
         for (id, p) in items {
             pushed.insert(id.clone(), p.clone());
+        }
+        Ok(())
+    }
+
+    async fn pushed_keys(
+        &self,
+        prefix: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, Pushed>, SyncError> {
+        let pushed = lock(&self.pushed_other);
+        Ok(keys
+            .iter()
+            .filter_map(|k| {
+                pushed
+                    .get(&format!("{prefix}{k}"))
+                    .map(|p| (k.clone(), p.clone()))
+            })
+            .collect())
+    }
+
+    async fn record_pushed_keys(
+        &self,
+        prefix: &str,
+        items: &[(String, Pushed)],
+    ) -> Result<(), SyncError> {
+        let mut pushed = lock(&self.pushed_other);
+        for (k, p) in items {
+            pushed.insert(format!("{prefix}{k}"), p.clone());
         }
         Ok(())
     }

@@ -15,6 +15,10 @@ pub const MESSAGE_VERSION: u32 = 1;
 #[serde(rename_all = "snake_case")]
 pub enum RecordKind {
     Contact,
+    /// A Campaign of `events.campaign_type`: an event.
+    Campaign,
+    /// A CampaignMember of such a Campaign: a registration.
+    CampaignMember,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,9 +54,20 @@ pub enum MessageError {
 
 impl WorkMessage {
     pub fn contact(id: SfId, cursor: Option<DateTime<Utc>>, run: &str, deleted: bool) -> Self {
+        Self::of(RecordKind::Contact, id, cursor, run, deleted)
+    }
+
+    /// A message of any kind (`full: false`).
+    pub fn of(
+        kind: RecordKind,
+        id: SfId,
+        cursor: Option<DateTime<Utc>>,
+        run: &str,
+        deleted: bool,
+    ) -> Self {
         WorkMessage {
             v: MESSAGE_VERSION,
-            kind: RecordKind::Contact,
+            kind,
             id,
             cursor,
             run: run.to_string(),
@@ -87,6 +102,26 @@ mod tests {
     fn round_trips() {
         let m = WorkMessage::contact(id(), Some(Utc::now()), "run-1", true);
         assert_eq!(WorkMessage::parse(&m.to_body()).expect("parses"), m);
+    }
+
+    #[test]
+    fn new_kinds_keep_version_1_and_old_bodies_still_parse() {
+        let m = WorkMessage::of(RecordKind::CampaignMember, id(), None, "r", false);
+        let body = m.to_body();
+        assert!(body.contains(r#""kind":"campaign_member""#), "{body}");
+        assert!(body.contains(r#""v":1"#), "{body}");
+        assert_eq!(WorkMessage::parse(&body).expect("parses"), m);
+        let old = r#"{"v":1,"kind":"contact","id":"003000000000001AAA","run":"r"}"#;
+        let m = WorkMessage::parse(old).expect("a body written before events existed");
+        assert_eq!(
+            (m.kind, m.full, m.deleted),
+            (RecordKind::Contact, false, false)
+        );
+        let c = r#"{"v":1,"kind":"campaign","id":"701000000000001AAA","run":"r","full":false}"#;
+        assert_eq!(
+            WorkMessage::parse(c).expect("parses").kind,
+            RecordKind::Campaign
+        );
     }
 
     #[test]

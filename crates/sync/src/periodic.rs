@@ -22,14 +22,27 @@ use tracing::{info, warn};
 
 use crate::Deadline;
 use crate::error::SyncError;
-use crate::message::WorkMessage;
-use crate::ports::{ChangeQuery, Crm, StateStore, WorkQueue};
+use crate::full::{self, FullRefreshReport};
+use crate::message::{RecordKind, WorkMessage};
+use crate::optout::{self, OptOutReport};
+use crate::ports::{ChangeQuery, Community, Crm, StateStore, WorkQueue};
 
 /// The lease that keeps two overlapping scheduled runs from scanning the same window twice.
 pub const LEASE: &str = "periodic-refresh";
 /// Feed (watermark) names.
 pub const FEED_CONTACTS: &str = "contacts";
 pub const FEED_CONTACT_DELETES: &str = "contacts-deleted";
+pub const FEED_CAMPAIGNS: &str = "campaigns";
+pub const FEED_CAMPAIGN_MEMBERS: &str = "campaign-members";
+/// Every feed a Periodic Refresh may scan with a time window (for `hlsync status`); the full
+/// refresh and the email preferences have their own watermarks too: [`full::FEED_FULL_REFRESH`],
+/// [`optout::FEED_EMAIL_PREFERENCES`].
+pub const WINDOW_FEEDS: &[&str] = &[
+    FEED_CONTACTS,
+    FEED_CONTACT_DELETES,
+    FEED_CAMPAIGNS,
+    FEED_CAMPAIGN_MEMBERS,
+];
 /// Where the last run's report is kept (for `hlsync status`).
 pub const LAST_RUN_DOC: &str = "run#periodic-refresh";
 /// Where the last API usage Salesforce reported is kept.
@@ -68,6 +81,12 @@ pub struct PeriodicReport {
     pub usage: Option<ApiUsage>,
     pub allotment_share: Option<f64>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Set when this run scanned (or resumed) the full refresh of all Contacts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_refresh: Option<FullRefreshReport>,
+    /// Set when this run read Higher Logic's email preference changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_preferences: Option<OptOutReport>,
 }
 
 impl PeriodicReport {
@@ -75,10 +94,12 @@ impl PeriodicReport {
         self.feeds.iter().map(|f| f.changed).sum()
     }
     pub fn sent(&self) -> u64 {
-        self.feeds.iter().map(|f| f.sent).sum()
+        self.feeds.iter().map(|f| f.sent).sum::<u64>()
+            + self.full_refresh.as_ref().map_or(0, |f| f.sent)
     }
     pub fn completed(&self) -> bool {
         self.feeds.iter().all(|f| f.completed)
+            && self.full_refresh.as_ref().is_none_or(|f| f.completed)
     }
 }
 
@@ -105,8 +126,14 @@ impl Checkpoint {
 struct Feed {
     name: &'static str,
     object: &'static str,
+    kind: RecordKind,
     cursor_field: String,
     filter: Option<String>,
+}
+
+/// A text as a SOQL string literal (quotes and backslashes escaped).
+pub(crate) fn soql_text(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 fn feeds(cfg: &Config) -> Vec<Feed> {
@@ -118,6 +145,7 @@ fn feeds(cfg: &Config) -> Vec<Feed> {
         feeds.push(Feed {
             name: FEED_CONTACT_DELETES,
             object: "Contact",
+            kind: RecordKind::Contact,
             cursor_field: "SystemModstamp".into(),
             filter: Some("IsDeleted = true".into()),
         });
@@ -127,10 +155,30 @@ fn feeds(cfg: &Config) -> Vec<Feed> {
         Feed {
             name: FEED_CONTACTS,
             object: "Contact",
+            kind: RecordKind::Contact,
             cursor_field,
             filter: None,
         },
     );
+    if cfg.events.enabled {
+        // Campaigns and their members carry no Flow-kept field: both are read on
+        // SystemModstamp, which also moves on delete, so queryAll's IsDeleted rows are the deletes.
+        let campaign_type = soql_text(cfg.events.campaign_type.trim());
+        feeds.push(Feed {
+            name: FEED_CAMPAIGNS,
+            object: "Campaign",
+            kind: RecordKind::Campaign,
+            cursor_field: "SystemModstamp".into(),
+            filter: Some(format!("Type = {campaign_type}")),
+        });
+        feeds.push(Feed {
+            name: FEED_CAMPAIGN_MEMBERS,
+            object: "CampaignMember",
+            kind: RecordKind::CampaignMember,
+            cursor_field: "SystemModstamp".into(),
+            filter: Some(format!("Campaign.Type = {campaign_type}")),
+        });
+    }
     feeds
 }
 
@@ -151,6 +199,17 @@ pub fn check_allotment(cfg: &Config, usage: ApiUsage) -> Result<(), SyncError> {
     Ok(())
 }
 
+/// What a Periodic Refresh works with. `community` is needed only for the email opt-out
+/// write-back (Higher Logic's `GET /emailpreferences`); without it that step is left out.
+pub struct PeriodicDeps<'a> {
+    pub cfg: &'a Config,
+    pub crm: &'a dyn Crm,
+    pub community: Option<&'a dyn Community>,
+    pub state: &'a dyn StateStore,
+    pub queue: &'a dyn WorkQueue,
+}
+
+/// A Periodic Refresh without the opt-out write-back (no Higher Logic calls).
 pub async fn periodic_refresh(
     cfg: &Config,
     crm: &dyn Crm,
@@ -158,6 +217,25 @@ pub async fn periodic_refresh(
     queue: &dyn WorkQueue,
     opts: &PeriodicOptions,
 ) -> Result<PeriodicReport, SyncError> {
+    let deps = PeriodicDeps {
+        cfg,
+        crm,
+        community: None,
+        state,
+        queue,
+    };
+    run(&deps, opts).await
+}
+
+/// One Periodic Refresh: the window feeds, the full refresh when it is due, then the email
+/// opt-out write-back.
+pub async fn run(
+    deps: &PeriodicDeps<'_>,
+    opts: &PeriodicOptions,
+) -> Result<PeriodicReport, SyncError> {
+    let PeriodicDeps {
+        cfg, crm, state, ..
+    } = *deps;
     let mut report = PeriodicReport {
         run_id: opts.run_id.clone(),
         ..PeriodicReport::default()
@@ -168,7 +246,7 @@ pub async fn periodic_refresh(
         return Ok(report);
     }
     let calls_before = crm.calls_made();
-    let result = scan_all(cfg, crm, state, queue, opts, &mut report).await;
+    let result = scan_all(deps, opts, &mut report).await;
     report.salesforce_calls = crm.calls_made().saturating_sub(calls_before);
     report.usage = crm.usage();
     report.allotment_share = report.usage.map(|u| allotment::share(u, &cfg.salesforce));
@@ -194,15 +272,21 @@ pub async fn periodic_refresh(
 }
 
 async fn scan_all(
-    cfg: &Config,
-    crm: &dyn Crm,
-    state: &dyn StateStore,
-    queue: &dyn WorkQueue,
+    deps: &PeriodicDeps<'_>,
     opts: &PeriodicOptions,
     report: &mut PeriodicReport,
 ) -> Result<(), SyncError> {
+    let PeriodicDeps {
+        cfg,
+        crm,
+        state,
+        queue,
+        ..
+    } = *deps;
     let status = crm.org_status().await?;
     check_allotment(cfg, status.usage)?;
+    // The first run's Contacts window starts at the beginning of time: it is a full refresh too.
+    let first_run = state.watermark(FEED_CONTACTS).await?.at.is_none();
     for feed in feeds(cfg) {
         let mut feed_report = FeedReport {
             feed: feed.name.to_string(),
@@ -222,8 +306,15 @@ async fn scan_all(
         report.feeds.push(feed_report);
         result?;
         if opts.deadline.near() {
-            break;
+            return Ok(());
         }
+    }
+    report.full_refresh = full::run_if_due(deps, opts, status.now, first_run).await?;
+    if opts.deadline.near() {
+        return Ok(());
+    }
+    if let Some(community) = deps.community {
+        report.email_preferences = Some(optout::write_back(deps, community).await?);
     }
     Ok(())
 }
@@ -342,8 +433,14 @@ async fn scan_window(
         let bodies: Vec<String> = page
             .iter()
             .map(|c| {
-                WorkMessage::contact(c.id.clone(), Some(c.cursor), &opts.run_id, c.deleted)
-                    .to_body()
+                WorkMessage::of(
+                    feed.kind,
+                    c.id.clone(),
+                    Some(c.cursor),
+                    &opts.run_id,
+                    c.deleted,
+                )
+                .to_body()
             })
             .collect();
         let count = bodies.len() as u64;
@@ -374,14 +471,14 @@ async fn scan_window(
 }
 
 /// The stored watermark as this run knows it; every save is conditional on the version read.
-struct Mark {
-    feed: &'static str,
-    at: Option<DateTime<Utc>>,
-    version: u64,
+pub(crate) struct Mark {
+    pub(crate) feed: &'static str,
+    pub(crate) at: Option<DateTime<Utc>>,
+    pub(crate) version: u64,
 }
 
 impl Mark {
-    async fn save(
+    pub(crate) async fn save(
         &mut self,
         state: &dyn StateStore,
         at: Option<DateTime<Utc>>,

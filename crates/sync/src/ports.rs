@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hlsync_core::allotment::ApiUsage;
+use hlsync_core::event::{Event, Registration};
 use hlsync_core::id::SfId;
 use hlsync_core::member::Member;
 use hlsync_core::watermark::Window;
@@ -68,6 +69,45 @@ pub struct Change {
     pub deleted: bool,
 }
 
+/// Every live record of `object` in Id order, from after `after` (keyset paging): the full
+/// refresh's scan, which no time window can express.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdScan {
+    pub object: String,
+    /// Resume after this Id (the last one a previous page or run got to).
+    pub after: Option<SfId>,
+    /// Extra SOQL condition ANDed to the scan.
+    pub filter: Option<String>,
+}
+
+impl IdScan {
+    /// Pages carry `SystemModstamp` as their cursor, so that a message says how new the read was.
+    pub fn soql(&self) -> String {
+        let mut conditions = Vec::new();
+        if let Some(after) = &self.after {
+            conditions.push(format!("Id > '{after}'"));
+        }
+        if let Some(filter) = &self.filter {
+            conditions.push(format!("({filter})"));
+        }
+        let mut soql = format!("SELECT Id, SystemModstamp, IsDeleted FROM {}", self.object);
+        if !conditions.is_empty() {
+            soql.push_str(" WHERE ");
+            soql.push_str(&conditions.join(" AND "));
+        }
+        soql.push_str(" ORDER BY Id ASC");
+        soql
+    }
+}
+
+/// The outcome of writing one record back to Salesforce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteResult {
+    pub id: SfId,
+    /// `None` when Salesforce saved the record.
+    pub error: Option<String>,
+}
+
 /// The pages of a change query, fetched one at a time so the caller can checkpoint between them.
 #[async_trait]
 pub trait ChangePages: Send {
@@ -88,6 +128,13 @@ pub trait Crm: Send + Sync {
         ids: &[SfId],
         fields: &[String],
     ) -> Result<Vec<Option<Record>>, SyncError>;
+    /// Lists every live record of an object in Id order (`query`, not `queryAll`).
+    async fn scan(&self, scan: IdScan) -> Result<Box<dyn ChangePages>, SyncError>;
+    /// Updates records (`(object, Id, fields)`), many per API call; one result per record, in order.
+    async fn update(
+        &self,
+        records: Vec<(String, SfId, Record)>,
+    ) -> Result<Vec<WriteResult>, SyncError>;
     /// Salesforce API calls this client has made (the scarcest resource: every run reports it).
     fn calls_made(&self) -> u64;
     /// The last API usage Salesforce reported.
@@ -102,11 +149,26 @@ pub struct PushResult {
     pub error: Option<String>,
 }
 
+/// A member's opt-out change made in Higher Logic.
+pub use hlsync_higher_logic::EmailPreferenceChange;
+
 /// The Higher Logic community.
 #[async_trait]
 pub trait Community: Send + Sync {
     /// Pushes full member records; one result per record, in order.
     async fn push_members(&self, members: &[Member]) -> Result<Vec<PushResult>, SyncError>;
+    /// Pushes events (Campaigns); results keyed by EventKey.
+    async fn push_events(&self, events: &[Event]) -> Result<Vec<PushResult>, SyncError>;
+    /// Pushes registrations (CampaignMembers); results keyed `EventKey:LegacyContactKey`.
+    async fn push_registrations(
+        &self,
+        registrations: &[Registration],
+    ) -> Result<Vec<PushResult>, SyncError>;
+    /// Opt-out changes members made in Higher Logic strictly after `since`.
+    async fn email_preferences_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<EmailPreferenceChange>, SyncError>;
     fn calls_made(&self) -> u64;
 }
 
@@ -132,6 +194,17 @@ pub trait StateStore: Send + Sync {
     async fn release_lease(&self, name: &str, owner: &str) -> Result<(), SyncError>;
     async fn pushed(&self, ids: &[SfId]) -> Result<HashMap<SfId, Pushed>, SyncError>;
     async fn record_pushed(&self, items: &[(SfId, Pushed)]) -> Result<(), SyncError>;
+    /// Push records of other kinds (events, registrations), each kind under its own key prefix.
+    async fn pushed_keys(
+        &self,
+        prefix: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, Pushed>, SyncError>;
+    async fn record_pushed_keys(
+        &self,
+        prefix: &str,
+        items: &[(String, Pushed)],
+    ) -> Result<(), SyncError>;
     async fn get_doc(&self, key: &str) -> Result<Option<Value>, SyncError>;
     async fn put_doc(
         &self,

@@ -17,7 +17,7 @@ use crate::adapters::higher_logic::HigherLogicCommunity;
 use crate::adapters::salesforce::SalesforceCrm;
 use crate::error::{Service, SyncError};
 use crate::member::{IncomingMessage, MemberDeps, MemberReport, member_refresh};
-use crate::periodic::{PeriodicOptions, PeriodicReport, periodic_refresh};
+use crate::periodic::{PeriodicDeps, PeriodicOptions, PeriodicReport};
 
 /// How long a warm function trusts the secret it read before looking at its version again.
 pub const SECRET_TTL: Duration = Duration::from_secs(5 * 60);
@@ -198,7 +198,14 @@ impl Runtime {
         &self,
         opts: &PeriodicOptions,
     ) -> Result<PeriodicReport, SyncError> {
-        periodic_refresh(&self.cfg, &self.crm, &self.state, &self.queues, opts).await
+        let deps = PeriodicDeps {
+            cfg: &self.cfg,
+            crm: &self.crm,
+            community: Some(&self.community),
+            state: &self.state,
+            queue: &self.queues,
+        };
+        crate::periodic::run(&deps, opts).await
     }
 
     pub async fn member_refresh(

@@ -63,6 +63,22 @@ impl StateStore for hlsync_aws::StateStore {
         Ok(self.put_pushed(items).await?)
     }
 
+    async fn pushed_keys(
+        &self,
+        prefix: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, Pushed>, SyncError> {
+        Ok(self.get_pushed_keys(prefix, keys).await?)
+    }
+
+    async fn record_pushed_keys(
+        &self,
+        prefix: &str,
+        items: &[(String, Pushed)],
+    ) -> Result<(), SyncError> {
+        Ok(self.put_pushed_keys(prefix, items).await?)
+    }
+
     async fn get_doc(&self, key: &str) -> Result<Option<Value>, SyncError> {
         Ok(hlsync_aws::StateStore::get_doc(self, key).await?)
     }

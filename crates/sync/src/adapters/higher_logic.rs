@@ -4,12 +4,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hlsync_core::event::{Event, Registration};
 use hlsync_core::member::Member;
-use hlsync_higher_logic::{HigherLogicClient, HigherLogicCredentials, HlError};
+use hlsync_higher_logic::{HigherLogicClient, HigherLogicCredentials, HlError, RecordResult};
 use tokio::sync::Mutex;
 
 use crate::error::{Service, SyncError};
-use crate::ports::{Community, PushResult};
+use crate::ports::{Community, EmailPreferenceChange, PushResult};
 use crate::runtime::Credentials;
 
 impl From<HlError> for SyncError {
@@ -32,6 +34,16 @@ impl From<HlError> for SyncError {
             }
         }
     }
+}
+
+fn results(results: Vec<RecordResult>) -> Vec<PushResult> {
+    results
+        .into_iter()
+        .map(|r| PushResult {
+            key: r.key,
+            error: r.outcome.err(),
+        })
+        .collect()
 }
 
 /// The Higher Logic client of the current secret version, made on first use.
@@ -81,14 +93,28 @@ impl HigherLogicCommunity {
 impl Community for HigherLogicCommunity {
     async fn push_members(&self, members: &[Member]) -> Result<Vec<PushResult>, SyncError> {
         let client = self.client().await?;
-        let results = client.push_contacts(members).await?;
-        Ok(results
-            .into_iter()
-            .map(|r| PushResult {
-                key: r.key,
-                error: r.outcome.err(),
-            })
-            .collect())
+        Ok(results(client.push_contacts(members).await?))
+    }
+
+    async fn push_events(&self, events: &[Event]) -> Result<Vec<PushResult>, SyncError> {
+        let client = self.client().await?;
+        Ok(results(client.push_events(events).await?))
+    }
+
+    async fn push_registrations(
+        &self,
+        registrations: &[Registration],
+    ) -> Result<Vec<PushResult>, SyncError> {
+        let client = self.client().await?;
+        Ok(results(client.push_registrations(registrations).await?))
+    }
+
+    async fn email_preferences_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<EmailPreferenceChange>, SyncError> {
+        let client = self.client().await?;
+        Ok(client.email_preferences_since(since).await?)
     }
 
     fn calls_made(&self) -> u64 {

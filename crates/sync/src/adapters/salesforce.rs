@@ -19,7 +19,9 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::error::{Service, SyncError};
-use crate::ports::{Change, ChangePages, ChangeQuery, Crm, Describe, OrgStatus, Record};
+use crate::ports::{
+    Change, ChangePages, ChangeQuery, Crm, Describe, IdScan, OrgStatus, Record, WriteResult,
+};
 use crate::runtime::Credentials;
 
 /// Where a rejected login is remembered (with the secret version it was made with).
@@ -97,27 +99,26 @@ impl SalesforceCrm {
             self.retired_calls
                 .fetch_add(c.client.calls_made(), Ordering::SeqCst);
         }
-        if let Some(failure) = self.credentials.state.get_doc(LOGIN_FAILURE_DOC).await? {
-            if failure.get("secret_version").and_then(Value::as_str)
+        if let Some(failure) = self.credentials.state.get_doc(LOGIN_FAILURE_DOC).await?
+            && failure.get("secret_version").and_then(Value::as_str)
                 == Some(secret.version.as_str())
-            {
-                let reason = failure
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("login rejected");
-                let at = failure
-                    .get("at")
-                    .and_then(Value::as_str)
-                    .unwrap_or("earlier");
-                return Err(SyncError::Rejected {
-                    service: Service::Salesforce,
-                    message: format!(
-                        "not calling Salesforce: {reason} (at {at}, with version {} of secret {}). \
-                         Put corrected credentials in the secret; hlsync resumes by itself when its version changes",
-                        secret.version, self.credentials.secret_id
-                    ),
-                });
-            }
+        {
+            let reason = failure
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("login rejected");
+            let at = failure
+                .get("at")
+                .and_then(Value::as_str)
+                .unwrap_or("earlier");
+            return Err(SyncError::Rejected {
+                service: Service::Salesforce,
+                message: format!(
+                    "not calling Salesforce: {reason} (at {at}, with version {} of secret {}). \
+                     Put corrected credentials in the secret; hlsync resumes by itself when its version changes",
+                    secret.version, self.credentials.secret_id
+                ),
+            });
         }
         let client = SalesforceClient::with_options(
             &self.credentials.cfg.salesforce,
@@ -252,10 +253,10 @@ impl Crm for SalesforceCrm {
                 .as_ref()
                 .and_then(|c| c.describe_read_at)
                 .is_none_or(|t| t.elapsed() > DESCRIBE_TTL);
-            if let Some(c) = c {
-                if stale || refresh {
-                    c.describe_read_at = Some(Instant::now());
-                }
+            if let Some(c) = c
+                && (stale || refresh)
+            {
+                c.describe_read_at = Some(Instant::now());
             }
             stale
         };
@@ -295,6 +296,47 @@ impl Crm for SalesforceCrm {
         self.observe(&client);
         match result {
             Ok(r) => Ok(r),
+            Err(e) => Err(self.on_error(e).await),
+        }
+    }
+
+    async fn scan(&self, scan: IdScan) -> Result<Box<dyn ChangePages>, SyncError> {
+        let client = self.client().await?;
+        match client.query(&scan.soql()) {
+            Ok(pager) => Ok(Box::new(Pages {
+                pager,
+                cursor_field: "SystemModstamp".into(),
+            })),
+            Err(e) => Err(self.on_error(e).await),
+        }
+    }
+
+    async fn update(
+        &self,
+        records: Vec<(String, SfId, Record)>,
+    ) -> Result<Vec<WriteResult>, SyncError> {
+        let client = self.client().await?;
+        let result = client.update(records).await;
+        self.observe(&client);
+        match result {
+            Ok(results) => Ok(results
+                .into_iter()
+                .map(|r| WriteResult {
+                    id: r.id,
+                    error: (!r.success).then(|| {
+                        let errors: Vec<String> = r
+                            .errors
+                            .iter()
+                            .map(|e| format!("{}: {}", e.status_code, e.message))
+                            .collect();
+                        if errors.is_empty() {
+                            "Salesforce did not save the record and gave no reason".to_string()
+                        } else {
+                            errors.join("; ")
+                        }
+                    }),
+                })
+                .collect()),
             Err(e) => Err(self.on_error(e).await),
         }
     }

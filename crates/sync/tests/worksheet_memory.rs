@@ -1,0 +1,513 @@
+//! The rest of the worksheet against the in-memory ports: events and registrations, the full
+//! refresh for formula fields, and the email opt-out write-back (issue 6). The same flows run end
+//! to end against moto and the simulators in tests/e2e_worksheet.rs at the workspace root.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use hlsync_core::config::Config;
+use hlsync_core::id::SfId;
+use hlsync_core::schema::{FieldInfo, FieldType};
+use hlsync_sync::Deadline;
+use hlsync_sync::error::{Service, SyncError};
+use hlsync_sync::faults::{FaultyQueue, Script};
+use hlsync_sync::full::FEED_FULL_REFRESH;
+use hlsync_sync::member::{MemberDeps, MemberReport, member_refresh};
+use hlsync_sync::memory::{MemoryCommunity, MemoryCrm, MemoryQueue, MemoryState};
+use hlsync_sync::optout::FEED_EMAIL_PREFERENCES;
+use hlsync_sync::periodic::{self, PeriodicDeps, PeriodicOptions, PeriodicReport};
+use hlsync_sync::ports::{Crm, Describe, StateStore, WorkQueue};
+use serde_json::{Map, Value, json};
+
+fn config() -> Config {
+    Config::from_toml_str(
+        r#"
+        allow_insecure_http = true
+        [salesforce]
+        lookback = "10m"
+        settle = "60s"
+        [contacts]
+        active_field = "Active__c"
+        full_refresh_every = "24h"
+        [events]
+        enabled = true
+        campaign_type = "Event"
+        registered_statuses = ["Registered", "Attended"]
+        [higher_logic]
+        base_url = "http://127.0.0.1:1/v2"
+        "#,
+    )
+    .expect("test config")
+}
+
+fn describe(formula: bool) -> Describe {
+    let f = |name: &str, label: &str, t: FieldType, calculated: bool| FieldInfo {
+        name: name.into(),
+        label: label.into(),
+        field_type: t,
+        calculated,
+    };
+    Describe {
+        fields: vec![
+            f("Id", "Contact ID", FieldType::Id, false),
+            f("LastName", "Last Name", FieldType::String, false),
+            f("Active__c", "Active", FieldType::Boolean, false),
+            f(
+                "HL_Member_Type__c",
+                "Member Type",
+                FieldType::Picklist,
+                false,
+            ),
+            f("HL_Is_Board__c", "Is Board", FieldType::Boolean, formula),
+        ],
+        record_types: vec![],
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+fn sf_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
+}
+
+fn sfid(prefix: &str, n: usize) -> SfId {
+    format!("{prefix}{n:012}")
+        .parse()
+        .expect("valid 15-char id")
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().expect("object")
+}
+
+fn contact(n: usize, at: DateTime<Utc>) -> Map<String, Value> {
+    obj(json!({
+        "Id": sfid("003", n).to_string(), "LastName": format!("Last{n}"), "Active__c": true,
+        "HL_Member_Type__c": "Gold", "HL_Is_Board__c": false, "HasOptedOutOfEmail": false,
+        "IsDeleted": false, "SystemModstamp": sf_time(at),
+    }))
+}
+
+fn campaign(n: usize, kind: &str, at: DateTime<Utc>) -> Map<String, Value> {
+    obj(json!({
+        "Id": sfid("701", n).to_string(), "Name": format!("Campaign {n}"), "Type": kind,
+        "StartDate": "2026-12-01", "EndDate": null, "IsDeleted": false,
+        "SystemModstamp": sf_time(at),
+    }))
+}
+
+fn campaign_member(
+    n: usize,
+    campaign: usize,
+    contact: usize,
+    status: &str,
+    at: DateTime<Utc>,
+) -> Map<String, Value> {
+    obj(json!({
+        "Id": sfid("00v", n).to_string(), "CampaignId": sfid("701", campaign).to_string(),
+        "ContactId": sfid("003", contact).to_string(), "Status": status, "IsDeleted": false,
+        "SystemModstamp": sf_time(at),
+    }))
+}
+
+struct World {
+    cfg: Config,
+    crm: Arc<MemoryCrm>,
+    community: Arc<MemoryCommunity>,
+    state: Arc<MemoryState>,
+    queue: Arc<MemoryQueue>,
+}
+
+impl World {
+    fn new(formula: bool, page_size: usize) -> Self {
+        World {
+            cfg: config(),
+            crm: Arc::new(MemoryCrm::new(describe(formula), t0()).with_page_size(page_size)),
+            community: Arc::new(MemoryCommunity::default()),
+            state: Arc::new(MemoryState::default()),
+            queue: Arc::new(MemoryQueue::default()),
+        }
+    }
+
+    fn advance(&self, by: TimeDelta) {
+        let now = *self.crm.now.lock().expect("clock");
+        self.crm.set_now(now + by);
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        *self.crm.now.lock().expect("clock")
+    }
+
+    async fn periodic_with(&self, queue: &dyn WorkQueue) -> Result<PeriodicReport, SyncError> {
+        let deps = PeriodicDeps {
+            cfg: &self.cfg,
+            crm: self.crm.as_ref(),
+            community: Some(self.community.as_ref()),
+            state: self.state.as_ref(),
+            queue,
+        };
+        let opts = PeriodicOptions {
+            run_id: "run".into(),
+            deadline: Deadline::none(),
+            lease_ttl: Duration::from_secs(900),
+        };
+        periodic::run(&deps, &opts).await
+    }
+
+    async fn members(&self) -> MemberReport {
+        let deps = MemberDeps {
+            cfg: &self.cfg,
+            crm: self.crm.as_ref(),
+            community: self.community.as_ref(),
+            state: self.state.as_ref(),
+            queue: self.queue.as_ref(),
+        };
+        member_refresh(&deps, self.queue.take(), &Deadline::none())
+            .await
+            .expect("batch runs")
+    }
+
+    /// A Periodic Refresh and a Member Refresh of what it queued; the clock then moves past the
+    /// settle time so the next sync sees this one's writes.
+    async fn sync(&self) -> (PeriodicReport, MemberReport) {
+        let p = self
+            .periodic_with(self.queue.as_ref())
+            .await
+            .expect("periodic refresh");
+        let m = self.members().await;
+        self.advance(TimeDelta::minutes(5));
+        (p, m)
+    }
+}
+
+// ----- events -------------------------------------------------------------------------------
+
+fn events_world() -> World {
+    let w = World::new(false, 2000);
+    let at = t0() - TimeDelta::days(1);
+    for n in 1..=3 {
+        w.crm.put("Contact", contact(n, at));
+    }
+    w.crm.put("Campaign", campaign(1, "Event", at));
+    w.crm.put("Campaign", campaign(2, "Webinar", at));
+    w.crm
+        .put("CampaignMember", campaign_member(1, 1, 1, "Registered", at));
+    w.crm
+        .put("CampaignMember", campaign_member(2, 1, 2, "Sent", at));
+    w.crm
+        .put("CampaignMember", campaign_member(3, 2, 3, "Registered", at));
+    w
+}
+
+fn reg_key(campaign: usize, contact: usize) -> String {
+    format!("{}:{}", sfid("701", campaign), sfid("003", contact))
+}
+
+#[tokio::test]
+async fn events_and_registrations_follow_their_campaigns_in_batches() {
+    let w = events_world();
+    let (p, m) = w.sync().await;
+    assert!(p.completed());
+    let feeds: Vec<&str> = p.feeds.iter().map(|f| f.feed.as_str()).collect();
+    assert_eq!(feeds, ["contacts", "campaigns", "campaign-members"]);
+    // Only the Event campaign, and only the registered member of it.
+    let events = w.community.events.lock().expect("events").clone();
+    assert_eq!(
+        events.keys().cloned().collect::<Vec<_>>(),
+        [sfid("701", 1).to_string()]
+    );
+    let regs = w.community.registrations.lock().expect("regs").clone();
+    assert_eq!(regs.keys().cloned().collect::<Vec<_>>(), [reg_key(1, 1)]);
+    assert!(!regs[&reg_key(1, 1)].is_deleted);
+    assert_eq!((m.events_pushed, m.registrations_pushed), (1, 1));
+    // Batch reads: describe, Contacts, Accounts none, CampaignMembers, Campaigns.
+    assert!(m.salesforce_calls <= 4, "{} calls", m.salesforce_calls);
+
+    // Nothing changed: nothing is pushed again.
+    let (_, m) = w.sync().await;
+    assert_eq!(
+        (m.events_pushed, m.registrations_pushed, m.pushed),
+        (0, 0, 0)
+    );
+
+    // Member 1 cancels, member 2 registers, the event is renamed.
+    let now = w.now();
+    w.crm
+        .put("CampaignMember", campaign_member(1, 1, 1, "Sent", now));
+    w.crm
+        .put("CampaignMember", campaign_member(2, 1, 2, "Attended", now));
+    let mut renamed = campaign(1, "Event", now);
+    renamed.insert("Name".into(), json!("Annual Meeting"));
+    w.crm.put("Campaign", renamed);
+    w.advance(TimeDelta::minutes(2));
+    let (_, m) = w.sync().await;
+    assert_eq!((m.events_pushed, m.registrations_pushed), (1, 2));
+    let regs = w.community.registrations.lock().expect("regs").clone();
+    assert!(
+        regs[&reg_key(1, 1)].is_deleted,
+        "a status not registered removes it"
+    );
+    assert!(!regs[&reg_key(1, 2)].is_deleted);
+    let events = w.community.events.lock().expect("events").clone();
+    assert_eq!(
+        events[&sfid("701", 1).to_string()].name.as_deref(),
+        Some("Annual Meeting")
+    );
+
+    // Deletes: the membership and then the campaign.
+    let now = w.now();
+    let mut gone = campaign_member(2, 1, 2, "Attended", now);
+    gone.insert("IsDeleted".into(), json!(true));
+    w.crm.put("CampaignMember", gone);
+    let mut gone = campaign(1, "Event", now);
+    gone.insert("IsDeleted".into(), json!(true));
+    w.crm.put("Campaign", gone);
+    w.advance(TimeDelta::minutes(2));
+    let (_, m) = w.sync().await;
+    assert_eq!((m.events_pushed, m.registrations_pushed), (1, 1));
+    let regs = w.community.registrations.lock().expect("regs").clone();
+    assert!(
+        regs[&reg_key(1, 2)].is_deleted,
+        "deleted CampaignMember removed without a read"
+    );
+    let events = w.community.events.lock().expect("events").clone();
+    assert!(events[&sfid("701", 1).to_string()].is_deleted);
+}
+
+#[tokio::test]
+async fn a_registration_brings_its_event_along_whatever_the_queue_order() {
+    let w = events_world();
+    w.periodic_with(w.queue.as_ref()).await.expect("periodic");
+    // Only the CampaignMember messages reach the Member Refresh first.
+    let all = w.queue.take();
+    let (members, rest): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|m| m.body.contains("campaign_member"));
+    let deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: w.crm.as_ref(),
+        community: w.community.as_ref(),
+        state: w.state.as_ref(),
+        queue: w.queue.as_ref(),
+    };
+    let r = member_refresh(&deps, members, &Deadline::none())
+        .await
+        .expect("batch");
+    assert!(
+        r.failed_message_ids.is_empty(),
+        "{:?}",
+        r.failed_message_ids
+    );
+    assert_eq!((r.events_pushed, r.registrations_pushed), (1, 1));
+    // The Campaign's own message later finds it current.
+    let r = member_refresh(&deps, rest, &Deadline::none())
+        .await
+        .expect("batch");
+    assert_eq!(r.events_pushed, 0);
+}
+
+#[tokio::test]
+async fn a_refused_registration_is_retried_alone() {
+    let w = events_world();
+    w.community
+        .refuse
+        .lock()
+        .expect("refuse")
+        .insert(reg_key(1, 1));
+    let (_, m) = w.sync().await;
+    assert_eq!(m.failed_message_ids.len(), 1);
+    assert_eq!(m.events_pushed, 1);
+    w.community.refuse.lock().expect("refuse").clear();
+    // Redelivered: pushed now.
+    let body = json!({"v":1,"kind":"campaign_member","id":sfid("00v", 1).to_string(),"run":"r"})
+        .to_string();
+    w.queue.send(vec![body]).await.expect("send");
+    let m = w.members().await;
+    assert_eq!(m.registrations_pushed, 1);
+}
+
+// ----- full refresh -------------------------------------------------------------------------
+
+fn formula_world(formula: bool, page_size: usize) -> World {
+    let w = World::new(formula, page_size);
+    for n in 1..=5 {
+        w.crm.put("Contact", contact(n, t0() - TimeDelta::days(2)));
+    }
+    w
+}
+
+#[tokio::test]
+async fn a_formula_change_is_found_by_the_full_refresh_once_a_period() {
+    let w = formula_world(true, 2000);
+    let (p, m) = w.sync().await;
+    assert_eq!(m.pushed, 5);
+    // The first run's window read everything: no full refresh on top of it.
+    assert!(p.full_refresh.is_none());
+    let mark = w.state.watermark(FEED_FULL_REFRESH).await.expect("mark");
+    assert!(mark.at.is_some());
+
+    // A formula value changes; SystemModstamp does not move.
+    w.crm.patch(
+        "Contact",
+        &sfid("003", 3),
+        obj(json!({"HL_Is_Board__c": true})),
+    );
+    let (p, m) = w.sync().await;
+    assert!(p.full_refresh.is_none(), "not due within the period");
+    assert_eq!(m.pushed, 0, "no window sees a formula change");
+
+    w.advance(TimeDelta::hours(24));
+    let calls = w.crm.calls_made();
+    let (p, m) = w.sync().await;
+    let full = p.full_refresh.expect("due after a day");
+    assert!(full.completed);
+    assert_eq!(full.sent, 5);
+    assert_eq!(full.formula_fields, ["HL_Is_Board__c"]);
+    assert_eq!(m.pushed, 1, "exactly the member whose formula changed");
+    let board = w.community.member(sfid("003", 3).as_str()).expect("member");
+    assert!(
+        board
+            .security_groups
+            .iter()
+            .any(|g| g.key.as_str() == "HL_Is_Board__c")
+    );
+    // Batch reads: status, three window queries (Contacts, Campaigns, CampaignMembers), a
+    // describe, one scan page, then a describe and one Contact read: never one call per Contact.
+    assert_eq!(w.crm.calls_made() - calls, 8);
+
+    // A second one inside the period does not run.
+    w.advance(TimeDelta::hours(1));
+    let (p, m) = w.sync().await;
+    assert!(p.full_refresh.is_none());
+    assert_eq!(m.contacts, 0);
+}
+
+#[tokio::test]
+async fn without_formula_fields_no_full_refresh_runs() {
+    let w = formula_world(false, 2000);
+    w.sync().await;
+    w.advance(TimeDelta::hours(25));
+    let (p, m) = w.sync().await;
+    assert!(p.full_refresh.is_none());
+    assert_eq!(m.contacts, 0);
+    // And it does not describe again every run until the next period.
+    let mark = w.state.watermark(FEED_FULL_REFRESH).await.expect("mark");
+    assert!(mark.at.is_some_and(|at| at > t0() + TimeDelta::hours(20)));
+}
+
+#[tokio::test]
+async fn a_stopped_full_refresh_resumes_after_its_last_page() {
+    let w = formula_world(true, 2);
+    w.sync().await;
+    w.advance(TimeDelta::hours(25));
+    // The queue takes the first page of the full refresh, then fails.
+    let script = Arc::new(Script::default());
+    let queue = FaultyQueue {
+        inner: w.queue.clone(),
+        script: Arc::clone(&script),
+    };
+    script.fail("send", 1, || SyncError::Transient {
+        service: Service::Aws,
+        message: "SQS is down".into(),
+    });
+    let err = w
+        .periodic_with(&queue)
+        .await
+        .expect_err("the second page fails");
+    assert!(err.is_retryable());
+    assert_eq!(w.queue.sent.lock().expect("sent").len(), 2);
+    let mark = w.state.watermark(FEED_FULL_REFRESH).await.expect("mark");
+    assert!(mark.checkpoint.is_some());
+
+    let p = w.periodic_with(w.queue.as_ref()).await.expect("resumes");
+    let full = p.full_refresh.expect("resumed");
+    assert!(full.resumed && full.completed);
+    assert_eq!(full.sent, 3, "only the Contacts after the checkpoint");
+    let sent = w.queue.take();
+    assert_eq!(sent.len(), 5);
+    assert!(sent.iter().all(|m| m.body.contains(r#""full":true"#)));
+}
+
+// ----- email opt-out write-back ---------------------------------------------------------------
+
+#[tokio::test]
+async fn a_members_opt_out_is_written_back_once_and_does_not_bounce() {
+    let w = formula_world(false, 2000);
+    w.sync().await;
+    let key = sfid("003", 2);
+    w.community.set_email_opt_out(&key, true, w.now());
+    for _ in 0..3 {
+        w.sync().await;
+    }
+    let updates = w.crm.updates.lock().expect("updates").clone();
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(updates[0].2["HasOptedOutOfEmail"], json!(true));
+    let contact = w.crm.get("Contact", &key).expect("contact");
+    assert_eq!(contact["HasOptedOutOfEmail"], json!(true));
+    assert!(
+        w.community
+            .member(key.as_str())
+            .expect("member")
+            .email_opt_out
+    );
+    let mark = w
+        .state
+        .watermark(FEED_EMAIL_PREFERENCES)
+        .await
+        .expect("mark");
+    assert!(mark.at.is_some());
+}
+
+#[tokio::test]
+async fn a_later_salesforce_change_wins_and_a_tie_opts_out() {
+    let w = formula_world(false, 2000);
+    w.sync().await;
+    let early = t0() - TimeDelta::days(3);
+    // Older than what Higher Logic was last given: Salesforce's value stays.
+    w.community.set_email_opt_out(&sfid("003", 1), true, early);
+    // Exactly as new as the push cursor: opted out wins.
+    w.community
+        .set_email_opt_out(&sfid("003", 4), true, t0() - TimeDelta::days(2));
+    let (p, _) = w.sync().await;
+    let r = p.email_preferences.expect("read");
+    assert_eq!((r.changes, r.written, r.unchanged), (2, 1, 1));
+    let updates = w.crm.updates.lock().expect("updates").clone();
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].1, sfid("003", 4));
+}
+
+#[tokio::test]
+async fn a_refused_write_holds_the_watermark_and_is_retried() {
+    let w = formula_world(false, 2000);
+    w.sync().await;
+    let (a, b) = (sfid("003", 1), sfid("003", 2));
+    w.community.set_email_opt_out(&a, true, w.now());
+    w.community
+        .set_email_opt_out(&b, true, w.now() + TimeDelta::seconds(5));
+    w.crm
+        .refuse_updates
+        .lock()
+        .expect("refuse")
+        .insert(a.clone());
+    let (p, _) = w.sync().await;
+    let r = p.email_preferences.expect("read");
+    assert_eq!((r.written, r.failed), (1, 1));
+    assert_eq!(r.watermark, None, "not past the refused change");
+
+    w.crm.refuse_updates.lock().expect("refuse").clear();
+    let (p, _) = w.sync().await;
+    let r = p.email_preferences.expect("read");
+    assert_eq!(
+        r.written, 1,
+        "the refused one, and not the one already written"
+    );
+    assert!(r.watermark.is_some());
+    let (p, _) = w.sync().await;
+    assert_eq!(p.email_preferences.expect("read").changes, 0);
+    assert_eq!(w.crm.updates.lock().expect("updates").len(), 2);
+}

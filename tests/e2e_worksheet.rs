@@ -1,0 +1,445 @@
+//! The rest of the worksheet end to end (issue 6): events and registrations, community groups,
+//! formula fields and the full refresh, the GDPR opt-out write-back, and `hlsync check`; against
+//! moto server, the simulators, the real SDKs and real HTTP.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use hlsync_cli::commands::{self, SyncReport};
+use hlsync_cli::local::{LocalOptions, LocalSystem};
+use hlsync_sync::runtime::Runtime;
+use serde_json::{Map, Value, json};
+
+const EVENTS: &str = r#"
+[events]
+enabled = true
+campaign_type = "Event"
+registered_statuses = ["Registered", "Attended"]
+"#;
+
+async fn system(contacts: usize, extra_config: &str) -> LocalSystem {
+    LocalSystem::start(LocalOptions {
+        contacts,
+        extra_config: extra_config.to_string(),
+        ..LocalOptions::default()
+    })
+    .await
+    .expect("the local system starts (moto_server missing? run `make venv`)")
+}
+
+async fn sync(rt: &Runtime) -> SyncReport {
+    commands::sync(rt, 500, true).await.expect("sync succeeds")
+}
+
+fn fields(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().expect("object")
+}
+
+fn text<'a>(r: &'a Map<String, Value>, name: &str) -> &'a str {
+    r.get(name).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn live(r: &Map<String, Value>) -> bool {
+    r.get("IsDeleted") != Some(&json!(true))
+}
+
+fn endpoint_calls(sys: &LocalSystem, name: &str) -> u64 {
+    sys.salesforce
+        .counters()
+        .calls_by_endpoint
+        .get(name)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// What Higher Logic must hold: (event keys, registered (event, contact) pairs).
+fn expected_events(sys: &LocalSystem) -> (BTreeSet<String>, BTreeSet<(String, String)>) {
+    let events: BTreeSet<String> = sys
+        .salesforce
+        .all("Campaign")
+        .iter()
+        .filter(|c| live(c) && text(c, "Type") == "Event")
+        .map(|c| text(c, "Id").to_string())
+        .collect();
+    let registered: BTreeSet<(String, String)> = sys
+        .salesforce
+        .all("CampaignMember")
+        .iter()
+        .filter(|m| live(m) && events.contains(text(m, "CampaignId")))
+        .filter(|m| ["Registered", "Attended"].contains(&text(m, "Status")))
+        .map(|m| {
+            (
+                text(m, "CampaignId").to_string(),
+                text(m, "ContactId").to_string(),
+            )
+        })
+        .collect();
+    (events, registered)
+}
+
+fn actual_events(sys: &LocalSystem) -> (BTreeSet<String>, BTreeSet<(String, String)>) {
+    let events = sys
+        .higher_logic
+        .events()
+        .into_iter()
+        .filter(|(_, e)| e["IsDeleted"] != json!(true))
+        .map(|(k, _)| k)
+        .collect();
+    let registrations = sys
+        .higher_logic
+        .registrations()
+        .into_iter()
+        .filter(|(_, r)| r["IsDeleted"] != json!(true))
+        .map(|(k, _)| k)
+        .collect();
+    (events, registrations)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_and_registrations_reach_higher_logic_in_batches_and_follow_changes() {
+    let sys = system(200, EVENTS).await;
+    // An event nobody registered for, to be deleted later.
+    let dropped_event = sys.salesforce.insert(
+        "Campaign",
+        fields(json!({"Name": "Cancelled Gala", "Type": "Event", "StartDate": "2026-12-24"})),
+    );
+    // Past the settle time, so the first window sees it.
+    sys.salesforce.advance(Duration::from_secs(120));
+    let rt = sys.runtime();
+    let report = sync(&rt).await;
+    assert!(report.periodic.completed());
+    assert_eq!(report.member_refresh.failed_deliveries, 0);
+    let (want_events, want_regs) = expected_events(&sys);
+    assert!(!want_events.is_empty() && !want_regs.is_empty());
+    assert_eq!(
+        actual_events(&sys),
+        (want_events.clone(), want_regs.clone())
+    );
+    // Batch reads: per Member Refresh batch one read each of Contacts, Accounts, CampaignMembers
+    // and Campaigns; never a single-record read.
+    let batches = report.member_refresh.batches;
+    assert!(endpoint_calls(&sys, "composite_retrieve") <= 4 * batches);
+    assert_eq!(endpoint_calls(&sys, "sobject"), 0);
+
+    // A cancellation, a deletion, a new registration and a deleted event.
+    let members: Vec<Map<String, Value>> = sys
+        .salesforce
+        .all("CampaignMember")
+        .into_iter()
+        .filter(|m| live(m) && want_events.contains(text(m, "CampaignId")))
+        .collect();
+    let registered: Vec<&Map<String, Value>> = members
+        .iter()
+        .filter(|m| ["Registered", "Attended"].contains(&text(m, "Status")))
+        .collect();
+    let not_registered = members
+        .iter()
+        .find(|m| !["Registered", "Attended"].contains(&text(m, "Status")))
+        .expect("a member who has not registered");
+    assert!(registered.len() >= 2);
+    let cancelled = registered[0];
+    let removed = registered[1];
+    assert!(sys.salesforce.update(
+        "CampaignMember",
+        text(cancelled, "Id"),
+        fields(json!({"Status": "Sent"}))
+    ));
+    assert!(sys.salesforce.delete("CampaignMember", text(removed, "Id")));
+    assert!(sys.salesforce.update(
+        "CampaignMember",
+        text(not_registered, "Id"),
+        fields(json!({"Status": "Registered"}))
+    ));
+    assert!(want_events.contains(&dropped_event));
+    assert!(sys.salesforce.delete("Campaign", &dropped_event));
+    sys.salesforce.advance(Duration::from_secs(120));
+    let report = sync(&rt).await;
+    assert_eq!(report.member_refresh.failed_deliveries, 0);
+
+    let (want_events, want_regs) = expected_events(&sys);
+    let (events, regs) = actual_events(&sys);
+    assert_eq!(events, want_events);
+    assert!(!events.contains(&dropped_event));
+    assert_eq!(
+        sys.higher_logic.event(&dropped_event).expect("pushed")["IsDeleted"],
+        json!(true)
+    );
+    // Registrations under a deleted event stay as Higher Logic filed them; all others match.
+    let under_live: BTreeSet<(String, String)> = regs
+        .into_iter()
+        .filter(|(e, _)| *e != dropped_event)
+        .collect();
+    let want_live: BTreeSet<(String, String)> = want_regs
+        .into_iter()
+        .filter(|(e, _)| *e != dropped_event)
+        .collect();
+    assert_eq!(under_live, want_live);
+    let key = |m: &Map<String, Value>| {
+        (
+            text(m, "CampaignId").to_string(),
+            text(m, "ContactId").to_string(),
+        )
+    };
+    assert!(!under_live.contains(&key(cancelled)));
+    assert!(under_live.contains(&key(not_registered)));
+
+    // Nothing changed since: no event or registration push at all.
+    sys.salesforce.advance(Duration::from_secs(120));
+    let before = sys.higher_logic.counters();
+    let report = sync(&rt).await;
+    let after = sys.higher_logic.counters();
+    assert_eq!(report.member_refresh.pushed, 0);
+    assert_eq!(after.events_calls, before.events_calls);
+    assert_eq!(after.registrations_calls, before.registrations_calls);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_contact_moving_chapter_changes_community_groups_only() {
+    let sys = system(80, "").await;
+    let rt = sys.runtime();
+    sync(&rt).await;
+    let contact = sys
+        .salesforce
+        .all("Contact")
+        .into_iter()
+        .find(|c| {
+            live(c)
+                && c.get("Active__c") == Some(&json!(true))
+                && text(c, "HL_Chapter__c") == "Ohio"
+        })
+        .or_else(|| {
+            sys.salesforce
+                .all("Contact")
+                .into_iter()
+                .find(|c| live(c) && c.get("Active__c") == Some(&json!(true)))
+        })
+        .expect("an active Contact");
+    let id = text(&contact, "Id").to_string();
+    assert!(
+        sys.salesforce
+            .update("Contact", &id, fields(json!({"HL_Chapter__c": "Ohio"})))
+    );
+    sys.salesforce.advance(Duration::from_secs(120));
+    sync(&rt).await;
+    let before = sys.higher_logic.member(&id).expect("pushed");
+    assert_eq!(
+        before["CommunityGroups"],
+        json!([{"GroupKey": "HL_Chapter__c:Ohio", "GroupName": "Ohio"}])
+    );
+
+    assert!(
+        sys.salesforce
+            .update("Contact", &id, fields(json!({"HL_Chapter__c": "Texas"})))
+    );
+    sys.salesforce.advance(Duration::from_secs(120));
+    let report = sync(&rt).await;
+    assert_eq!(report.member_refresh.pushed, 1);
+    let after = sys.higher_logic.member(&id).expect("pushed");
+    assert_eq!(
+        after["CommunityGroups"],
+        json!([{"GroupKey": "HL_Chapter__c:Texas", "GroupName": "Texas"}]),
+        "the old community group is gone, the new one present"
+    );
+    assert_eq!(after["SecurityGroups"], before["SecurityGroups"]);
+    let security = after["SecurityGroups"].as_array().expect("array");
+    assert!(
+        security.iter().all(|g| !g["GroupKey"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("HL_Chapter__c")),
+        "a community field feeds no security group"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_formula_change_is_pushed_by_the_daily_full_refresh_and_nothing_else_is() {
+    let sys = system(200, "").await;
+    let rt = sys.runtime();
+    let first = sync(&rt).await;
+    assert!(
+        first.periodic.full_refresh.is_none(),
+        "the first window reads every Contact already"
+    );
+    let contact = sys
+        .salesforce
+        .all("Contact")
+        .into_iter()
+        .find(|c| live(c) && c.get("Active__c") == Some(&json!(true)))
+        .expect("an active Contact");
+    let id = text(&contact, "Id").to_string();
+    let board = contact.get("HL_Is_Board__c") == Some(&json!(true));
+    let stamp = sys.salesforce.get("Contact", &id).expect("contact")["SystemModstamp"].clone();
+    assert!(
+        sys.salesforce
+            .update("Contact", &id, fields(json!({"HL_Is_Board__c": !board})))
+    );
+    assert_eq!(
+        sys.salesforce.get("Contact", &id).expect("contact")["SystemModstamp"],
+        stamp,
+        "a formula change does not move SystemModstamp"
+    );
+
+    // Within the period: no window sees it, no full refresh runs.
+    sys.salesforce.advance(Duration::from_secs(3600));
+    let report = sync(&rt).await;
+    assert!(report.periodic.full_refresh.is_none());
+    assert_eq!(report.member_refresh.pushed, 0);
+
+    sys.salesforce.advance(Duration::from_secs(24 * 3600));
+    let sf_before = sys.salesforce.counters();
+    let hl_before = sys.higher_logic.counters();
+    let report = sync(&rt).await;
+    let full = report
+        .periodic
+        .full_refresh
+        .clone()
+        .expect("due after a day");
+    assert!(full.completed);
+    assert_eq!(full.formula_fields, ["HL_Is_Board__c"]);
+    assert_eq!(
+        report.member_refresh.pushed, 1,
+        "exactly the changed member"
+    );
+    let member = sys.higher_logic.member(&id).expect("member");
+    let has_board = member["SecurityGroups"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .any(|g| g["GroupKey"] == "HL_Is_Board__c");
+    assert_eq!(has_board, !board);
+    // It costs Salesforce reads in batches, and one Higher Logic push.
+    let sf_after = sys.salesforce.counters();
+    let retrieves = sf_after
+        .calls_by_endpoint
+        .get("composite_retrieve")
+        .copied()
+        .unwrap_or(0)
+        - sf_before
+            .calls_by_endpoint
+            .get("composite_retrieve")
+            .copied()
+            .unwrap_or(0);
+    assert!(
+        retrieves <= 2 * report.member_refresh.batches,
+        "{retrieves} reads for {} batches",
+        report.member_refresh.batches
+    );
+    assert!(sf_after.api_calls - sf_before.api_calls <= 8);
+    assert_eq!(
+        sys.higher_logic.counters().contactinfo_calls - hl_before.contactinfo_calls,
+        1
+    );
+
+    // A second full refresh inside the period does not run.
+    sys.salesforce.advance(Duration::from_secs(3600));
+    let report = sync(&rt).await;
+    assert!(report.periodic.full_refresh.is_none());
+    assert_eq!(report.member_refresh.contacts, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_members_opt_out_is_written_back_once_without_ping_pong() {
+    let sys = system(60, "").await;
+    let rt = sys.runtime();
+    sync(&rt).await;
+    let contact = sys
+        .salesforce
+        .all("Contact")
+        .into_iter()
+        .find(|c| {
+            live(c)
+                && c.get("Active__c") == Some(&json!(true))
+                && c.get("HasOptedOutOfEmail") == Some(&json!(false))
+        })
+        .expect("a Contact not opted out");
+    let id = text(&contact, "Id").to_string();
+    assert_eq!(sys.higher_logic.email_opt_out(&id), Some(false));
+
+    sys.higher_logic.set_email_opt_out(&id, true);
+    let patches_before = endpoint_calls(&sys, "composite_update");
+    let mut pushes = Vec::new();
+    for _ in 0..3 {
+        sys.salesforce.advance(Duration::from_secs(120));
+        let report = sync(&rt).await;
+        pushes.push(report.member_refresh.pushed);
+    }
+    assert_eq!(
+        endpoint_calls(&sys, "composite_update") - patches_before,
+        1,
+        "exactly one PATCH"
+    );
+    let sf = sys.salesforce.get("Contact", &id).expect("contact");
+    assert_eq!(sf["HasOptedOutOfEmail"], json!(true));
+    assert_eq!(sys.higher_logic.email_opt_out(&id), Some(true));
+    assert_eq!(
+        sys.higher_logic.member(&id).expect("member")["EmailOptOut"],
+        json!(true)
+    );
+    // The write-back's SystemModstamp bump is pushed once; then all is quiet.
+    assert_eq!(pushes, [0, 1, 0]);
+}
+
+fn hlsync(sys: &LocalSystem, config: Option<&std::path::Path>) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hlsync"));
+    cmd.envs(sys.env()).arg("check");
+    if let Some(path) = config {
+        cmd.env("HLSYNC_CONFIG", path);
+    }
+    cmd.output().expect("the hlsync binary runs")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_lists_the_fields_and_warns_about_formulas_and_refuses_a_bad_config() {
+    let sys = system(5, "").await;
+    let out = hlsync(&sys, None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "active field: Active__c",
+        "HL_Member_Type__c",
+        "HL_Chapter__c",
+        "community groups",
+        "security groups",
+        "HL_Is_Board__c",
+        "(formula)",
+        "full refresh",
+    ] {
+        assert!(stdout.contains(want), "{want:?} missing from:\n{stdout}");
+    }
+
+    // The active field must be a checkbox.
+    let bad = sys.dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        sys.config_toml
+            .replace(r#"active_field = "Active__c""#, r#"active_field = "Email""#),
+    )
+    .expect("write");
+    let out = hlsync(&sys, Some(&bad));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("contacts.active_field") && stderr.contains("checkbox"),
+        "{stderr}"
+    );
+
+    // A community field that does not exist.
+    std::fs::write(
+        &bad,
+        sys.config_toml.replace(
+            r#"community_fields = ["HL_Chapter__c"]"#,
+            r#"community_fields = ["HL_Region__c"]"#,
+        ),
+    )
+    .expect("write");
+    let out = hlsync(&sys, Some(&bad));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("HL_Region__c"), "{stderr}");
+}
