@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: run test bench venv lint unit infra-check package deploy clean-venv
 
-# Python tools the project needs: moto server (AWS emulator for tests and the demo) and cargo-lambda.
+# Python tools the project needs: moto server (the AWS emulator of the tests and the demo).
 $(VENV)/.installed: tools/requirements.txt
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
@@ -19,6 +19,11 @@ $(VENV)/.installed: tools/requirements.txt
 	touch $@
 
 venv: $(VENV)/.installed
+
+# cargo-lambda (and zig, its cross linker) for the Lambda zips.
+$(VENV)/.installed-package: tools/requirements-package.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -r tools/requirements-package.txt
+	touch $@
 
 run: venv
 	$(CARGO) run --quiet -p hlsync-cli -- demo
@@ -39,13 +44,13 @@ bench: venv
 	$(CARGO) bench --quiet -p hlsync-cli --bench pipeline
 
 # The Lambda zips, one folder per architecture (target/lambda/<arch>/<function>/bootstrap.zip).
-package: venv
+package: $(VENV)/.installed-package
 	$(CARGO) lambda build --release --output-format zip --arm64 --lambda-dir target/lambda/arm64 -p hlsync-lambdas
 
 # Deploys with SAM (guided: it asks for the stack name, region and parameters, and saves them).
 # CONFIG is the hlsync TOML config passed to the functions (default hlsync.toml).
 CONFIG ?= hlsync.toml
-deploy: venv
+deploy: $(VENV)/.installed-package
 	bash infra/check.sh --install
 	cd infra && .venv-sam/bin/sam build --beta-features && .venv-sam/bin/sam deploy --guided --parameter-overrides "$$(bash config-param.sh $(abspath $(CONFIG)))"
 

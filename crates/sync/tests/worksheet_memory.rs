@@ -11,13 +11,13 @@ use hlsync_core::id::SfId;
 use hlsync_core::schema::{FieldInfo, FieldType};
 use hlsync_sync::Deadline;
 use hlsync_sync::error::{Service, SyncError};
-use hlsync_sync::faults::{FaultyQueue, Script};
+use hlsync_sync::faults::{FaultyCommunity, FaultyQueue, Script};
 use hlsync_sync::full::FEED_FULL_REFRESH;
 use hlsync_sync::member::{MemberDeps, MemberReport, member_refresh};
 use hlsync_sync::memory::{MemoryCommunity, MemoryCrm, MemoryQueue, MemoryState};
 use hlsync_sync::optout::FEED_EMAIL_PREFERENCES;
 use hlsync_sync::periodic::{self, PeriodicDeps, PeriodicOptions, PeriodicReport};
-use hlsync_sync::ports::{Crm, Describe, StateStore, WorkQueue};
+use hlsync_sync::ports::{Community, Crm, Describe, StateStore, WorkQueue};
 use serde_json::{Map, Value, json};
 
 fn config() -> Config {
@@ -144,10 +144,18 @@ impl World {
     }
 
     async fn periodic_with(&self, queue: &dyn WorkQueue) -> Result<PeriodicReport, SyncError> {
+        self.periodic_via(queue, self.community.as_ref()).await
+    }
+
+    async fn periodic_via(
+        &self,
+        queue: &dyn WorkQueue,
+        community: &dyn Community,
+    ) -> Result<PeriodicReport, SyncError> {
         let deps = PeriodicDeps {
             cfg: &self.cfg,
             crm: self.crm.as_ref(),
-            community: Some(self.community.as_ref()),
+            community: Some(community),
             state: self.state.as_ref(),
             queue,
         };
@@ -510,4 +518,41 @@ async fn a_refused_write_holds_the_watermark_and_is_retried() {
     let (p, _) = w.sync().await;
     assert_eq!(p.email_preferences.expect("read").changes, 0);
     assert_eq!(w.crm.updates.lock().expect("updates").len(), 2);
+}
+
+#[tokio::test]
+async fn higher_logic_trouble_in_the_write_back_never_holds_up_the_contacts() {
+    let w = formula_world(false, 2000);
+    w.sync().await;
+    w.community
+        .set_email_opt_out(&sfid("003", 1), true, w.now());
+    let script = Arc::new(Script::default());
+    let community = FaultyCommunity {
+        inner: w.community.clone(),
+        script: Arc::clone(&script),
+    };
+    // Unavailable: the run succeeds, says why, and the watermark waits.
+    script.fail("email_preferences", 0, || SyncError::Transient {
+        service: Service::HigherLogic,
+        message: "503".into(),
+    });
+    let p = w
+        .periodic_via(w.queue.as_ref(), &community)
+        .await
+        .expect("the run goes on");
+    let r = p.email_preferences.expect("attempted");
+    assert!(r.error.is_some_and(|e| e.contains("503")));
+    assert!(w.crm.updates.lock().expect("updates").is_empty());
+    // Rejected credentials stop the run.
+    script.fail("email_preferences", 0, || SyncError::Rejected {
+        service: Service::HigherLogic,
+        message: "401".into(),
+    });
+    assert!(w.periodic_via(w.queue.as_ref(), &community).await.is_err());
+    // Then it catches up.
+    let p = w
+        .periodic_via(w.queue.as_ref(), &community)
+        .await
+        .expect("runs");
+    assert_eq!(p.email_preferences.expect("read").written, 1);
 }
