@@ -119,6 +119,27 @@ fn periodic_text(r: &PeriodicReport) -> String {
             done = if f.completed { "" } else { " (unfinished: the next run resumes)" },
         ));
     }
+    if let Some(full) = &r.full_refresh {
+        out.push_str(&format!(
+            "periodic-refresh: full refresh (formula fields {}): {} Contacts queued{}\n",
+            full.formula_fields.join(", "),
+            full.sent,
+            if full.completed {
+                ""
+            } else {
+                " (unfinished: the next run resumes)"
+            }
+        ));
+    }
+    if let Some(optout) = &r.email_preferences {
+        out.push_str(&format!(
+            "periodic-refresh: email opt-out changes in Higher Logic: {}, written to Salesforce: {}, failed: {}{}\n",
+            optout.changes,
+            optout.written,
+            optout.failed,
+            optout.error.as_deref().map_or(String::new(), |e| format!(" ({e})"))
+        ));
+    }
     out.push_str(&format!(
         "periodic-refresh: {} Salesforce API calls{}\n",
         r.salesforce_calls,
@@ -133,6 +154,7 @@ fn periodic_text(r: &PeriodicReport) -> String {
 fn drain_text(r: &DrainReport) -> String {
     format!(
         "member-refresh: {} messages in {} batches: {} Contacts, {} pushed ({} deactivated, {} deleted), \
+         {} events and {} registrations pushed, \
          {} unchanged, {} dead-lettered, {} failed deliveries; {} Salesforce calls, {} Higher Logic calls\n",
         r.messages,
         r.batches,
@@ -140,6 +162,8 @@ fn drain_text(r: &DrainReport) -> String {
         r.pushed,
         r.deactivated,
         r.deleted,
+        r.events_pushed,
+        r.registrations_pushed,
         r.skipped_unchanged + r.already_current,
         r.dead_lettered,
         r.failed_deliveries,
@@ -217,11 +241,15 @@ async fn status(config: Option<&Path>, stack: &str, json: bool) -> anyhow::Resul
 pub async fn status_value(rt: &Runtime) -> anyhow::Result<Value> {
     use hlsync_sync::ports::StateStore as _;
     let mut watermarks = serde_json::Map::new();
-    for feed in [periodic::FEED_CONTACTS, periodic::FEED_CONTACT_DELETES] {
+    let feeds = periodic::WINDOW_FEEDS.iter().chain([
+        &hlsync_sync::full::FEED_FULL_REFRESH,
+        &hlsync_sync::optout::FEED_EMAIL_PREFERENCES,
+    ]);
+    for feed in feeds {
         let wm = rt.state.watermark(feed).await?;
         if wm.version > 0 {
             watermarks.insert(
-                feed.into(),
+                (*feed).into(),
                 json!({ "at": wm.at, "unfinished_window": wm.checkpoint.is_some(), "version": wm.version }),
             );
         }

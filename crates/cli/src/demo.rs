@@ -18,6 +18,8 @@ pub struct Round {
     pub deactivated: u64,
     pub deleted: u64,
     pub dead_lettered: u64,
+    pub events: u64,
+    pub registrations: u64,
     pub salesforce_calls: u64,
     pub higher_logic_calls: u64,
     pub wall_ms: u128,
@@ -34,6 +36,8 @@ impl Round {
             deactivated: r.member_refresh.deactivated,
             deleted: r.member_refresh.deleted,
             dead_lettered: r.member_refresh.dead_lettered,
+            events: r.member_refresh.events_pushed,
+            registrations: r.member_refresh.registrations_pushed,
             salesforce_calls: r.periodic.salesforce_calls + r.member_refresh.salesforce_calls,
             higher_logic_calls: r.member_refresh.higher_logic_calls,
             wall_ms: wall.as_millis(),
@@ -117,6 +121,8 @@ pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
     let sys = LocalSystem::start(LocalOptions {
         contacts,
         seed,
+        // The whole worksheet: Campaigns of type "Event" become events too.
+        extra_config: "\n[events]\nenabled = true\n".into(),
         ..LocalOptions::default()
     })
     .await?;
@@ -176,8 +182,7 @@ pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
     });
     emit(json, &summary, || {
         let mut out = String::from("\nhlsync demo: summary\n");
-        out.push_str(&format!(
-            "{:<14} {:>8} {:>8} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>9}\n",
+        let header = [
             "round",
             "changed",
             "pushed",
@@ -185,24 +190,36 @@ pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
             "deactivated",
             "deleted",
             "dead-lettered",
+            "events",
+            "registrations",
             "SF calls",
             "HL calls",
-            "wall ms"
-        ));
+            "wall ms",
+        ];
+        let row = |cells: Vec<String>| {
+            let mut line = format!("{:<14}", cells[0]);
+            for (cell, title) in cells.iter().zip(header).skip(1) {
+                line.push_str(&format!(" {cell:>width$}", width = title.len().max(7)));
+            }
+            line.push('\n');
+            line
+        };
+        out.push_str(&row(header.iter().map(|h| h.to_string()).collect()));
         for r in &rounds {
-            out.push_str(&format!(
-                "{:<14} {:>8} {:>8} {:>10} {:>12} {:>8} {:>14} {:>9} {:>9} {:>9}\n",
-                r.name,
-                r.changed,
-                r.pushed,
-                r.skipped_unchanged,
-                r.deactivated,
-                r.deleted,
-                r.dead_lettered,
-                r.salesforce_calls,
-                r.higher_logic_calls,
-                r.wall_ms
-            ));
+            out.push_str(&row(vec![
+                r.name.clone(),
+                r.changed.to_string(),
+                r.pushed.to_string(),
+                r.skipped_unchanged.to_string(),
+                r.deactivated.to_string(),
+                r.deleted.to_string(),
+                r.dead_lettered.to_string(),
+                r.events.to_string(),
+                r.registrations.to_string(),
+                r.salesforce_calls.to_string(),
+                r.higher_logic_calls.to_string(),
+                r.wall_ms.to_string(),
+            ]));
         }
         out.push_str(&format!(
             "Higher Logic now holds {} members ({} active, {} deleted); DLQ: {} messages; total wall time {:.1} s\n",

@@ -27,6 +27,8 @@ pub struct DrainReport {
     pub messages: u64,
     pub contacts: u64,
     pub pushed: u64,
+    pub events_pushed: u64,
+    pub registrations_pushed: u64,
     pub skipped_unchanged: u64,
     pub already_current: u64,
     pub deactivated: u64,
@@ -44,6 +46,8 @@ impl DrainReport {
         self.messages += r.received;
         self.contacts += r.contacts;
         self.pushed += r.pushed;
+        self.events_pushed += r.events_pushed;
+        self.registrations_pushed += r.registrations_pushed;
         self.skipped_unchanged += r.skipped_unchanged;
         self.already_current += r.already_current;
         self.deactivated += r.deactivated;

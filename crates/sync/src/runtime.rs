@@ -22,6 +22,16 @@ use crate::periodic::{PeriodicDeps, PeriodicOptions, PeriodicReport};
 /// How long a warm function trusts the secret it read before looking at its version again.
 pub const SECRET_TTL: Duration = Duration::from_secs(5 * 60);
 
+/// `HLSYNC_CONCURRENT_FUNCTIONS`: how many function instances share Higher Logic's rate limit
+/// (unset, or not a positive number: this one alone, as for the CLI).
+fn concurrent_functions() -> u32 {
+    std::env::var(crate::adapters::higher_logic::ENV_CONCURRENT_FUNCTIONS)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1)
+}
+
 /// The names of the deployed resources, from the functions' environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resources {
@@ -186,7 +196,7 @@ impl Runtime {
                 dlq: SqsQueue::new(aws.sqs.clone(), resources.dlq_url.clone()),
             },
             crm: SalesforceCrm::new(Arc::clone(&credentials), salesforce),
-            community: HigherLogicCommunity::new(credentials),
+            community: HigherLogicCommunity::new(credentials, concurrent_functions()),
             cfg,
             resources,
             aws,

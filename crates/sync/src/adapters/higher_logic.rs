@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hlsync_core::event::{Event, Registration};
 use hlsync_core::member::Member;
-use hlsync_higher_logic::{HigherLogicClient, HigherLogicCredentials, HlError, RecordResult};
+use hlsync_higher_logic::{
+    HigherLogicClient, HigherLogicCredentials, HlError, IntervalLimiter, RateLimiter, RecordResult,
+};
 use tokio::sync::Mutex;
 
 use crate::error::{Service, SyncError};
@@ -46,17 +48,37 @@ fn results(results: Vec<RecordResult>) -> Vec<PushResult> {
         .collect()
 }
 
+/// How many function instances may call Higher Logic at once (the deployed stack sets it: the
+/// member-refresh's maximum concurrency plus the periodic-refresh).
+pub const ENV_CONCURRENT_FUNCTIONS: &str = "HLSYNC_CONCURRENT_FUNCTIONS";
+
+/// This instance's share of `max_calls_per_minute`, so that all concurrent instances together
+/// stay under it: the limit divided by the number of instances (at least one call a minute).
+pub fn share_of_rate(max_calls_per_minute: u32, concurrent_functions: u32) -> std::num::NonZeroU32 {
+    let share = max_calls_per_minute / concurrent_functions.max(1);
+    std::num::NonZeroU32::new(share).unwrap_or(std::num::NonZeroU32::MIN)
+}
+
 /// The Higher Logic client of the current secret version, made on first use.
 pub struct HigherLogicCommunity {
     credentials: Arc<Credentials>,
+    /// Outlives clients: a secret rotation does not reset the pacing.
+    limiter: Arc<dyn RateLimiter>,
     current: Mutex<Option<(String, Arc<HigherLogicClient>)>>,
     retired_calls: AtomicU64,
     latest: std::sync::Mutex<Option<Arc<HigherLogicClient>>>,
 }
 
 impl HigherLogicCommunity {
-    pub fn new(credentials: Arc<Credentials>) -> Self {
+    /// Paced at this instance's share of `higher_logic.max_calls_per_minute` among
+    /// `concurrent_functions` instances.
+    pub fn new(credentials: Arc<Credentials>, concurrent_functions: u32) -> Self {
+        let per_minute = share_of_rate(
+            credentials.cfg.higher_logic.max_calls_per_minute,
+            concurrent_functions,
+        );
         HigherLogicCommunity {
+            limiter: Arc::new(IntervalLimiter::per_minute(per_minute)),
             credentials,
             current: Mutex::new(None),
             retired_calls: AtomicU64::new(0),
@@ -78,11 +100,14 @@ impl HigherLogicCommunity {
             tenant_code: secret.higher_logic.tenant_code.clone(),
             api_key: secret.higher_logic.api_key.clone(),
         };
-        let client = Arc::new(HigherLogicClient::new(
-            &self.credentials.cfg.higher_logic,
-            creds,
-            self.credentials.cfg.allow_insecure_http,
-        )?);
+        let client = Arc::new(
+            HigherLogicClient::new(
+                &self.credentials.cfg.higher_logic,
+                creds,
+                self.credentials.cfg.allow_insecure_http,
+            )?
+            .with_rate_limiter(Arc::clone(&self.limiter)),
+        );
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
         *current = Some((secret.version.clone(), client.clone()));
         Ok(client)
@@ -125,5 +150,26 @@ impl Community for HigherLogicCommunity {
             .as_ref()
             .map_or(0, |c| c.calls_made());
         self.retired_calls.load(Ordering::SeqCst) + current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_of_rate;
+
+    #[test]
+    fn concurrent_functions_share_the_rate_limit() {
+        assert_eq!(share_of_rate(180, 1).get(), 180);
+        assert_eq!(share_of_rate(180, 3).get(), 60);
+        assert_eq!(
+            share_of_rate(180, 0).get(),
+            180,
+            "0 means unset: one instance"
+        );
+        assert_eq!(
+            share_of_rate(2, 5).get(),
+            1,
+            "never below one call a minute"
+        );
     }
 }
