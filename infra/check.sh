@@ -256,6 +256,13 @@ sam_mutant "default concurrency 2 -> 3" '/MemberRefreshMaxConcurrency:$/,/Descri
 sam_mutant "schedule input without execution id" 's/,"execution_id":"<aws.scheduler.execution-id>"//'
 sam_mutant "RUST_LOG renamed" 's/RUST_LOG: !Ref LogLevel/RUST_LOG_LEVEL: !Ref LogLevel/'
 sam_mutant "DLQ alarm threshold 0 -> 5" '/DeadLetterQueueAlarm:/,/ComparisonOperator/s/Threshold: 0/Threshold: 5/'
+sam_mutant "HLSYNC_CONCURRENT_FUNCTIONS off by one (the sum's lookup list)" 's/List: "1,2,3,4,/List: "1,2,4,4,/'
+sam_mutant "HLSYNC_CONCURRENT_FUNCTIONS renamed" 's/HLSYNC_CONCURRENT_FUNCTIONS: !If/HLSYNC_CONCURRENT_CALLS: !If/'
+sam_mutant "default batch size 500 -> 100" '/MemberRefreshBatchSize:$/,/Description/s/Default: 500/Default: 100/'
+cdk_mutant "member-refresh HLSYNC_CONCURRENT_FUNCTIONS 3 -> 2" \
+  'fn("member-refresh")["Properties"]["Environment"]["Variables"]["HLSYNC_CONCURRENT_FUNCTIONS"] = "2"'
+cdk_mutant "batch size 500 -> 100" 'res("AWS::Lambda::EventSourceMapping")[0]["Properties"]["BatchSize"] = 100'
+cdk_mutant "batching window 5 -> 0" 'res("AWS::Lambda::EventSourceMapping")[0]["Properties"]["MaximumBatchingWindowInSeconds"] = 0'
 cdk_mutant "member-refresh on x86_64" 'fn("member-refresh")["Properties"]["Architectures"] = ["x86_64"]'
 cdk_mutant "member-refresh timeout 120 -> 300" 'fn("member-refresh")["Properties"]["Timeout"] = 300'
 cdk_mutant "DLQ retention 4 days" \

@@ -34,6 +34,7 @@ PSEUDO = {
 NO_VALUE = object()
 FUNCTIONS = ("periodic-refresh", "member-refresh")
 ENV_NAMES = [
+    "HLSYNC_CONCURRENT_FUNCTIONS",
     "HLSYNC_CONFIG",
     "HLSYNC_DLQ_URL",
     "HLSYNC_QUEUE_URL",
@@ -244,6 +245,9 @@ class Stack:
             if fn == "Fn::Select":
                 index, items = arg
                 return self.resolve(items)[int(self.resolve(index))]
+            if fn == "Fn::FindInMap":
+                name, top, second = (str(self.resolve(x)) for x in arg)
+                return self.template["Mappings"][name][top][second]
             if fn == "Fn::Split":
                 sep, text = arg
                 return str(self.resolve(text)).split(sep)
@@ -352,7 +356,8 @@ class Checker:
         except (TemplateError, KeyError, IndexError, StopIteration, TypeError, ValueError) as err:
             return Missing(err, stack.label)
 
-    def check(self, name: str, fact: Fact, rule: Rule | None = None) -> None:
+    def check(self, name: str, fact: Fact, rule: Rule | None = None, invariant: Rule | None = None) -> None:
+        """`rule` is SPEC.md's wish for the default settings; `invariant` must hold with any settings."""
         problems = []
         a, b = self._read(fact, self.sam), self._read(fact, self.cdk)
         if isinstance(a, Missing) or isinstance(b, Missing):
@@ -363,10 +368,11 @@ class Checker:
                 problems.append(f"cannot read the fact: SAM: {a}, CDK: {b}")
         elif a != b:
             problems.append(f"SAM has {json.dumps(a)} but CDK has {json.dumps(b)}")
-        elif rule is not None and self.spec_rules:
-            why = rule(a)
-            if why:
-                problems.append(f"both templates: {why} (got {json.dumps(a)})")
+        else:
+            for r in (invariant, rule if self.spec_rules else None):
+                why = r(a) if r is not None else None
+                if why:
+                    problems.append(f"both templates: {why} (got {json.dumps(a)})")
         if problems:
             self.failed += 1
             print(f"FAIL {name}: {'; '.join(problems)}")
@@ -561,13 +567,22 @@ def run(sam_path: str, cdk_path: str, overrides: dict[str, str]) -> int:
         return {
             "VisibilityTimeout": s.props("queue")["VisibilityTimeout"],
             "member-refresh Timeout": s.props("member-refresh")["Timeout"],
+            "MaximumBatchingWindowInSeconds": event_source(s)["MaximumBatchingWindowInSeconds"],
         }
 
     def six_times(v: dict) -> str | None:
         vis, timeout = int(v["VisibilityTimeout"]), int(v["member-refresh Timeout"])
-        return None if vis >= 6 * timeout else f"visibility timeout {vis} s < 6 x {timeout} s"
+        window = int(v["MaximumBatchingWindowInSeconds"] or 0)
+        if vis < 6 * timeout + window:
+            return f"visibility timeout {vis} s < 6 x {timeout} s + {window} s batching window"
+        return None
 
-    c.check("queue: visibility timeout >= 6 x member-refresh timeout", visibility, six_times)
+    c.check(
+        "queue: visibility timeout >= 6 x member-refresh timeout (120 s) + batching window",
+        visibility,
+        lambda v: None if v["member-refresh Timeout"] == "120" else "wants a member-refresh timeout of 120 s",
+        invariant=six_times,
+    )
 
     # --- event source mapping
     c.check(
@@ -579,6 +594,21 @@ def run(sam_path: str, cdk_path: str, overrides: dict[str, str]) -> int:
         and v["source"] == "arn(queue)"
         and v["function"] == "{ref:member-refresh}"
         else "wants the queue, member-refresh, ReportBatchItemFailures and MaximumConcurrency 2",
+    )
+
+    def batch_fits(v: dict) -> str | None:
+        size, window = int(v["BatchSize"]), int(v["MaximumBatchingWindowInSeconds"] or 0)
+        if size > 2000:
+            return f"batch of {size} > 2,000 Contacts: more than one Salesforce read per batch"
+        if size > 10 and window < 1:
+            return f"batch of {size} > 10 needs a batching window of 1 s or more"
+        return None
+
+    c.check(
+        "member-refresh: batches of 500 gathered for 5 s (2 Salesforce calls a batch)",
+        lambda s: {k: event_source(s)[k] for k in ("BatchSize", "MaximumBatchingWindowInSeconds")},
+        expect({"BatchSize": 500, "MaximumBatchingWindowInSeconds": 5}),
+        invariant=batch_fits,
     )
 
     # --- schedule
@@ -625,6 +655,7 @@ def run(sam_path: str, cdk_path: str, overrides: dict[str, str]) -> int:
                     "HLSYNC_STATE_TABLE": "{ref:table}",
                     "HLSYNC_QUEUE_URL": "{ref:queue}",
                     "HLSYNC_DLQ_URL": "{ref:dlq}",
+                    "HLSYNC_CONCURRENT_FUNCTIONS": "3",
                     "RUST_LOG": "info",
                 }
             ),
@@ -645,6 +676,36 @@ def run(sam_path: str, cdk_path: str, overrides: dict[str, str]) -> int:
             ),
         )
         c.check(f"{fn}: IAM permissions", lambda s, fn=fn: role_permissions(s, "role:" + fn))
+    def concurrent_functions(s: Stack) -> dict:
+        reserved = s.props("periodic-refresh").get("ReservedConcurrentExecutions")
+        return {
+            "HLSYNC_CONCURRENT_FUNCTIONS": [
+                s.props(fn)["Environment"]["Variables"]["HLSYNC_CONCURRENT_FUNCTIONS"] for fn in FUNCTIONS
+            ],
+            "member-refresh MaximumConcurrency": event_source(s)["ScalingConfig"]["MaximumConcurrency"],
+            "periodic-refresh ReservedConcurrentExecutions": reserved,
+        }
+
+    def shares_the_limit(v: dict) -> str | None:
+        # Unreserved (no ReservedConcurrentExecutions) counts as one Periodic Refresh.
+        want = int(v["member-refresh MaximumConcurrency"]) + int(v["periodic-refresh ReservedConcurrentExecutions"] or 1)
+        got = v["HLSYNC_CONCURRENT_FUNCTIONS"]
+        if got != [str(want)] * len(FUNCTIONS):
+            return f"HLSYNC_CONCURRENT_FUNCTIONS must be member-refresh's maximum concurrency + periodic-refresh's reserved concurrency (1 when unreserved) = {want} in both functions"
+        return None
+
+    c.check(
+        "HLSYNC_CONCURRENT_FUNCTIONS = member-refresh max concurrency + periodic-refresh (1 if unreserved)",
+        concurrent_functions,
+        expect(
+            {
+                "HLSYNC_CONCURRENT_FUNCTIONS": ["3", "3"],
+                "member-refresh MaximumConcurrency": 2,
+                "periodic-refresh ReservedConcurrentExecutions": 1,
+            }
+        ),
+        invariant=shares_the_limit,
+    )
     c.check(
         "periodic-refresh: one at a time, no async retries",
         lambda s: [

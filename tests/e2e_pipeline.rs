@@ -257,3 +257,35 @@ async fn two_periodic_refreshes_at_once_lose_nothing_and_keep_the_watermark_cons
         expected_members(&sys, &a).await.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_function_resumes_as_soon_as_the_rejected_secret_is_replaced() {
+    let sys = LocalSystem::start(LocalOptions {
+        contacts: 20,
+        auth: "password".into(),
+        wrong_password: true,
+        ..LocalOptions::default()
+    })
+    .await
+    .expect("starts");
+    // One runtime for the whole test: a warm Lambda, with the secret cached.
+    let rt = sys.runtime();
+    for _ in 0..2 {
+        let err = commands::sync(&rt, 500, true).await.expect_err("rejected");
+        assert!(err.to_string().contains("hlsync/credentials"), "{err}");
+    }
+    assert_eq!(sys.salesforce.counters().failed_logins, 1);
+    let secret = std::fs::read_to_string(sys.dir.join("secret.json")).expect("secret file");
+    let fixed = secret.replace("not-the-password", hlsync_sim::salesforce::DEFAULT_PASSWORD);
+    hlsync_aws::put_secret(
+        &sys.clients.secrets,
+        "hlsync/credentials",
+        &secrecy::SecretString::from(fixed),
+    )
+    .await
+    .expect("rotated");
+    // Well inside the secret cache's lifetime: the rejection makes hlsync look at the version.
+    let report = sync(&rt).await;
+    assert!(report.member_refresh.pushed > 0);
+    assert_eq!(sys.salesforce.counters().failed_logins, 1);
+}

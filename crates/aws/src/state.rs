@@ -377,12 +377,8 @@ impl StateStore {
         Ok(())
     }
 
-    async fn batch_get(&self, mut keys: Vec<Item>) -> Result<Vec<Item>, AwsError> {
-        let mut found = Vec::new();
-        for attempt in 0..BATCH_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(backoff(attempt)).await;
-            }
+    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, AwsError> {
+        self.until_processed(keys, |keys| async move {
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(keys))
                 .consistent_read(true)
@@ -395,30 +391,22 @@ impl StateStore {
                 .send()
                 .await
                 .map_err(aws(Service::DynamoDb, "BatchGetItem", &self.table))?;
-            if let Some(mut responses) = out.responses {
-                found.extend(responses.remove(&self.table).unwrap_or_default());
-            }
-            keys = out
+            let found = out
+                .responses
+                .and_then(|mut r| r.remove(&self.table))
+                .unwrap_or_default();
+            let unprocessed = out
                 .unprocessed_keys
                 .and_then(|mut u| u.remove(&self.table))
                 .map(|k| k.keys)
                 .unwrap_or_default();
-            if keys.is_empty() {
-                return Ok(found);
-            }
-        }
-        Err(AwsError::Unprocessed {
-            table: self.table.clone(),
-            count: keys.len(),
-            attempts: BATCH_ATTEMPTS,
+            Ok((found, unprocessed))
         })
+        .await
     }
 
-    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), AwsError> {
-        for attempt in 0..BATCH_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(backoff(attempt)).await;
-            }
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), AwsError> {
+        self.until_processed(requests, |requests| async move {
             let out = self
                 .client
                 .batch_write_item()
@@ -426,17 +414,43 @@ impl StateStore {
                 .send()
                 .await
                 .map_err(aws(Service::DynamoDb, "BatchWriteItem", &self.table))?;
-            requests = out
+            let unprocessed = out
                 .unprocessed_items
                 .and_then(|mut u| u.remove(&self.table))
                 .unwrap_or_default();
-            if requests.is_empty() {
-                return Ok(());
+            // A write answers nothing but what it left unprocessed.
+            Ok((Vec::<()>::new(), unprocessed))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Sends `pending` with `send` until DynamoDB has processed all of it (under load it leaves
+    /// part of a batch unprocessed), backing off between attempts. `send` answers the items that
+    /// came back and what is still unprocessed; the items of every attempt are returned.
+    async fn until_processed<T, R, Fut>(
+        &self,
+        mut pending: Vec<T>,
+        mut send: impl FnMut(Vec<T>) -> Fut,
+    ) -> Result<Vec<R>, AwsError>
+    where
+        Fut: Future<Output = Result<(Vec<R>, Vec<T>), AwsError>>,
+    {
+        let mut found = Vec::new();
+        for attempt in 0..BATCH_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            let (got, unprocessed) = send(pending).await?;
+            found.extend(got);
+            pending = unprocessed;
+            if pending.is_empty() {
+                return Ok(found);
             }
         }
         Err(AwsError::Unprocessed {
             table: self.table.clone(),
-            count: requests.len(),
+            count: pending.len(),
             attempts: BATCH_ATTEMPTS,
         })
     }

@@ -8,7 +8,7 @@
 //! consistent simulator; `UpdatedOn` values are wall-clock (`chrono::Utc::now`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -23,9 +23,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+use crate::serve::Server;
 
 /// Tenant code the simulator accepts unless told otherwise (a simulator value, not a secret).
 pub const DEFAULT_TENANT_CODE: &str = "hlsync-sim";
@@ -215,8 +215,7 @@ impl Shared {
 pub struct HigherLogicSim {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 impl std::fmt::Debug for HigherLogicSim {
@@ -243,13 +242,9 @@ impl HigherLogicSim {
                 "tenant_code and api_key must not be empty".to_owned(),
             ));
         }
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, opts.port));
-        let listener = tokio::net::TcpListener::bind(addr)
+        let (listener, addr) = crate::serve::bind(opts.port)
             .await
-            .map_err(|source| HlSimError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| HlSimError::Bind { addr, source })?;
+            .map_err(|(addr, source)| HlSimError::Bind { addr, source })?;
 
         let shared = Arc::new(Shared {
             tenant_code: opts.tenant_code,
@@ -287,24 +282,10 @@ impl HigherLogicSim {
             .fallback(not_found)
             .with_state(Arc::clone(&shared));
 
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    // A dropped sender means the handle is gone: stop either way.
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(error) = served {
-                tracing::warn!(%error, "Higher Logic simulator stopped serving");
-            }
-        });
-
         Ok(Self {
             addr,
             shared,
-            stop: Some(stop),
-            task: Some(task),
+            server: Server::spawn(listener, router, "Higher Logic simulator"),
         })
     }
 
@@ -326,13 +307,8 @@ impl HigherLogicSim {
     }
 
     /// Stops accepting calls and waits for the server task to end.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 
     /// Every member as last pushed, by LegacyContactKey.
@@ -429,18 +405,6 @@ impl HigherLogicSim {
 
     pub fn reset_counters(&self) {
         self.shared.lock().counters = HlCounters::default();
-    }
-}
-
-impl Drop for HigherLogicSim {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        // Graceful shutdown waits for open connections; a dropped simulator must not linger.
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
     }
 }
 
@@ -623,15 +587,20 @@ fn results_response(results: Vec<Value>) -> Response {
     (StatusCode::OK, Json(json!({ "results": results }))).into_response()
 }
 
-async fn post_contactinfo(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
+/// What the three push endpoints share: admit the call, parse the batch, then `apply` each
+/// record under one lock and answer one result entry per record, named by its `id_fields`.
+fn push_batch(
+    shared: &Shared,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: &[u8],
+    id_fields: &[&str],
+    mut apply: impl FnMut(&mut Inner, Value) -> Result<(), String>,
 ) -> Response {
-    if let Err(answer) = admit(&shared, Endpoint::ContactInfo, &headers) {
+    if let Err(answer) = admit(shared, endpoint, headers) {
         return answer.into_response();
     }
-    let records = match parse_batch(&shared, &body) {
+    let records = match parse_batch(shared, body) {
         Ok(records) => records,
         Err(answer) => return answer.into_response(),
     };
@@ -639,28 +608,49 @@ async fn post_contactinfo(
     let results = records
         .into_iter()
         .map(|record| {
-            let key = record
-                .get("LegacyContactKey")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            let outcome = validate_contact(&record).and_then(|checked| {
-                if inner.failing_keys.contains(&checked.key) {
-                    return Err(simulated_record_failure(&checked.key));
-                }
-                store_contact(&mut inner, checked.key, checked.email_opt_out, record);
-                Ok(())
-            });
+            let ids: Vec<(&str, Option<String>)> = id_fields
+                .iter()
+                .map(|&name| {
+                    let id = record.get(name).and_then(Value::as_str).map(str::to_owned);
+                    (name, id)
+                })
+                .collect();
+            let outcome = apply(&mut inner, record);
             if outcome.is_err() {
                 inner.counters.record_errors += 1;
             }
-            result_entry(&[("LegacyContactKey", key)], &outcome)
+            result_entry(&ids, &outcome)
         })
         .collect();
     results_response(results)
 }
 
-fn simulated_record_failure(key: &str) -> String {
-    format!("simulated failure for record {key}")
+async fn post_contactinfo(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    push_batch(
+        &shared,
+        Endpoint::ContactInfo,
+        &headers,
+        &body,
+        &["LegacyContactKey"],
+        |inner, record| {
+            let checked = validate_contact(&record)?;
+            refuse_failing_key(inner, &checked.key)?;
+            store_contact(inner, checked.key, checked.email_opt_out, record);
+            Ok(())
+        },
+    )
+}
+
+/// The injected per-record failure for a key in `failing_keys`.
+fn refuse_failing_key(inner: &Inner, key: &str) -> Result<(), String> {
+    if inner.failing_keys.contains(key) {
+        return Err(format!("simulated failure for record {key}"));
+    }
+    Ok(())
 }
 
 fn store_contact(inner: &mut Inner, key: String, email_opt_out: bool, record: Value) {
@@ -743,35 +733,19 @@ async fn post_events(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(answer) = admit(&shared, Endpoint::Events, &headers) {
-        return answer.into_response();
-    }
-    let records = match parse_batch(&shared, &body) {
-        Ok(records) => records,
-        Err(answer) => return answer.into_response(),
-    };
-    let mut inner = shared.lock();
-    let results = records
-        .into_iter()
-        .map(|record| {
-            let key = record
-                .get("EventKey")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            let outcome = validate_event(&record).and_then(|key| {
-                if inner.failing_keys.contains(&key) {
-                    return Err(simulated_record_failure(&key));
-                }
-                inner.events.insert(key, record);
-                Ok(())
-            });
-            if outcome.is_err() {
-                inner.counters.record_errors += 1;
-            }
-            result_entry(&[("EventKey", key)], &outcome)
-        })
-        .collect();
-    results_response(results)
+    push_batch(
+        &shared,
+        Endpoint::Events,
+        &headers,
+        &body,
+        &["EventKey"],
+        |inner, record| {
+            let key = validate_event(&record)?;
+            refuse_failing_key(inner, &key)?;
+            inner.events.insert(key, record);
+            Ok(())
+        },
+    )
 }
 
 fn validate_event(record: &Value) -> Result<String, String> {
@@ -792,44 +766,26 @@ async fn post_registrations(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(answer) = admit(&shared, Endpoint::Registrations, &headers) {
-        return answer.into_response();
-    }
-    let records = match parse_batch(&shared, &body) {
-        Ok(records) => records,
-        Err(answer) => return answer.into_response(),
-    };
-    let mut inner = shared.lock();
-    let results = records
-        .into_iter()
-        .map(|record| {
-            let id = |name: &str| record.get(name).and_then(Value::as_str).map(str::to_owned);
-            let ids = [
-                ("EventKey", id("EventKey")),
-                ("LegacyContactKey", id("LegacyContactKey")),
-            ];
-            let outcome = validate_registration(&record).and_then(|(event, contact)| {
-                for key in [&event, &contact] {
-                    if inner.failing_keys.contains(key) {
-                        return Err(simulated_record_failure(key));
-                    }
-                }
-                // Higher Logic files registrations under an event it knows.
-                if !inner.events.contains_key(&event) {
-                    return Err(format!(
-                        "unknown EventKey {event}: push the event before its registrations"
-                    ));
-                }
-                inner.registrations.insert((event, contact), record.clone());
-                Ok(())
-            });
-            if outcome.is_err() {
-                inner.counters.record_errors += 1;
+    push_batch(
+        &shared,
+        Endpoint::Registrations,
+        &headers,
+        &body,
+        &["EventKey", "LegacyContactKey"],
+        |inner, record| {
+            let (event, contact) = validate_registration(&record)?;
+            refuse_failing_key(inner, &event)?;
+            refuse_failing_key(inner, &contact)?;
+            // Higher Logic files registrations under an event it knows.
+            if !inner.events.contains_key(&event) {
+                return Err(format!(
+                    "unknown EventKey {event}: push the event before its registrations"
+                ));
             }
-            result_entry(&ids, &outcome)
-        })
-        .collect();
-    results_response(results)
+            inner.registrations.insert((event, contact), record);
+            Ok(())
+        },
+    )
 }
 
 fn validate_registration(record: &Value) -> Result<(String, String), String> {

@@ -5,3 +5,4 @@
 pub mod higher_logic;
 pub mod moto;
 pub mod salesforce;
+mod serve;

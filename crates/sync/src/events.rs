@@ -216,17 +216,7 @@ async fn work(
                 continue;
             }
             let hash = registration_state(registration.content_hash().as_str(), &registration);
-            if let Some(previous) = stored.filter(|p| p.hash == hash) {
-                report.skipped_unchanged += 1;
-                if cursor > previous.cursor {
-                    unchanged.push((
-                        id.to_string(),
-                        Pushed {
-                            cursor,
-                            ..previous.clone()
-                        },
-                    ));
-                }
+            if skip_unchanged(report, id, stored, &hash, cursor, &mut unchanged) {
                 continue;
             }
             registrations.push((id.clone(), registration, hash, cursor));
@@ -304,17 +294,7 @@ async fn work(
                 }
             };
             let hash = event.content_hash().to_string();
-            if let Some(previous) = stored.filter(|p| p.hash == hash) {
-                report.skipped_unchanged += 1;
-                if cursor > previous.cursor {
-                    unchanged_events.push((
-                        id.to_string(),
-                        Pushed {
-                            cursor,
-                            ..previous.clone()
-                        },
-                    ));
-                }
+            if skip_unchanged(report, id, stored, &hash, cursor, &mut unchanged_events) {
                 continue;
             }
             events.push((id.clone(), event, hash, cursor));
@@ -341,14 +321,7 @@ async fn work(
             match results.get(event.event_key.as_str()) {
                 Some(None) => {
                     report.events_pushed += 1;
-                    done.push((
-                        id.to_string(),
-                        Pushed {
-                            hash: hash.clone(),
-                            cursor: *cursor,
-                            pushed_at: now,
-                        },
-                    ));
+                    done.push(push_record(id, hash, *cursor, now));
                 }
                 outcome => {
                     warn!(campaign = %id, error = ?outcome, "Higher Logic did not take the event; its messages will be retried");
@@ -373,14 +346,7 @@ async fn work(
             match results.get(key.as_str()) {
                 Some(None) => {
                     report.registrations_pushed += 1;
-                    done.push((
-                        id.to_string(),
-                        Pushed {
-                            hash: hash.clone(),
-                            cursor: *cursor,
-                            pushed_at: now,
-                        },
-                    ));
+                    done.push(push_record(id, hash, *cursor, now));
                 }
                 outcome => {
                     warn!(campaign_member = %id, error = ?outcome, "Higher Logic did not take the registration; its messages will be retried");
@@ -395,6 +361,50 @@ async fn work(
             .await?;
     }
     Ok(())
+}
+
+/// When Higher Logic already has `hash` for `id`, counts the record as unchanged and answers
+/// true; a newer cursor is still noted in `unchanged`, so later messages about the same change
+/// are known to be covered.
+fn skip_unchanged(
+    report: &mut MemberReport,
+    id: &SfId,
+    stored: Option<&Pushed>,
+    hash: &str,
+    cursor: Option<DateTime<Utc>>,
+    unchanged: &mut Vec<(String, Pushed)>,
+) -> bool {
+    let Some(previous) = stored.filter(|p| p.hash == hash) else {
+        return false;
+    };
+    report.skipped_unchanged += 1;
+    if cursor > previous.cursor {
+        unchanged.push((
+            id.to_string(),
+            Pushed {
+                cursor,
+                ..previous.clone()
+            },
+        ));
+    }
+    true
+}
+
+/// The push record of a record Higher Logic took.
+fn push_record(
+    id: &SfId,
+    hash: &str,
+    cursor: Option<DateTime<Utc>>,
+    pushed_at: DateTime<Utc>,
+) -> (String, Pushed) {
+    (
+        id.to_string(),
+        Pushed {
+            hash: hash.to_owned(),
+            cursor,
+            pushed_at,
+        },
+    )
 }
 
 fn by_key(results: &[PushResult]) -> HashMap<&str, Option<&str>> {

@@ -100,6 +100,20 @@ impl MemoryCrm {
         self.calls.fetch_add(1, Ordering::SeqCst);
         lock(&self.usage).used += 1;
     }
+
+    /// `changes` as the pages of one query call (the first page comes with the call).
+    fn pages(&self, changes: Vec<Change>) -> Box<dyn ChangePages> {
+        let pages: Vec<Vec<Change>> = changes
+            .chunks(self.page_size)
+            .map(<[Change]>::to_vec)
+            .collect();
+        self.call();
+        Box::new(MemoryPages {
+            pages: pages.into_iter(),
+            calls: Arc::clone(&self.calls),
+            first: true,
+        })
+    }
 }
 
 fn field<'a>(record: &'a Record, name: &str) -> Option<&'a Value> {
@@ -213,17 +227,8 @@ impl Crm for MemoryCrm {
             })
             .collect();
         changes.sort_by(|a, b| (a.cursor, &a.id).cmp(&(b.cursor, &b.id)));
-        let pages: Vec<Vec<Change>> = changes
-            .chunks(self.page_size)
-            .map(<[Change]>::to_vec)
-            .collect();
         drop(objects);
-        self.call();
-        Ok(Box::new(MemoryPages {
-            pages: pages.into_iter(),
-            calls: Arc::clone(&self.calls),
-            first: true,
-        }))
+        Ok(self.pages(changes))
     }
 
     async fn read(
@@ -276,17 +281,8 @@ impl Crm for MemoryCrm {
                 })
             })
             .collect();
-        let pages: Vec<Vec<Change>> = changes
-            .chunks(self.page_size)
-            .map(<[Change]>::to_vec)
-            .collect();
         drop(objects);
-        self.call();
-        Ok(Box::new(MemoryPages {
-            pages: pages.into_iter(),
-            calls: Arc::clone(&self.calls),
-            first: true,
-        }))
+        Ok(self.pages(changes))
     }
 
     async fn update(

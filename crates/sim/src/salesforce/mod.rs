@@ -14,7 +14,7 @@ pub mod soql;
 mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -23,14 +23,13 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 pub use ids::{case_safe_suffix, to_18};
 pub use schema::{FieldSpec, FieldType, default_contact_custom_fields};
 pub use seed::{Dataset, generate, generate_at};
 pub use store::{MASTER_RECORD_TYPE_ID, format_datetime};
 
+use crate::serve::Server;
 use store::Store;
 
 /// The default integration user's username (a simulator value, not a secret).
@@ -234,8 +233,7 @@ impl Shared {
 pub struct SalesforceSim {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 impl std::fmt::Debug for SalesforceSim {
@@ -289,13 +287,9 @@ impl SalesforceSim {
             .map(auth::parse_public_key)
             .transpose()?;
 
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, opts.port));
-        let listener = tokio::net::TcpListener::bind(addr)
+        let (listener, addr) = crate::serve::bind(opts.port)
             .await
-            .map_err(|source| SimError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| SimError::Bind { addr, source })?;
+            .map_err(|(addr, source)| SimError::Bind { addr, source })?;
 
         let users = opts
             .users
@@ -330,24 +324,10 @@ impl SalesforceSim {
         });
 
         let router = server::router(Arc::clone(&shared));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    // A dropped sender means the handle is gone: stop either way.
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(error) = served {
-                tracing::warn!(%error, "Salesforce simulator stopped serving");
-            }
-        });
-
         Ok(Self {
             addr,
             shared,
-            stop: Some(stop),
-            task: Some(task),
+            server: Server::spawn(listener, router, "Salesforce simulator"),
         })
     }
 
@@ -361,13 +341,8 @@ impl SalesforceSim {
     }
 
     /// Stops accepting calls and waits for the server task to end.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 
     // ---- store hooks ----
@@ -554,17 +529,6 @@ impl SalesforceSim {
                     tracing::warn!(object, code = e.status_code, message = %e.message, "dataset record not loaded");
                 }
             }
-        }
-    }
-}
-
-impl Drop for SalesforceSim {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
         }
     }
 }

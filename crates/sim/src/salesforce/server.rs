@@ -52,6 +52,26 @@ pub fn sf_error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// A request body that is not JSON, answered as the REST API does.
+fn json_body(body: &[u8]) -> Result<Value, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(sf_error(
+            StatusCode::BAD_REQUEST,
+            "JSON_PARSER_ERROR",
+            &format!("The request body is not valid JSON: {e}"),
+        ))
+    })
+}
+
+/// A composite call with more records than it takes.
+fn record_limit_reached(max: usize) -> Response {
+    sf_error(
+        StatusCode::BAD_REQUEST,
+        "EXCEEDED_ID_LIMIT",
+        &format!("record limit reached. cannot submit more than {max} records into this call"),
+    )
+}
+
 fn resource_missing() -> Response {
     sf_error(
         StatusCode::NOT_FOUND,
@@ -782,15 +802,9 @@ fn composite_retrieve(
         };
         (split(ctx.param("ids")), split(ctx.param("fields")))
     } else {
-        let parsed: Value = match serde_json::from_slice(body) {
+        let parsed = match json_body(body) {
             Ok(v) => v,
-            Err(e) => {
-                return sf_error(
-                    StatusCode::BAD_REQUEST,
-                    "JSON_PARSER_ERROR",
-                    &format!("The request body is not valid JSON: {e}"),
-                );
-            }
+            Err(response) => return *response,
         };
         (
             string_list(parsed.get("ids")),
@@ -805,13 +819,7 @@ fn composite_retrieve(
         );
     };
     if ids_list.len() > MAX_RETRIEVE_IDS {
-        return sf_error(
-            StatusCode::BAD_REQUEST,
-            "EXCEEDED_ID_LIMIT",
-            &format!(
-                "record limit reached. cannot submit more than {MAX_RETRIEVE_IDS} records into this call"
-            ),
-        );
+        return record_limit_reached(MAX_RETRIEVE_IDS);
     }
     let mut fields = match own_fields(data, &names) {
         Ok(fields) => fields,
@@ -845,15 +853,9 @@ fn save_error(e: &WriteError) -> Value {
 }
 
 fn composite_update(state: &mut SimState, body: &[u8]) -> Response {
-    let parsed: Value = match serde_json::from_slice(body) {
+    let parsed = match json_body(body) {
         Ok(v) => v,
-        Err(e) => {
-            return sf_error(
-                StatusCode::BAD_REQUEST,
-                "JSON_PARSER_ERROR",
-                &format!("The request body is not valid JSON: {e}"),
-            );
-        }
+        Err(response) => return *response,
     };
     let all_or_none = parsed
         .get("allOrNone")
@@ -867,13 +869,7 @@ fn composite_update(state: &mut SimState, body: &[u8]) -> Response {
         );
     };
     if records.len() > MAX_UPDATE_RECORDS {
-        return sf_error(
-            StatusCode::BAD_REQUEST,
-            "EXCEEDED_ID_LIMIT",
-            &format!(
-                "record limit reached. cannot submit more than {MAX_UPDATE_RECORDS} records into this call"
-            ),
-        );
+        return record_limit_reached(MAX_UPDATE_RECORDS);
     }
     // Kept so an allOrNone request that fails anywhere can be rolled back.
     let mut before: Vec<(String, Map<String, Value>)> = Vec::new();

@@ -13,7 +13,7 @@ use chrono::Utc;
 use hlsync_core::allotment::ApiUsage;
 use hlsync_core::id::SfId;
 use hlsync_core::time::parse_sf_datetime;
-use hlsync_salesforce::{ClientOptions, QueryPager, SalesforceClient, SfError};
+use hlsync_salesforce::{ClientOptions, LoginState, QueryPager, SalesforceClient, SfError};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
@@ -89,17 +89,33 @@ impl SalesforceCrm {
     /// The client for the secret's current version; refuses when that version's login was
     /// rejected before.
     pub async fn client(&self) -> Result<SalesforceClient, SyncError> {
-        let secret = self.credentials.get().await?;
+        let mut secret = self.credentials.get().await?;
         let mut current = self.current.lock().await;
         if let Some(c) = current.as_ref() {
             if c.version == secret.version {
-                return Ok(c.client.clone());
+                // A client whose login was rejected never logs in again; only a new secret
+                // version helps, so look for one now rather than when the cache expires.
+                let rejected = matches!(c.client.login_state().await, LoginState::Rejected { .. });
+                if !rejected || !self.credentials.refresh_if_rotated(&secret.version).await? {
+                    return Ok(c.client.clone());
+                }
+                secret = self.credentials.get().await?;
             }
             info!("the secret has a new version: logging in to Salesforce again");
             self.retired_calls
                 .fetch_add(c.client.calls_made(), Ordering::SeqCst);
         }
-        if let Some(failure) = self.credentials.state.get_doc(LOGIN_FAILURE_DOC).await?
+        let failure = self.credentials.state.get_doc(LOGIN_FAILURE_DOC).await?;
+        let rejected_version = failure
+            .as_ref()
+            .and_then(|f| f.get("secret_version"))
+            .and_then(Value::as_str);
+        if rejected_version == Some(secret.version.as_str())
+            && self.credentials.refresh_if_rotated(&secret.version).await?
+        {
+            secret = self.credentials.get().await?;
+        }
+        if let Some(failure) = failure
             && failure.get("secret_version").and_then(Value::as_str)
                 == Some(secret.version.as_str())
         {
