@@ -62,6 +62,7 @@ async fn help_lists_every_command() {
         "periodic-refresh",
         "member-refresh",
         "sync",
+        "resync",
         "status",
         "check",
         "redrive",
@@ -228,4 +229,36 @@ async fn a_bad_config_names_the_key() {
     let err = stderr(&out);
     assert!(err.contains("salesforce.max_allotment_share"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resync_pushes_every_member_again_even_unchanged_ones() {
+    let sys = LocalSystem::start(LocalOptions {
+        contacts: 40,
+        ..LocalOptions::default()
+    })
+    .await
+    .expect("starts");
+    json_of(&run(&sys, &["--json", "sync"]).await);
+    let live = sys
+        .salesforce
+        .all("Contact")
+        .iter()
+        .filter(|c| c.get("IsDeleted") != Some(&json!(true)))
+        .count() as u64;
+    let before = sys.higher_logic.counters();
+    let sf_before = sys.salesforce.counters().api_calls;
+
+    let out = json_of(&run(&sys, &["--json", "resync", "--drain"]).await);
+    assert_eq!(out["queued"], json!(live), "{out}");
+    assert_eq!(out["member_refresh"]["pushed"], json!(live), "{out}");
+    let after = sys.higher_logic.counters();
+    assert_eq!(after.records_received - before.records_received, live);
+    // Listing and reading in batches: a handful of calls for 40 Contacts, not one per Contact.
+    let sf = sys.salesforce.counters().api_calls - sf_before;
+    assert!(sf <= 5, "{sf} Salesforce calls");
+    // A plain sync afterwards pushes nothing: the forced pushes stored their hashes.
+    sys.salesforce.advance(std::time::Duration::from_secs(120));
+    let report = json_of(&run(&sys, &["--json", "sync"]).await);
+    assert_eq!(report["member_refresh"]["pushed"], json!(0), "{report}");
 }

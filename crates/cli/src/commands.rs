@@ -58,6 +58,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
             })
         }
+        Command::Resync { drain, batch_size } => {
+            let rt = context::runtime(config, &cli.stack).await?;
+            progress(cli.json, "resync: listing every Contact in Salesforce…");
+            let run_id = format!("resync-{}", uuid_like());
+            let queued = hlsync_sync::full::queue_resync(&rt.crm, &rt.queues, &run_id).await?;
+            let drained = match drain {
+                true => Some(drain::drain(&rt, batch_size, cli.json).await?),
+                false => None,
+            };
+            let out = json!({ "queued": queued, "member_refresh": drained });
+            emit(cli.json, &out, || {
+                let mut text =
+                    format!("resync: {queued} Contacts queued to be read and pushed again\n");
+                match &drained {
+                    Some(r) => text.push_str(&drain_text(r)),
+                    None => text.push_str(
+                        "resync: the member-refresh function works them off (locally: hlsync member-refresh --drain)\n",
+                    ),
+                }
+                text
+            })
+        }
         Command::Status => status(config, &cli.stack, cli.json).await,
         Command::Check => check(config, &cli.stack, cli.json).await,
         Command::Redrive { max } => redrive(&cli.stack, max, cli.json).await,

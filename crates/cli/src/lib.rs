@@ -62,6 +62,17 @@ pub enum Command {
         #[arg(long, default_value_t = 500)]
         batch_size: usize,
     },
+    /// Queue every live Contact to be re-read and pushed again, even unchanged ones (after
+    /// Higher Logic's data was lost or reset). Costs one Salesforce call per 2,000 Contacts to
+    /// list them, then the Member Refresh's usual batch reads.
+    Resync {
+        /// Also consume the queue here (`member-refresh --drain`), instead of leaving it to the
+        /// deployed member-refresh function.
+        #[arg(long)]
+        drain: bool,
+        #[arg(long, default_value_t = 500)]
+        batch_size: usize,
+    },
     /// Watermarks, queue and DLQ depth, last runs, API usage against the allotment, login state.
     Status,
     /// Check the config against the live Salesforce org: fields exist, the active field is a

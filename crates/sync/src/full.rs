@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::error::{Service, SyncError};
 use crate::message::{RecordKind, WorkMessage};
 use crate::periodic::{Mark, PeriodicDeps, PeriodicOptions};
-use crate::ports::IdScan;
+use crate::ports::{Change, Crm, IdScan, WorkQueue};
 
 pub const FEED_FULL_REFRESH: &str = "contacts-full-refresh";
 
@@ -124,20 +124,7 @@ pub async fn run_if_due(
         let Some(last) = page.last().map(|c| c.id.clone()) else {
             continue;
         };
-        let bodies: Vec<String> = page
-            .iter()
-            .map(|c| {
-                let mut m = WorkMessage::of(
-                    RecordKind::Contact,
-                    c.id.clone(),
-                    Some(c.cursor),
-                    &opts.run_id,
-                    false,
-                );
-                m.full = true;
-                m.to_body()
-            })
-            .collect();
+        let bodies = full_messages(&page, &opts.run_id, false);
         let count = bodies.len() as u64;
         let failed = deps.queue.send(bodies).await?;
         if !failed.is_empty() {
@@ -161,6 +148,59 @@ pub async fn run_if_due(
     mark.save(state, Some(cp.started), None).await?;
     report.completed = true;
     Ok(Some(report))
+}
+
+/// Messages that make the Member Refresh re-read these Contacts whatever their stored cursor
+/// (`full`), and with `force` push them even when unchanged.
+fn full_messages(page: &[Change], run_id: &str, force: bool) -> Vec<String> {
+    page.iter()
+        .map(|c| {
+            let mut m = WorkMessage::of(
+                RecordKind::Contact,
+                c.id.clone(),
+                Some(c.cursor),
+                run_id,
+                false,
+            );
+            m.full = true;
+            m.force = force;
+            m.to_body()
+        })
+        .collect()
+}
+
+/// `hlsync resync`: queues every live Contact for a re-read and a forced push (after Higher
+/// Logic's copy was lost or reset). One Salesforce call lists 2,000 Contacts; the Member Refresh
+/// then reads them in batches as usual. No watermark moves: run it again if it stops.
+pub async fn queue_resync(
+    crm: &dyn Crm,
+    queue: &dyn WorkQueue,
+    run_id: &str,
+) -> Result<u64, SyncError> {
+    let mut pages = crm
+        .scan(IdScan {
+            object: "Contact".into(),
+            after: None,
+            filter: None,
+        })
+        .await?;
+    let mut sent = 0;
+    while let Some(page) = pages.next_page().await? {
+        let bodies = full_messages(&page, run_id, true);
+        let count = bodies.len();
+        let failed = queue.send(bodies).await?;
+        if !failed.is_empty() {
+            return Err(SyncError::Transient {
+                service: Service::Aws,
+                message: format!(
+                    "the queue did not accept {} of {count} messages after {sent} were queued; run `hlsync resync` again",
+                    failed.len()
+                ),
+            });
+        }
+        sent += count as u64;
+    }
+    Ok(sent)
 }
 
 #[cfg(test)]

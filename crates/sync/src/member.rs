@@ -104,6 +104,7 @@ struct Wanted {
     message_ids: Vec<String>,
     cursor: Option<DateTime<Utc>>,
     full: bool,
+    force: bool,
 }
 
 async fn refresh(
@@ -134,10 +135,12 @@ async fn refresh(
                     message_ids: Vec::new(),
                     cursor: None,
                     full: false,
+                    force: false,
                 });
                 w.message_ids.push(m.message_id.clone());
                 w.cursor = w.cursor.max(msg.cursor);
                 w.full |= msg.full;
+                w.force |= msg.force;
             }
             Err(e) => dead_letter(deps, m, &e.to_string(), report).await,
         }
@@ -238,7 +241,10 @@ async fn refresh(
             }
         };
         let hash = member.content_hash().to_string();
-        if let Some(previous) = pushed.get(id).filter(|p| p.hash == hash) {
+        if let Some(previous) = pushed
+            .get(id)
+            .filter(|p| p.hash == hash && !wanted[id].force)
+        {
             report.skipped_unchanged += 1;
             let cursor = member.updated_on.or(wanted[id].cursor);
             if cursor > previous.cursor {

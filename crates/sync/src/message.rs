@@ -40,6 +40,10 @@ pub struct WorkMessage {
     /// without moving SystemModstamp).
     #[serde(default)]
     pub full: bool,
+    /// Sent by `hlsync resync`: push even if the mapped record equals the last one pushed
+    /// (Higher Logic's copy was lost or reset).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// Why a message body could not be understood. It will never succeed on a retry, so it goes
@@ -73,6 +77,7 @@ impl WorkMessage {
             run: run.to_string(),
             deleted,
             full: false,
+            force: false,
         }
     }
 
