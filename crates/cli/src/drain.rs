@@ -80,6 +80,37 @@ async fn receive_batch(
     Ok(batch)
 }
 
+/// What the event source does with a batch's answer: deletes the messages that succeeded and
+/// makes the failed ones visible again (at once: see the module comment). Returns how many
+/// could not be deleted.
+async fn settle(
+    rt: &Runtime,
+    received: &[hlsync_aws::Received],
+    report: &MemberReport,
+) -> anyhow::Result<usize> {
+    let failed: std::collections::HashSet<&str> = report
+        .failed_message_ids
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let done: Vec<String> = received
+        .iter()
+        .filter(|m| !failed.contains(m.message_id.as_str()))
+        .map(|m| m.receipt_handle.clone())
+        .collect();
+    let not_deleted = rt.queues.queue.delete_batch(&done).await?;
+    for m in received
+        .iter()
+        .filter(|m| failed.contains(m.message_id.as_str()))
+    {
+        rt.queues
+            .queue
+            .change_visibility(&m.receipt_handle, Duration::ZERO)
+            .await?;
+    }
+    Ok(not_deleted.len())
+}
+
 pub async fn drain(rt: &Runtime, batch_size: usize, json: bool) -> anyhow::Result<DrainReport> {
     drain_until(rt, batch_size, json, &AtomicBool::new(true)).await
 }
@@ -130,45 +161,22 @@ pub async fn drain_until(
             .collect();
         let report = match rt.member_refresh(messages, &Deadline::none()).await {
             Ok(report) => report,
-            Err(e) => {
-                // The whole batch could not be worked: leave it on the queue and stop.
-                let handles: Vec<&str> =
-                    received.iter().map(|m| m.receipt_handle.as_str()).collect();
-                for h in handles {
-                    let _ = rt.queues.queue.change_visibility(h, Duration::ZERO).await;
-                }
-                return Err(e.into());
+            Err(failure) => {
+                // The whole batch could not be worked: what was dead-lettered is done with, the
+                // rest goes back on the queue, and the drain stops.
+                settle(rt, &received, &failure.report).await?;
+                return Err(failure.error.into());
             }
         };
         total.add(&report);
-        let failed: std::collections::HashSet<&str> = report
-            .failed_message_ids
-            .iter()
-            .map(String::as_str)
-            .collect();
-        let done: Vec<String> = received
-            .iter()
-            .filter(|m| !failed.contains(m.message_id.as_str()))
-            .map(|m| m.receipt_handle.clone())
-            .collect();
-        let not_deleted = rt.queues.queue.delete_batch(&done).await?;
-        if !not_deleted.is_empty() {
+        let not_deleted = settle(rt, &received, &report).await?;
+        if not_deleted > 0 {
             progress(
                 json,
                 format!(
-                    "member-refresh: {} messages could not be deleted and will be seen again",
-                    not_deleted.len()
+                    "member-refresh: {not_deleted} messages could not be deleted and will be seen again"
                 ),
             );
-        }
-        for m in received
-            .iter()
-            .filter(|m| failed.contains(m.message_id.as_str()))
-        {
-            rt.queues
-                .queue
-                .change_visibility(&m.receipt_handle, Duration::ZERO)
-                .await?;
         }
         idle_rounds = 0;
         progress(

@@ -108,21 +108,14 @@ pub async fn refresh(rt: &Runtime, event: SqsEvent, run_id: &str, budget: Budget
         time_left_ms = budget.time_left.map(|d| d.as_millis() as u64),
         "member refresh starting"
     );
-    let all_ids: Vec<String> = batch
-        .messages
-        .iter()
-        .map(|m| m.message_id.clone())
-        .collect();
     let received = (batch.messages.len() + batch.unreadable.len() + batch.without_id) as u64;
     let mut report = match rt.member_refresh(batch.messages, &budget.deadline).await {
         Ok(report) => report,
-        Err(e) => {
-            let e = LambdaError::Run(e);
-            error!(kind = e.kind(), error = %e, "the batch could not be worked; every message is reported failed and will be retried");
-            MemberReport {
-                failed_message_ids: all_ids,
-                ..MemberReport::default()
-            }
+        Err(failure) => {
+            let e = LambdaError::Run(failure.error);
+            error!(kind = e.kind(), error = %e, "the batch could not be worked; every message not dead-lettered is reported failed and will be retried");
+            // Its failed ids are every message but those already on the dead-letter queue.
+            failure.report
         }
     };
     report.received = received;

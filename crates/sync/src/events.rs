@@ -122,13 +122,7 @@ pub async fn refresh_events(
         let Some(m) = messages.iter().find(|m| m.message_id == message_id) else {
             continue;
         };
-        match deps.queue.dead_letter(&m.body, &reason).await {
-            Ok(()) => report.dead_lettered += 1,
-            Err(e) => {
-                warn!(message_id, error = %e, "could not dead-letter the message; reporting it as failed");
-                report.failed_message_ids.push(message_id);
-            }
-        }
+        crate::member::dead_letter(deps, m, &reason, report).await;
     }
     match result {
         Ok(()) => Ok(()),

@@ -57,6 +57,19 @@ pub struct MemberReport {
     /// Registrations (CampaignMembers) pushed, removals included.
     #[serde(default)]
     pub registrations_pushed: u64,
+    /// The ids of the messages counted in `dead_lettered`: done with, whatever else happens.
+    #[serde(skip)]
+    pub dead_lettered_ids: Vec<String>,
+}
+
+/// The whole batch could not be worked (credentials rejected, allotment exhausted). `report`
+/// says what happened before it stopped; its `failed_message_ids` are every message still to be
+/// retried, which leaves out the ones already sent to the dead-letter queue.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct BatchError {
+    pub error: SyncError,
+    pub report: MemberReport,
 }
 
 pub struct MemberDeps<'a> {
@@ -68,13 +81,14 @@ pub struct MemberDeps<'a> {
 }
 
 /// Handles one batch. Per-message problems become failed message ids; an `Err` means the whole
-/// batch could not be worked (credentials rejected, allotment exhausted) and every message is to
-/// be retried later.
+/// batch could not be worked (credentials rejected, allotment exhausted) and every message not
+/// dead-lettered is to be retried later.
 pub async fn member_refresh(
     deps: &MemberDeps<'_>,
     messages: Vec<IncomingMessage>,
     deadline: &Deadline,
-) -> Result<MemberReport, SyncError> {
+) -> Result<MemberReport, BatchError> {
+    let all_ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
     let sf_before = deps.crm.calls_made();
     let hl_before = deps.community.calls_made();
     let mut report = MemberReport {
@@ -96,7 +110,16 @@ pub async fn member_refresh(
     if let Err(e) = deps.state.put_doc(LAST_RUN_DOC, summary, None).await {
         warn!(error = %e, "could not record the batch report");
     }
-    result.map(|()| report)
+    match result {
+        Ok(()) => Ok(report),
+        Err(error) => {
+            report.failed_message_ids = all_ids
+                .into_iter()
+                .filter(|id| !report.dead_lettered_ids.contains(id))
+                .collect();
+            Err(BatchError { error, report })
+        }
+    }
 }
 
 /// The messages that name one Contact, and the newest change among them.
@@ -376,7 +399,9 @@ fn fail_all<'a>(report: &mut MemberReport, wanted: impl Iterator<Item = &'a Want
     }
 }
 
-async fn dead_letter(
+/// Sends a message that can never succeed to the dead-letter queue, or, if that fails, reports
+/// it as failed (the queue's redrive policy then moves it there after its retries).
+pub(crate) async fn dead_letter(
     deps: &MemberDeps<'_>,
     m: &IncomingMessage,
     reason: &str,
@@ -386,6 +411,7 @@ async fn dead_letter(
         Ok(()) => {
             warn!(message_id = %m.message_id, reason, "message sent to the dead-letter queue");
             report.dead_lettered += 1;
+            report.dead_lettered_ids.push(m.message_id.clone());
         }
         Err(e) => {
             // The queue's own redrive policy moves it to the DLQ after its retries.

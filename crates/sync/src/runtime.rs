@@ -16,7 +16,7 @@ use crate::adapters::aws::SqsQueues;
 use crate::adapters::higher_logic::HigherLogicCommunity;
 use crate::adapters::salesforce::SalesforceCrm;
 use crate::error::{Service, SyncError};
-use crate::member::{IncomingMessage, MemberDeps, MemberReport, member_refresh};
+use crate::member::{BatchError, IncomingMessage, MemberDeps, MemberReport, member_refresh};
 use crate::periodic::{PeriodicDeps, PeriodicOptions, PeriodicReport};
 
 /// How long a warm function trusts the secret it read before looking at its version again.
@@ -234,7 +234,7 @@ impl Runtime {
         &self,
         messages: Vec<IncomingMessage>,
         deadline: &Deadline,
-    ) -> Result<MemberReport, SyncError> {
+    ) -> Result<MemberReport, BatchError> {
         let deps = MemberDeps {
             cfg: &self.cfg,
             crm: &self.crm,

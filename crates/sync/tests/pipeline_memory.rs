@@ -535,10 +535,15 @@ async fn a_higher_logic_outage_fails_the_batch_for_a_retry_and_a_rejection_stops
         .await
         .expect("runs");
     assert_eq!(report.failed_message_ids, vec!["m1".to_string()]);
-    let err = member_refresh(&deps, vec![message(1, body(1))], &Deadline::none())
+    // A rejection stops the batch; the malformed message in it was dead-lettered already and
+    // must not be reported failed too (it would land on the DLQ twice).
+    let batch = vec![message(1, body(1)), message(9, "not a message".into())];
+    let err = member_refresh(&deps, batch, &Deadline::none())
         .await
         .expect_err("stops");
-    assert!(err.stops_run());
+    assert!(err.error.stops_run());
+    assert_eq!(err.report.failed_message_ids, vec!["m1".to_string()]);
+    assert_eq!(err.report.dead_lettered, 1);
     let report = member_refresh(&deps, vec![message(1, body(1))], &Deadline::none())
         .await
         .expect("runs");
