@@ -41,12 +41,11 @@ pub fn ceiling(cfg: &SalesforceConfig, org_max: Option<u64>) -> u64 {
     ((base as f64) * cfg.max_allotment_share.clamp(0.0, 1.0)).floor() as u64
 }
 
-/// Whether `planned_calls` more calls keep the org's usage at or under the ceiling:
-/// `used + planned <= ceiling`. "Never take usage past the share" allows reaching it exactly;
-/// with `planned_calls = 0` this answers "is there any headroom left to use at all" as
-/// `used < ceiling` would not, so callers that want one call of headroom pass 1.
+/// Whether `planned_calls` more calls keep the org's usage below the ceiling (SPEC §5: the used
+/// count stays below share × allotment): `used + planned < ceiling`. With `planned_calls = 0`
+/// this answers "is usage still below the ceiling".
 pub fn allows(usage: ApiUsage, cfg: &SalesforceConfig, planned_calls: u64) -> bool {
-    usage.used.saturating_add(planned_calls) <= ceiling(cfg, Some(usage.max))
+    usage.used.saturating_add(planned_calls) < ceiling(cfg, Some(usage.max))
 }
 
 /// Calls still available under the ceiling (0 when usage is already at or past it).
@@ -116,13 +115,17 @@ mod tests {
     }
 
     #[test]
-    fn allows_up_to_and_including_ceiling() {
+    fn usage_stays_below_the_ceiling() {
         let c = cfg(1_000, 0.5);
         let u = |used| ApiUsage { used, max: 10_000 };
-        assert!(allows(u(400), &c, 100));
-        assert!(!allows(u(400), &c, 101));
-        assert!(!allows(u(500), &c, 1));
-        assert!(allows(u(500), &c, 0));
+        assert!(allows(u(400), &c, 99));
+        assert!(
+            !allows(u(400), &c, 100),
+            "reaching the ceiling is not below it"
+        );
+        assert!(!allows(u(499), &c, 1));
+        assert!(allows(u(499), &c, 0));
+        assert!(!allows(u(500), &c, 0));
         assert!(!allows(u(u64::MAX), &c, 5));
         assert_eq!(headroom(u(450), &c), 50);
         assert_eq!(headroom(u(900), &c), 0);
@@ -163,7 +166,7 @@ mod tests {
             let usage = ApiUsage { used, max };
             if allows(usage, &c, planned) {
                 let after = (used + planned) as f64;
-                prop_assert!(after <= s * (allotment.min(max) as f64) + 1e-6);
+                prop_assert!(after < s * (allotment.min(max) as f64) + 1e-6);
             }
         }
     }

@@ -153,14 +153,11 @@ fn window_and_allotment_from_response_headers() {
     );
 
     let usage = parse_limit_info("api-usage=49990/100000; api-bursts=0/1000").unwrap();
-    assert!(hlsync_core::allotment::allows(
-        usage,
-        &config.salesforce,
-        10
-    ));
+    // 49,990 used of a 50,000 ceiling: 9 more calls stay below it, 10 would reach it.
+    assert!(hlsync_core::allotment::allows(usage, &config.salesforce, 9));
     assert!(!hlsync_core::allotment::allows(
         usage,
         &config.salesforce,
-        11
+        10
     ));
 }

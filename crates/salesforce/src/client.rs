@@ -360,7 +360,7 @@ impl SalesforceClient {
     /// The allotment guard, checked before every API call.
     fn guard(&self) -> Result<(), SfError> {
         if let Some(usage) = self.usage() {
-            // Room for this one call: usage stays at or under the ceiling, never past it.
+            // Room for this one call: usage stays below the ceiling (SPEC §5).
             if !allotment::allows(usage, &self.inner.cfg, 1) {
                 let ceiling = allotment::ceiling(&self.inner.cfg, Some(usage.max));
                 warn!(

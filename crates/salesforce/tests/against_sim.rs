@@ -315,15 +315,15 @@ async fn the_allotment_guard_stops_before_the_ceiling() {
         matches!(
             err,
             SfError::AllotmentGuard {
-                used: 50_000,
+                used: 49_999,
                 ceiling: 50_000
             }
         ),
         "{err:?}"
     );
-    assert_eq!(made, 3);
-    assert_eq!(sim.api_usage(), 50_000, "never past the ceiling");
-    assert_eq!(sim.counters().api_calls, 3);
+    assert_eq!(made, 2);
+    assert_eq!(sim.api_usage(), 49_999, "usage stays below the ceiling");
+    assert_eq!(sim.counters().api_calls, 2);
     assert!(matches!(
         sf.ensure_budget(1).await,
         Err(SfError::BudgetExhausted { .. })

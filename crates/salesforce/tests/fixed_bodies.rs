@@ -663,7 +663,7 @@ async fn describe_is_cached_until_refreshed() {
 #[tokio::test]
 async fn allotment_guard_refuses_at_the_ceiling_without_calling() {
     // daily_api_allotment 1000 at share 0.5: ceiling 500 (the org's max is larger).
-    let used = Arc::new(AtomicUsize::new(498));
+    let used = Arc::new(AtomicUsize::new(497));
     let u = used.clone();
     let server = FixedServer::start(move |req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
@@ -678,13 +678,14 @@ async fn allotment_guard_refuses_at_the_ceiling_without_calling() {
     assert_eq!(sf.ceiling(), 500);
     sf.describe("Account", true).await.unwrap_err(); // not a describe body: decode error, but counted
     sf.describe("Account", true).await.unwrap_err();
-    assert_eq!(sf.usage().map(|u| u.used), Some(500));
+    assert_eq!(sf.usage().map(|u| u.used), Some(499));
+    // One more call would reach the ceiling: usage stays below it.
     let err = sf.describe("Account", true).await.unwrap_err();
     assert!(
         matches!(
             err,
             SfError::AllotmentGuard {
-                used: 500,
+                used: 499,
                 ceiling: 500
             }
         ),
@@ -709,15 +710,15 @@ async fn ensure_budget_refuses_a_job_that_would_pass_the_ceiling() {
     })
     .await;
     let sf = client(cc_creds(&server.base));
-    let usage = sf.ensure_budget(10_000).await.unwrap();
+    let usage = sf.ensure_budget(9_999).await.unwrap();
     assert_eq!(usage.used, 40000);
-    let err = sf.ensure_budget(10_001).await.unwrap_err();
+    let err = sf.ensure_budget(10_000).await.unwrap_err();
     assert!(
         matches!(
             err,
             SfError::BudgetExhausted {
                 used: 40000,
-                planned: 10_001,
+                planned: 10_000,
                 ceiling: 50_000
             }
         ),

@@ -185,9 +185,10 @@ fn feeds(cfg: &Config) -> Vec<Feed> {
 /// Refuses to start when Salesforce usage is at or past the configured share of the allotment.
 pub fn check_allotment(cfg: &Config, usage: ApiUsage) -> Result<(), SyncError> {
     let ceiling = allotment::ceiling(&cfg.salesforce, Some(usage.max));
-    if usage.used >= ceiling {
+    // Usage must stay below the ceiling: the next call may not reach it.
+    if !allotment::allows(usage, &cfg.salesforce, 1) {
         return Err(SyncError::Allotment(format!(
-            "Salesforce API usage is {used} of {max} calls in the last 24 hours, at or past hlsync's ceiling of {ceiling} \
+            "Salesforce API usage is {used} of {max} calls in the last 24 hours, at hlsync's ceiling of {ceiling} \
              (salesforce.max_allotment_share = {share} of min(daily_api_allotment = {cfg_max}, org max = {max})): \
              no work started; the next run tries again when usage has fallen",
             used = usage.used,
