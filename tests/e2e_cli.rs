@@ -262,3 +262,41 @@ async fn resync_pushes_every_member_again_even_unchanged_ones() {
     let report = json_of(&run(&sys, &["--json", "sync"]).await);
     assert_eq!(report["member_refresh"]["pushed"], json!(0), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_higher_logic_credentials_stop_until_the_secret_changes() {
+    let sys = LocalSystem::start(LocalOptions {
+        contacts: 10,
+        wrong_api_key: true,
+        ..LocalOptions::default()
+    })
+    .await
+    .expect("starts");
+    for _ in 0..3 {
+        let out = run(&sys, &["sync"]).await;
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains("hlsync/credentials"),
+            "names the secret: {err}"
+        );
+    }
+    assert_eq!(
+        sys.higher_logic.counters().auth_rejected,
+        1,
+        "the rejected key is used once, not on every run"
+    );
+    let secret = std::fs::read_to_string(sys.dir.join("secret.json")).expect("secret file");
+    let fixed = secret.replace("not-the-api-key", sys.higher_logic.api_key());
+    hlsync_aws::put_secret(
+        &sys.clients.secrets,
+        "hlsync/credentials",
+        &secrecy::SecretString::from(fixed),
+    )
+    .await
+    .expect("rotated");
+    let out = run(&sys, &["sync"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!sys.higher_logic.members().is_empty());
+}

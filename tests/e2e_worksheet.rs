@@ -450,4 +450,24 @@ async fn check_lists_the_fields_and_warns_about_formulas_and_refuses_a_bad_confi
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("HL_Region__c"), "{stderr}");
+
+    // A cursor field the org does not have, and one that is not a date/time.
+    for (cursor, why) in [
+        ("HL_Mod_Date__c", "has no field"),
+        ("Email", "not a date/time"),
+    ] {
+        std::fs::write(
+            &bad,
+            sys.config_toml.replace(
+                "[salesforce]\n",
+                &format!("[salesforce]\ncursor_field = \"{cursor}\"\n"),
+            ),
+        )
+        .expect("write");
+        let out = hlsync(&sys, Some(&bad));
+        assert!(!out.status.success(), "{cursor}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("salesforce.cursor_field"), "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+    }
 }

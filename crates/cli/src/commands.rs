@@ -291,37 +291,24 @@ pub async fn status_value(rt: &Runtime) -> anyhow::Result<Value> {
             "at": u.get("at"),
         }))
     });
-    let login_failure = rt
-        .state
-        .get_doc(hlsync_sync::adapters::salesforce::LOGIN_FAILURE_DOC)
-        .await?;
-    let login = match login_failure {
-        None => json!({ "state": "ok" }),
-        Some(doc) => {
-            let version = rt
-                .aws
-                .secrets
-                .describe_secret()
-                .secret_id(&rt.resources.secret_id)
-                .send()
-                .await
-                .ok()
-                .and_then(|d| {
-                    d.version_ids_to_stages().and_then(|m| {
-                        m.iter()
-                            .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
-                            .map(|(v, _)| v.clone())
-                    })
-                });
-            let blocked = version.is_some()
-                && doc.get("secret_version").and_then(Value::as_str) == version.as_deref();
-            json!({
-                "state": if blocked { "rejected: waiting for a new secret version" } else { "rejected earlier; the secret has changed since, the next run logs in again" },
-                "message": doc.get("message"),
-                "at": doc.get("at"),
-            })
-        }
-    };
+    let source = hlsync_aws::SecretSource::new(
+        rt.aws.secrets.clone(),
+        rt.resources.secret_id.clone(),
+        Duration::ZERO,
+    );
+    let current_version = source.current_version().await.ok();
+    let login = credentials_state(
+        rt,
+        hlsync_sync::adapters::salesforce::LOGIN_FAILURE_DOC,
+        current_version.as_deref(),
+    )
+    .await?;
+    let higher_logic_credentials = credentials_state(
+        rt,
+        hlsync_sync::adapters::higher_logic::CREDENTIALS_REJECTED_DOC,
+        current_version.as_deref(),
+    )
+    .await?;
     Ok(json!({
         "stack": {
             "table": rt.resources.table,
@@ -336,7 +323,33 @@ pub async fn status_value(rt: &Runtime) -> anyhow::Result<Value> {
         "last_member_refresh": rt.state.get_doc(hlsync_sync::member::LAST_RUN_DOC).await?,
         "api_usage": allotment,
         "salesforce_login": login,
+        "higher_logic_credentials": higher_logic_credentials,
     }))
+}
+
+/// Whether a service's rejection of the credentials still blocks it: only while the secret's
+/// current version is the rejected one.
+async fn credentials_state(
+    rt: &Runtime,
+    doc_key: &str,
+    current_version: Option<&str>,
+) -> anyhow::Result<Value> {
+    Ok(match rt.state.get_doc(doc_key).await? {
+        None => json!({ "state": "ok" }),
+        Some(doc) => {
+            let blocked = current_version.is_some()
+                && doc.get("secret_version").and_then(Value::as_str) == current_version;
+            json!({
+                "state": if blocked {
+                    "rejected: waiting for a new secret version"
+                } else {
+                    "rejected earlier; the secret has changed since, the next run tries the new one"
+                },
+                "message": doc.get("message"),
+                "at": doc.get("at"),
+            })
+        }
+    })
 }
 
 fn status_text(v: &Value) -> String {
@@ -405,14 +418,16 @@ fn status_text(v: &Value) -> String {
         )),
         None => out.push_str("API usage: not known yet\n"),
     }
-    out.push_str(&format!(
-        "Salesforce login: {}",
-        s(&v["salesforce_login"]["state"])
-    ));
-    if let Some(m) = v["salesforce_login"].get("message") {
-        out.push_str(&format!(" ({})", s(m)));
+    for (title, key) in [
+        ("Salesforce login", "salesforce_login"),
+        ("Higher Logic credentials", "higher_logic_credentials"),
+    ] {
+        out.push_str(&format!("{title}: {}", s(&v[key]["state"])));
+        if let Some(m) = v[key].get("message") {
+            out.push_str(&format!(" ({})", s(m)));
+        }
+        out.push('\n');
     }
-    out.push('\n');
     out
 }
 
@@ -436,6 +451,21 @@ pub fn check_report(
         Ok(schema) => schema,
         Err(e) => return json!({ "ok": false, "error": e.to_string() }),
     };
+    // The window's cursor: a datetime field of Contact (a Flow-kept "HL mod date", say).
+    let cursor = &cfg.salesforce.cursor_field;
+    match describe.field(cursor).map(|f| &f.field_type) {
+        Some(hlsync_core::schema::FieldType::DateTime) => {}
+        Some(other) => {
+            return json!({ "ok": false, "error": format!(
+                "config key `salesforce.cursor_field`: Contact field `{cursor}` is a {}, not a date/time field", other.as_sf()
+            ) });
+        }
+        None => {
+            return json!({ "ok": false, "error": format!(
+                "config key `salesforce.cursor_field`: Contact has no field `{cursor}` (or the integration user cannot see it)"
+            ) });
+        }
+    }
     let field = |f: &hlsync_core::schema::FieldInfo, becomes: &str| {
         json!({
             "field": f.name,

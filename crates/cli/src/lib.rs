@@ -57,8 +57,10 @@ pub enum Command {
         #[arg(long, default_value_t = 500)]
         batch_size: usize,
     },
-    /// A Periodic Refresh, then `member-refresh --drain`.
+    /// A Periodic Refresh and `member-refresh --drain`, side by side as the deployed functions
+    /// run; it ends when the refresh is done and the queue is empty.
     Sync {
+        /// Messages per batch handed to the handler (the event source's BatchSize).
         #[arg(long, default_value_t = 500)]
         batch_size: usize,
     },
@@ -70,6 +72,7 @@ pub enum Command {
         /// deployed member-refresh function.
         #[arg(long)]
         drain: bool,
+        /// With --drain: messages per batch handed to the handler.
         #[arg(long, default_value_t = 500)]
         batch_size: usize,
     },

@@ -30,6 +30,8 @@ pub struct LocalOptions {
     pub auth: String,
     /// Replaces the integration user's password in the secret (to test a rejected login).
     pub wrong_password: bool,
+    /// Replaces the Higher Logic API key in the secret (to test rejected credentials).
+    pub wrong_api_key: bool,
     /// Extra TOML appended to the generated config (e.g. `[events]` settings).
     pub extra_config: String,
 }
@@ -44,6 +46,7 @@ impl Default for LocalOptions {
             higher_logic: HlSimOptions::default(),
             auth: "client_credentials".into(),
             wrong_password: false,
+            wrong_api_key: false,
             extra_config: String::new(),
         }
     }
@@ -101,7 +104,7 @@ impl LocalSystem {
             },
             "higher_logic": {
                 "tenant_code": higher_logic.tenant_code(),
-                "api_key": higher_logic.api_key(),
+                "api_key": if opts.wrong_api_key { "not-the-api-key" } else { higher_logic.api_key() },
             }
         });
         let secret_path = dir.join("secret.json");

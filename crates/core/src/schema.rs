@@ -197,12 +197,8 @@ impl ContactSchema {
             }
         }
 
-        // The active field may itself carry the prefix; it says who is a user, not a group.
-        let is_active = |f: &FieldInfo| {
-            active_field
-                .as_ref()
-                .is_some_and(|a| a.name.eq_ignore_ascii_case(&f.name))
-        };
+        // SPEC §1: every prefixed field feeds security groups, an active field that carries the
+        // prefix included (it also decides who is active); only community fields are set apart.
         let is_community = |f: &FieldInfo| {
             community_fields
                 .iter()
@@ -211,7 +207,7 @@ impl ContactSchema {
         let mut security_fields: Vec<FieldInfo> = fields
             .iter()
             .filter(|f| starts_with_ignore_case(&f.name, &cfg.group_field_prefix))
-            .filter(|f| !is_active(f) && !is_community(f))
+            .filter(|f| !is_community(f))
             .cloned()
             .collect();
         security_fields.sort_by(|a, b| a.name.cmp(&b.name));
@@ -354,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn prefixed_active_field_is_not_a_group() {
+    fn prefixed_active_field_is_a_group_too() {
         let mut fields = describe();
         fields.push(field("HL_Active__c", "HL Active", "boolean"));
         let cfg = ContactsConfig {
@@ -362,7 +358,11 @@ mod tests {
             ..ContactsConfig::default()
         };
         let s = ContactSchema::build(&fields, &[], &cfg).unwrap();
-        assert!(!names(s.security_group_fields()).contains(&"HL_Active__c"));
+        assert!(names(s.security_group_fields()).contains(&"HL_Active__c"));
+        assert_eq!(
+            s.active_field().map(|f| f.name.as_str()),
+            Some("HL_Active__c")
+        );
     }
 
     #[test]

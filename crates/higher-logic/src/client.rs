@@ -416,7 +416,10 @@ fn match_results<R: PushRecord>(records: &[R], answer: PushResponse) -> Vec<Reco
                 .filter(|m| !m.trim().is_empty())
                 .unwrap_or_else(|| format!("Higher Logic answered status {:?}", result.status)))
         };
-        by_key.entry(key).or_default().push_back(outcome);
+        by_key
+            .entry(canonical_key(&key))
+            .or_default()
+            .push_back(outcome);
     }
     records
         .iter()
@@ -434,6 +437,20 @@ fn match_results<R: PushRecord>(records: &[R], answer: PushResponse) -> Vec<Reco
             RecordResult { key, outcome }
         })
         .collect()
+}
+
+/// A result key with each Salesforce Id in it in its 18-character form, so that an answer that
+/// quotes a 15-character or re-cased Id still names its record (`EventKey:LegacyContactKey`
+/// keys have two).
+fn canonical_key(key: &str) -> String {
+    key.split(':')
+        .map(|part| {
+            part.trim()
+                .parse::<SfId>()
+                .map_or_else(|_| part.to_owned(), |id| id.as_str().to_owned())
+        })
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// `Retry-After` as seconds or as an HTTP date.
@@ -481,6 +498,18 @@ fn error_chain(error: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn result_keys_name_records_by_their_18_character_ids() {
+        assert_eq!(canonical_key("003000000000001"), "003000000000001AAA");
+        assert_eq!(canonical_key("003000000000001aaa"), "003000000000001AAA");
+        assert_eq!(
+            canonical_key("701000000000001:003000000000001"),
+            "701000000000001AAA:003000000000001AAA"
+        );
+        assert_eq!(canonical_key("not-an-id"), "not-an-id");
+    }
+
     use reqwest::header::HeaderValue;
 
     use super::*;

@@ -157,6 +157,72 @@ impl Credentials {
         Ok(true)
     }
 
+    /// The secret to call `service` with, unless that service rejected this very version
+    /// before (recorded under `doc_key` by [`Credentials::record_rejection`]): then only a new
+    /// version helps, so Secrets Manager is asked for the current one at once.
+    pub async fn usable_for(
+        &self,
+        service: Service,
+        doc_key: &str,
+    ) -> Result<Arc<ParsedSecret>, SyncError> {
+        let mut secret = self.get().await?;
+        let Some(failure) = self.state.get_doc(doc_key).await? else {
+            return Ok(secret);
+        };
+        let rejected = |secret: &ParsedSecret| {
+            failure
+                .get("secret_version")
+                .and_then(serde_json::Value::as_str)
+                == Some(secret.version.as_str())
+        };
+        if rejected(&secret) && self.refresh_if_rotated(&secret.version).await? {
+            secret = self.get().await?;
+        }
+        if !rejected(&secret) {
+            return Ok(secret);
+        }
+        let text = |key: &str, default: &'static str| {
+            failure
+                .get(key)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or(default)
+                .to_string()
+        };
+        Err(SyncError::Rejected {
+            service,
+            message: format!(
+                "not calling {service}: {} (at {}, with version {} of secret {}). \
+                 Put corrected credentials in the secret; hlsync resumes by itself when its version changes",
+                text("message", "credentials rejected"),
+                text("at", "earlier"),
+                secret.version,
+                self.secret_id
+            ),
+        })
+    }
+
+    /// Remembers that `service` rejected version `version` of the secret, so that no run of any
+    /// function calls it again with the same credentials (repeated failed logins lock the
+    /// integration user out).
+    pub async fn record_rejection(
+        &self,
+        service: Service,
+        doc_key: &str,
+        version: &str,
+        message: &str,
+    ) {
+        let doc = serde_json::json!({
+            "secret_version": version,
+            "secret_id": self.secret_id,
+            "message": message,
+            "at": chrono::Utc::now(),
+        });
+        if let Err(e) = self.state.put_doc(doc_key, &doc, None).await {
+            tracing::warn!(error = %e, "could not record the rejected credentials");
+        }
+        tracing::warn!(secret_id = %self.secret_id, %service, "credentials rejected: hlsync stops calling it until the secret changes");
+    }
+
     pub async fn get(&self) -> Result<Arc<ParsedSecret>, SyncError> {
         let secret = self.source.get().await?;
         let mut parsed = self.parsed.lock().await;

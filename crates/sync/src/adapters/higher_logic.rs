@@ -59,6 +59,9 @@ pub fn share_of_rate(max_calls_per_minute: u32, concurrent_functions: u32) -> st
     std::num::NonZeroU32::new(share).unwrap_or(std::num::NonZeroU32::MIN)
 }
 
+/// Where a rejected Higher Logic API key is remembered (with the secret version it came from).
+pub const CREDENTIALS_REJECTED_DOC: &str = "login#higher-logic";
+
 /// The Higher Logic client of the current secret version, made on first use.
 pub struct HigherLogicCommunity {
     credentials: Arc<Credentials>,
@@ -86,16 +89,20 @@ impl HigherLogicCommunity {
         }
     }
 
-    pub async fn client(&self) -> Result<Arc<HigherLogicClient>, SyncError> {
+    /// The client for the secret's current version, and that version; refuses when Higher
+    /// Logic rejected that version's API key before.
+    pub async fn client(&self) -> Result<(String, Arc<HigherLogicClient>), SyncError> {
         let secret = self.credentials.get().await?;
         let mut current = self.current.lock().await;
-        if let Some((version, client)) = current.as_ref() {
-            if *version == secret.version {
-                return Ok(Arc::clone(client));
-            }
-            self.retired_calls
-                .fetch_add(client.calls_made(), Ordering::SeqCst);
+        if let Some((version, client)) = current.as_ref()
+            && *version == secret.version
+        {
+            return Ok((version.clone(), Arc::clone(client)));
         }
+        let secret = self
+            .credentials
+            .usable_for(Service::HigherLogic, CREDENTIALS_REJECTED_DOC)
+            .await?;
         let creds = HigherLogicCredentials {
             tenant_code: secret.higher_logic.tenant_code.clone(),
             api_key: secret.higher_logic.api_key.clone(),
@@ -108,38 +115,76 @@ impl HigherLogicCommunity {
             )?
             .with_rate_limiter(Arc::clone(&self.limiter)),
         );
+        if let Some((_, old)) = current.as_ref() {
+            self.retired_calls
+                .fetch_add(old.calls_made(), Ordering::SeqCst);
+        }
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
         *current = Some((secret.version.clone(), client.clone()));
-        Ok(client)
+        Ok((secret.version.clone(), client))
+    }
+
+    /// A call's outcome; a rejection of the credentials is recorded against the secret version
+    /// and the client dropped, so no call uses that API key again (SPEC §6: stop, as for
+    /// Salesforce) until the secret changes.
+    async fn outcome<T>(&self, version: &str, result: Result<T, HlError>) -> Result<T, SyncError> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(e) if e.is_credentials_rejected() => {
+                self.credentials
+                    .record_rejection(
+                        Service::HigherLogic,
+                        CREDENTIALS_REJECTED_DOC,
+                        version,
+                        &e.to_string(),
+                    )
+                    .await;
+                let mut current = self.current.lock().await;
+                if let Some((_, old)) = current.take() {
+                    self.retired_calls
+                        .fetch_add(old.calls_made(), Ordering::SeqCst);
+                }
+                *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                Err(SyncError::Rejected {
+                    service: Service::HigherLogic,
+                    message: format!("{e} (secret {})", self.credentials.secret_id),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
 #[async_trait]
 impl Community for HigherLogicCommunity {
     async fn push_members(&self, members: &[Member]) -> Result<Vec<PushResult>, SyncError> {
-        let client = self.client().await?;
-        Ok(results(client.push_contacts(members).await?))
+        let (version, client) = self.client().await?;
+        let answer = client.push_contacts(members).await;
+        Ok(results(self.outcome(&version, answer).await?))
     }
 
     async fn push_events(&self, events: &[Event]) -> Result<Vec<PushResult>, SyncError> {
-        let client = self.client().await?;
-        Ok(results(client.push_events(events).await?))
+        let (version, client) = self.client().await?;
+        let answer = client.push_events(events).await;
+        Ok(results(self.outcome(&version, answer).await?))
     }
 
     async fn push_registrations(
         &self,
         registrations: &[Registration],
     ) -> Result<Vec<PushResult>, SyncError> {
-        let client = self.client().await?;
-        Ok(results(client.push_registrations(registrations).await?))
+        let (version, client) = self.client().await?;
+        let answer = client.push_registrations(registrations).await;
+        Ok(results(self.outcome(&version, answer).await?))
     }
 
     async fn email_preferences_since(
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<EmailPreferenceChange>, SyncError> {
-        let client = self.client().await?;
-        Ok(client.email_preferences_since(since).await?)
+        let (version, client) = self.client().await?;
+        let answer = client.email_preferences_since(since).await;
+        self.outcome(&version, answer).await
     }
 
     fn calls_made(&self) -> u64 {

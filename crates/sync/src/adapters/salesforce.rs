@@ -9,14 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::Utc;
 use hlsync_core::allotment::ApiUsage;
 use hlsync_core::id::SfId;
 use hlsync_core::time::parse_sf_datetime;
 use hlsync_salesforce::{ClientOptions, LoginState, QueryPager, SalesforceClient, SfError};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Mutex;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::error::{Service, SyncError};
 use crate::ports::{
@@ -65,7 +64,7 @@ pub struct SalesforceCrm {
     retired_calls: AtomicU64,
     /// The current client again, outside the async lock, for the counters.
     latest: std::sync::Mutex<Option<SalesforceClient>>,
-    last_usage: std::sync::Mutex<Option<ApiUsage>>,
+    last_usage: Arc<std::sync::Mutex<Option<ApiUsage>>>,
 }
 
 struct Current {
@@ -82,66 +81,40 @@ impl SalesforceCrm {
             current: Mutex::new(None),
             retired_calls: AtomicU64::new(0),
             latest: std::sync::Mutex::new(None),
-            last_usage: std::sync::Mutex::new(None),
+            last_usage: Arc::new(std::sync::Mutex::new(None)),
         }
     }
 
     /// The client for the secret's current version; refuses when that version's login was
     /// rejected before.
     pub async fn client(&self) -> Result<SalesforceClient, SyncError> {
-        let mut secret = self.credentials.get().await?;
+        let secret = self.credentials.get().await?;
         let mut current = self.current.lock().await;
-        if let Some(c) = current.as_ref() {
-            if c.version == secret.version {
-                // A client whose login was rejected never logs in again; only a new secret
-                // version helps, so look for one now rather than when the cache expires.
-                let rejected = matches!(c.client.login_state().await, LoginState::Rejected { .. });
-                if !rejected || !self.credentials.refresh_if_rotated(&secret.version).await? {
-                    return Ok(c.client.clone());
-                }
-                secret = self.credentials.get().await?;
+        if let Some(c) = current.as_ref()
+            && c.version == secret.version
+        {
+            // A client whose login was rejected never logs in again; only a new secret
+            // version helps, so look for one now rather than when the cache expires.
+            let rejected = matches!(c.client.login_state().await, LoginState::Rejected { .. });
+            if !rejected || !self.credentials.refresh_if_rotated(&secret.version).await? {
+                return Ok(c.client.clone());
             }
-            info!("the secret has a new version: logging in to Salesforce again");
-            self.retired_calls
-                .fetch_add(c.client.calls_made(), Ordering::SeqCst);
         }
-        let failure = self.credentials.state.get_doc(LOGIN_FAILURE_DOC).await?;
-        let rejected_version = failure
-            .as_ref()
-            .and_then(|f| f.get("secret_version"))
-            .and_then(Value::as_str);
-        if rejected_version == Some(secret.version.as_str())
-            && self.credentials.refresh_if_rotated(&secret.version).await?
-        {
-            secret = self.credentials.get().await?;
-        }
-        if let Some(failure) = failure
-            && failure.get("secret_version").and_then(Value::as_str)
-                == Some(secret.version.as_str())
-        {
-            let reason = failure
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("login rejected");
-            let at = failure
-                .get("at")
-                .and_then(Value::as_str)
-                .unwrap_or("earlier");
-            return Err(SyncError::Rejected {
-                service: Service::Salesforce,
-                message: format!(
-                    "not calling Salesforce: {reason} (at {at}, with version {} of secret {}). \
-                     Put corrected credentials in the secret; hlsync resumes by itself when its version changes",
-                    secret.version, self.credentials.secret_id
-                ),
-            });
-        }
+        let secret = self
+            .credentials
+            .usable_for(Service::Salesforce, LOGIN_FAILURE_DOC)
+            .await?;
         let client = SalesforceClient::with_options(
             &self.credentials.cfg.salesforce,
             secret.salesforce.clone(),
             self.credentials.cfg.allow_insecure_http,
             self.options.clone(),
         )?;
+        if let Some(old) = current.as_ref() {
+            info!("the secret has a new version: logging in to Salesforce again");
+            self.retired_calls
+                .fetch_add(old.client.calls_made(), Ordering::SeqCst);
+        }
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
         *current = Some(Current {
             version: secret.version.clone(),
@@ -153,37 +126,36 @@ impl SalesforceCrm {
 
     /// Records a rejected login so that no run retries it with the same secret.
     async fn on_error(&self, e: SfError) -> SyncError {
-        if let SfError::LoginRejected { .. } = &e {
-            let version = self
-                .current
-                .lock()
-                .await
-                .as_ref()
-                .map(|c| c.version.clone());
-            let doc = json!({
-                "secret_version": version,
-                "secret_id": self.credentials.secret_id,
-                "message": e.to_string(),
-                "at": Utc::now(),
-            });
-            if let Err(store_error) = self
-                .credentials
-                .state
-                .put_doc(LOGIN_FAILURE_DOC, &doc, None)
-                .await
-            {
-                warn!(error = %store_error, "could not record the rejected login");
-            }
-            warn!(secret_id = %self.credentials.secret_id, "Salesforce rejected the login: hlsync stops calling Salesforce until the secret changes");
-        }
-        let e = SyncError::from(e);
-        if let SyncError::Rejected { message, .. } = e {
-            return SyncError::Rejected {
-                service: Service::Salesforce,
-                message: format!("{message} (secret {})", self.credentials.secret_id),
-            };
-        }
-        e
+        let version = self
+            .current
+            .lock()
+            .await
+            .as_ref()
+            .map(|c| c.version.clone());
+        rejection_recorded(&self.credentials, version.as_deref(), e).await
+    }
+
+    async fn pages(
+        &self,
+        client: SalesforceClient,
+        pager: QueryPager,
+        cursor_field: String,
+    ) -> Box<dyn ChangePages> {
+        let version = self
+            .current
+            .lock()
+            .await
+            .as_ref()
+            .map(|c| c.version.clone())
+            .unwrap_or_default();
+        Box::new(Pages {
+            pager,
+            cursor_field,
+            credentials: Arc::clone(&self.credentials),
+            version,
+            client,
+            last_usage: Arc::clone(&self.last_usage),
+        })
     }
 
     fn observe(&self, client: &SalesforceClient) {
@@ -193,9 +165,40 @@ impl SalesforceCrm {
     }
 }
 
+/// The operator's error for `e`; a rejected login is first recorded against the secret version
+/// it was made with (see `Credentials::record_rejection`).
+async fn rejection_recorded(
+    credentials: &Credentials,
+    version: Option<&str>,
+    e: SfError,
+) -> SyncError {
+    if let (SfError::LoginRejected { .. }, Some(version)) = (&e, version) {
+        credentials
+            .record_rejection(
+                Service::Salesforce,
+                LOGIN_FAILURE_DOC,
+                version,
+                &e.to_string(),
+            )
+            .await;
+    }
+    match SyncError::from(e) {
+        SyncError::Rejected { message, .. } => SyncError::Rejected {
+            service: Service::Salesforce,
+            message: format!("{message} (secret {})", credentials.secret_id),
+        },
+        e => e,
+    }
+}
+
 struct Pages {
     pager: QueryPager,
     cursor_field: String,
+    /// To record a login rejected while paging (a session that expired mid-scan re-logs in).
+    credentials: Arc<Credentials>,
+    version: String,
+    client: SalesforceClient,
+    last_usage: Arc<std::sync::Mutex<Option<ApiUsage>>>,
 }
 
 fn field<'a>(record: &'a Record, name: &str) -> Option<&'a Value> {
@@ -208,7 +211,17 @@ fn field<'a>(record: &'a Record, name: &str) -> Option<&'a Value> {
 #[async_trait]
 impl ChangePages for Pages {
     async fn next_page(&mut self) -> Result<Option<Vec<Change>>, SyncError> {
-        let Some(records) = self.pager.next_page().await? else {
+        let page = self.pager.next_page().await;
+        if let Some(usage) = self.client.usage() {
+            *self.last_usage.lock().unwrap_or_else(|e| e.into_inner()) = Some(usage);
+        }
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                return Err(rejection_recorded(&self.credentials, Some(&self.version), e).await);
+            }
+        };
+        let Some(records) = page else {
             return Ok(None);
         };
         let mut changes = Vec::with_capacity(records.len());
@@ -293,10 +306,7 @@ impl Crm for SalesforceCrm {
             client.query(&soql)
         };
         match pager {
-            Ok(pager) => Ok(Box::new(Pages {
-                pager,
-                cursor_field: query.cursor_field,
-            })),
+            Ok(pager) => Ok(self.pages(client, pager, query.cursor_field).await),
             Err(e) => Err(self.on_error(e).await),
         }
     }
@@ -319,10 +329,7 @@ impl Crm for SalesforceCrm {
     async fn scan(&self, scan: IdScan) -> Result<Box<dyn ChangePages>, SyncError> {
         let client = self.client().await?;
         match client.query(&scan.soql()) {
-            Ok(pager) => Ok(Box::new(Pages {
-                pager,
-                cursor_field: "SystemModstamp".into(),
-            })),
+            Ok(pager) => Ok(self.pages(client, pager, "SystemModstamp".into()).await),
             Err(e) => Err(self.on_error(e).await),
         }
     }
