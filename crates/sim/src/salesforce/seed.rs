@@ -381,7 +381,9 @@ pub fn generate_at(n_contacts: usize, seed: u64, anchor: DateTime<Utc>) -> Datas
         data.contacts.push(c);
     }
 
-    let n_campaigns = (n_contacts / 50).max(3);
+    // A few events a year, a few dozen registrations each: an association's calendar, not a
+    // marketing list (and a volume the local SQS emulator can carry).
+    let n_campaigns = (n_contacts / 200).max(3);
     let mut member_seq = 0;
     for i in 0..n_campaigns {
         let mut campaign = Map::new();
@@ -417,7 +419,7 @@ pub fn generate_at(n_contacts: usize, seed: u64, anchor: DateTime<Utc>) -> Datas
         if n_contacts == 0 {
             continue;
         }
-        let attendees = rng.random_range(0..=(n_contacts / 5).clamp(1, 300));
+        let attendees = rng.random_range(0..=(n_contacts / 20).clamp(1, 60));
         let mut chosen: Vec<usize> =
             rand::seq::index::sample(&mut rng, n_contacts, attendees.min(n_contacts)).into_vec();
         chosen.sort_unstable();
