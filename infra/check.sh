@@ -259,6 +259,10 @@ sam_mutant "DLQ alarm threshold 0 -> 5" '/DeadLetterQueueAlarm:/,/ComparisonOper
 sam_mutant "HLSYNC_CONCURRENT_FUNCTIONS off by one (the sum's lookup list)" 's/List: "1,2,3,4,/List: "1,2,4,4,/'
 sam_mutant "HLSYNC_CONCURRENT_FUNCTIONS renamed" 's/HLSYNC_CONCURRENT_FUNCTIONS: !If/HLSYNC_CONCURRENT_CALLS: !If/'
 sam_mutant "default batch size 500 -> 100" '/MemberRefreshBatchSize:$/,/Description/s/Default: 500/Default: 100/'
+sam_mutant "opt-out alarm on 1 datapoint" '/OptOutFailedAlarm:/,/ComparisonOperator/s/DatapointsToAlarm: 2/DatapointsToAlarm: 1/'
+sam_mutant "opt-out alarm period off by a minute (the lookup list)" '/MinutesToSeconds:/,/List:/s/,1800,/,1860,/'
+sam_mutant "dashboard charts OptOutFailed of the wrong function" \
+  's/\["hlsync", "OptOutFailed", "Function", "periodic-refresh"\]/["hlsync", "OptOutFailed", "Function", "member-refresh"]/'
 cdk_mutant "member-refresh HLSYNC_CONCURRENT_FUNCTIONS 3 -> 2" \
   'fn("member-refresh")["Properties"]["Environment"]["Variables"]["HLSYNC_CONCURRENT_FUNCTIONS"] = "2"'
 cdk_mutant "batch size 500 -> 100" 'res("AWS::Lambda::EventSourceMapping")[0]["Properties"]["BatchSize"] = 100'
@@ -270,6 +274,12 @@ cdk_mutant "DLQ retention 4 days" \
 cdk_mutant "billing PROVISIONED" 'res("AWS::DynamoDB::Table")[0]["Properties"]["BillingMode"] = "PROVISIONED"'
 cdk_mutant "queue-age alarm removed" \
   'del R[next(k for k, r in R.items() if "queue-age" in json.dumps(r["Properties"].get("AlarmName", "")))]'
+cdk_mutant "opt-out alarm removed" \
+  'del R[next(k for k, r in R.items() if r["Properties"].get("MetricName") == "OptOutFailed")]'
+cdk_mutant "opt-out alarm every 5 minutes, not every run" \
+  'next(r for r in res("AWS::CloudWatch::Alarm") if r["Properties"].get("MetricName") == "OptOutFailed")["Properties"]["Period"] = 300'
+cdk_mutant "dashboard without EventsPushed" \
+  'd = res("AWS::CloudWatch::Dashboard")[0]["Properties"]; d["DashboardBody"] = json.loads(json.dumps(d["DashboardBody"]).replace("EventsPushed", "EventPushed"))'
 cdk_mutant "schedule every 15 minutes" 'res("AWS::Scheduler::Schedule")[0]["Properties"]["ScheduleExpression"] = "rate(15 minutes)"'
 cdk_mutant "periodic-refresh may also read the DLQ" \
   'next(r for r in res("AWS::IAM::Policy") if "PeriodicRefresh" in json.dumps(r))["Properties"]["PolicyDocument"]["Statement"].append({"Effect": "Allow", "Action": "sqs:ReceiveMessage", "Resource": "*"})'

@@ -42,16 +42,24 @@ ENV_NAMES = [
     "HLSYNC_STATE_TABLE",
     "RUST_LOG",
 ]
+# Every metric the functions send (crates/lambdas/src/metrics.rs) and the functions whose
+# dashboard lines must show it.
 HLSYNC_METRICS = {
-    "ContactsChanged",
-    "MembersPushed",
-    "MembersSkipped",
-    "MembersDeactivated",
-    "MessagesFailed",
-    "SalesforceApiCalls",
-    "AllotmentShare",
-    "HigherLogicCalls",
-    "RunDurationMs",
+    "ContactsChanged": ("periodic-refresh",),
+    "MembersPushed": ("member-refresh",),
+    "MembersSkipped": ("member-refresh",),
+    "MembersDeactivated": ("member-refresh",),
+    "MessagesFailed": ("member-refresh",),
+    "EventsPushed": ("member-refresh",),
+    "RegistrationsPushed": ("member-refresh",),
+    "FullRefreshQueued": ("periodic-refresh",),
+    "OptOutChanges": ("periodic-refresh",),
+    "OptOutWritten": ("periodic-refresh",),
+    "OptOutFailed": ("periodic-refresh",),
+    "SalesforceApiCalls": FUNCTIONS,
+    "AllotmentShare": FUNCTIONS,
+    "HigherLogicCalls": FUNCTIONS,
+    "RunDurationMs": FUNCTIONS,
 }
 
 
@@ -450,6 +458,7 @@ def alarms(s: Stack) -> dict:
                 "Statistic",
                 "Period",
                 "EvaluationPeriods",
+                "DatapointsToAlarm",
                 "Threshold",
                 "ComparisonOperator",
                 "TreatMissingData",
@@ -771,12 +780,42 @@ def run(sam_path: str, cdk_path: str, overrides: dict[str, str]) -> int:
                     "member-refresh-errors",
                     "periodic-refresh-allotment",
                     "member-refresh-allotment",
+                    "opt-out-failed",
                 ]
             )
         ),
     )
     for name in sorted(alarms(sam)):
         c.check(f"alarm {name}: metric, threshold, actions", lambda s, name=name: alarms(s).get(name))
+
+    def opt_out_alarm(s: Stack) -> dict:
+        a = alarms(s)["opt-out-failed"]
+        every = re.fullmatch(r"rate\((\d+) minutes?\)", str(schedule(s)["ScheduleExpression"]))
+        return {
+            k: a[k]
+            for k in ("Namespace", "MetricName", "Statistic", "Threshold", "ComparisonOperator")
+        } | {
+            "Dimensions": [list(d) for d in a["Dimensions"]],
+            "datapoints of runs in a row": [a["DatapointsToAlarm"], a["EvaluationPeriods"]],
+            "Period is one scheduled run": int(a["Period"]) == int(every.group(1)) * 60 if every else None,
+        }
+
+    c.check(
+        "alarm opt-out-failed: OptOutFailed > 0 in 2 runs in a row",
+        opt_out_alarm,
+        invariant=expect(
+            {
+                "Namespace": "hlsync",
+                "MetricName": "OptOutFailed",
+                "Dimensions": [["Function", "periodic-refresh"]],
+                "Statistic": "Sum",
+                "Threshold": 0,
+                "ComparisonOperator": "GreaterThanThreshold",
+                "datapoints of runs in a row": [2, 2],
+                "Period is one scheduled run": True,
+            }
+        ),
+    )
     c.check(
         "alarms: notify the alarm topic",
         lambda s: sorted({str(a) for v in alarms(s).values() for a in v["AlarmActions"] + v["OKActions"]}),
@@ -786,11 +825,12 @@ def run(sam_path: str, cdk_path: str, overrides: dict[str, str]) -> int:
         "dashboard: the same metrics",
         dashboard_metrics,
         lambda v: None
-        if HLSYNC_METRICS <= {m[1] for m in v if m[0] == "hlsync"}
+        if {("hlsync", m, "Function", fn) for m, fns in HLSYNC_METRICS.items() for fn in fns}
+        <= {tuple(m) for m in v if m[0] == "hlsync"}
         and {"Errors", "Duration"} <= {m[1] for m in v if m[0] == "AWS/Lambda"}
         and {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"}
         <= {m[1] for m in v if m[0] == "AWS/SQS"}
-        else "wants every hlsync metric, queue depth and age, function errors and duration",
+        else "wants every hlsync metric of each function that sends it, queue depth and age, function errors and duration",
     )
     c.check(
         "outputs: the same names",

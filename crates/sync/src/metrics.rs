@@ -18,6 +18,12 @@ pub enum Metric {
     AllotmentShare,
     HigherLogicCalls,
     RunDurationMs,
+    EventsPushed,
+    RegistrationsPushed,
+    FullRefreshQueued,
+    OptOutChanges,
+    OptOutWritten,
+    OptOutFailed,
 }
 
 impl Metric {
@@ -32,6 +38,12 @@ impl Metric {
             Metric::AllotmentShare => "AllotmentShare",
             Metric::HigherLogicCalls => "HigherLogicCalls",
             Metric::RunDurationMs => "RunDurationMs",
+            Metric::EventsPushed => "EventsPushed",
+            Metric::RegistrationsPushed => "RegistrationsPushed",
+            Metric::FullRefreshQueued => "FullRefreshQueued",
+            Metric::OptOutChanges => "OptOutChanges",
+            Metric::OptOutWritten => "OptOutWritten",
+            Metric::OptOutFailed => "OptOutFailed",
         }
     }
 
@@ -92,5 +104,29 @@ mod tests {
         assert_eq!(doc["MembersPushed"], 3.0);
         assert_eq!(doc["AllotmentShare"], 12.5);
         assert_eq!(doc["Function"], "member-refresh");
+    }
+
+    #[test]
+    fn worksheet_feature_metrics_are_counts_named_as_the_dashboard_reads_them() {
+        let all = [
+            (Metric::EventsPushed, "EventsPushed"),
+            (Metric::RegistrationsPushed, "RegistrationsPushed"),
+            (Metric::FullRefreshQueued, "FullRefreshQueued"),
+            (Metric::OptOutChanges, "OptOutChanges"),
+            (Metric::OptOutWritten, "OptOutWritten"),
+            (Metric::OptOutFailed, "OptOutFailed"),
+        ];
+        let values: Vec<(Metric, f64)> = all
+            .iter()
+            .enumerate()
+            .map(|(i, (m, _))| (*m, i as f64))
+            .collect();
+        let doc: Value =
+            serde_json::from_str(&emf_line("periodic-refresh", "r2", &values)).expect("valid JSON");
+        let declared = &doc["_aws"]["CloudWatchMetrics"][0]["Metrics"];
+        for (i, (_, name)) in all.iter().enumerate() {
+            assert_eq!(declared[i], json!({"Name": name, "Unit": "Count"}));
+            assert_eq!(doc[*name], i as f64);
+        }
     }
 }

@@ -307,6 +307,7 @@ export class HlsyncStack extends Stack {
       metric: cloudwatch.Metric,
       threshold: number,
       evaluationPeriods = 1,
+      datapointsToAlarm?: number,
     ): void => {
       const a = new cloudwatch.Alarm(this, id, {
         alarmName: named(`-${name}`),
@@ -314,6 +315,7 @@ export class HlsyncStack extends Stack {
         metric,
         threshold,
         evaluationPeriods,
+        datapointsToAlarm,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       });
@@ -363,6 +365,19 @@ export class HlsyncStack extends Stack {
         s.allotmentShareAlarmPercent,
       );
     }
+
+    alarm(
+      'OptOutFailedAlarm',
+      'opt-out-failed',
+      'Salesforce refused to write email opt-outs made in Higher Logic to Contact.HasOptedOutOfEmail in two runs in ' +
+        'a row (each run retries them). Read the periodic-refresh log group for the Contact Ids and the reason ' +
+        '(field-level security, a validation rule, a locked record) and fix it: until then Salesforce may still email them.',
+      // One period per scheduled run, so that two datapoints are two runs in a row.
+      hlsyncMetric('OptOutFailed', 'periodic-refresh', 'Sum').with({ period: Duration.minutes(s.scheduleIntervalMinutes) }),
+      0,
+      2,
+      2,
+    );
 
     // ------------------------------------------------------------ dashboard
     const both = (metricName: string, statistic: string): cloudwatch.Metric[] =>
@@ -432,6 +447,23 @@ export class HlsyncStack extends Stack {
           periodic.metricDuration({ statistic: 'Maximum', period: fiveMinutes }),
           member.metricDuration({ statistic: 'Maximum', period: fiveMinutes }),
         ],
+      }),
+    );
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Member Refresh: events and registrations',
+        width: 8,
+        left: ['EventsPushed', 'RegistrationsPushed'].map((m) => hlsyncMetric(m, 'member-refresh', 'Sum')),
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Periodic Refresh: full refresh (formula fields)',
+        width: 8,
+        left: [hlsyncMetric('FullRefreshQueued', 'periodic-refresh', 'Sum')],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Periodic Refresh: email opt-out write-back',
+        width: 8,
+        left: ['OptOutChanges', 'OptOutWritten', 'OptOutFailed'].map((m) => hlsyncMetric(m, 'periodic-refresh', 'Sum')),
       }),
     );
 
