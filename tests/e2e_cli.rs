@@ -4,35 +4,10 @@
 use std::process::Output;
 
 use hlsync_cli::local::{LocalOptions, LocalSystem};
+
+mod common;
+use common::{hlsync, hlsync_async as run};
 use serde_json::{Value, json};
-
-fn hlsync(sys: &LocalSystem, args: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hlsync"));
-    cmd.args(args)
-        .env_remove("HLSYNC_QUEUE_URL")
-        .env_remove("HLSYNC_DLQ_URL");
-    for (k, v) in sys.env() {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("the hlsync binary runs")
-}
-
-async fn run(sys: &LocalSystem, args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let env = sys.env();
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hlsync"));
-        cmd.args(&args)
-            .env_remove("HLSYNC_QUEUE_URL")
-            .env_remove("HLSYNC_DLQ_URL");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().expect("the hlsync binary runs")
-    })
-    .await
-    .expect("joins")
-}
 
 fn json_of(out: &Output) -> Value {
     assert!(
@@ -197,15 +172,9 @@ async fn a_rejected_login_stops_with_one_line_and_is_never_retried_with_the_same
     );
 
     // A new secret version: hlsync logs in again by itself.
-    let secret = std::fs::read_to_string(sys.dir.join("secret.json")).expect("secret file");
-    let fixed = secret.replace("not-the-password", hlsync_sim::salesforce::DEFAULT_PASSWORD);
-    hlsync_aws::put_secret(
-        &sys.clients.secrets,
-        "hlsync/credentials",
-        &secrecy::SecretString::from(fixed),
-    )
-    .await
-    .expect("rotated");
+    sys.replace_in_secret("not-the-password", hlsync_sim::salesforce::DEFAULT_PASSWORD)
+        .await
+        .expect("rotated");
     let out = run(&sys, &["sync"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!sys.higher_logic.members().is_empty());
@@ -287,15 +256,9 @@ async fn rejected_higher_logic_credentials_stop_until_the_secret_changes() {
         1,
         "the rejected key is used once, not on every run"
     );
-    let secret = std::fs::read_to_string(sys.dir.join("secret.json")).expect("secret file");
-    let fixed = secret.replace("not-the-api-key", sys.higher_logic.api_key());
-    hlsync_aws::put_secret(
-        &sys.clients.secrets,
-        "hlsync/credentials",
-        &secrecy::SecretString::from(fixed),
-    )
-    .await
-    .expect("rotated");
+    sys.replace_in_secret("not-the-api-key", sys.higher_logic.api_key())
+        .await
+        .expect("rotated");
     let out = run(&sys, &["sync"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!sys.higher_logic.members().is_empty());

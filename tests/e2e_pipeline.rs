@@ -275,15 +275,9 @@ async fn a_warm_function_resumes_as_soon_as_the_rejected_secret_is_replaced() {
         assert!(err.to_string().contains("hlsync/credentials"), "{err}");
     }
     assert_eq!(sys.salesforce.counters().failed_logins, 1);
-    let secret = std::fs::read_to_string(sys.dir.join("secret.json")).expect("secret file");
-    let fixed = secret.replace("not-the-password", hlsync_sim::salesforce::DEFAULT_PASSWORD);
-    hlsync_aws::put_secret(
-        &sys.clients.secrets,
-        "hlsync/credentials",
-        &secrecy::SecretString::from(fixed),
-    )
-    .await
-    .expect("rotated");
+    sys.replace_in_secret("not-the-password", hlsync_sim::salesforce::DEFAULT_PASSWORD)
+        .await
+        .expect("rotated");
     // Well inside the secret cache's lifetime: the rejection makes hlsync look at the version.
     let report = sync(&rt).await;
     assert!(report.member_refresh.pushed > 0);

@@ -3,13 +3,14 @@
 //! moto server, the simulators, the real SDKs and real HTTP.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use hlsync_cli::commands::{self, SyncReport};
 use hlsync_cli::local::{LocalOptions, LocalSystem};
 use hlsync_sync::runtime::Runtime;
 use serde_json::{Map, Value, json};
+
+mod common;
 
 const EVENTS: &str = r#"
 [events]
@@ -388,19 +389,18 @@ async fn a_members_opt_out_is_written_back_once_without_ping_pong() {
     assert_eq!(pushes, [0, 1, 0]);
 }
 
-fn hlsync(sys: &LocalSystem, config: Option<&std::path::Path>) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hlsync"));
-    cmd.envs(sys.env()).arg("check");
-    if let Some(path) = config {
-        cmd.env("HLSYNC_CONFIG", path);
+/// `hlsync check`, with another config file when given.
+fn check(sys: &LocalSystem, config: Option<&std::path::Path>) -> std::process::Output {
+    match config.and_then(|p| p.to_str()) {
+        Some(path) => common::hlsync(sys, &["--config", path, "check"]),
+        None => common::hlsync(sys, &["check"]),
     }
-    cmd.output().expect("the hlsync binary runs")
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_lists_the_fields_and_warns_about_formulas_and_refuses_a_bad_config() {
     let sys = system(5, "").await;
-    let out = hlsync(&sys, None);
+    let out = check(&sys, None);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -428,7 +428,7 @@ async fn check_lists_the_fields_and_warns_about_formulas_and_refuses_a_bad_confi
             .replace(r#"active_field = "Active__c""#, r#"active_field = "Email""#),
     )
     .expect("write");
-    let out = hlsync(&sys, Some(&bad));
+    let out = check(&sys, Some(&bad));
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
@@ -446,7 +446,7 @@ async fn check_lists_the_fields_and_warns_about_formulas_and_refuses_a_bad_confi
         ),
     )
     .expect("write");
-    let out = hlsync(&sys, Some(&bad));
+    let out = check(&sys, Some(&bad));
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("HL_Region__c"), "{stderr}");
@@ -464,7 +464,7 @@ async fn check_lists_the_fields_and_warns_about_formulas_and_refuses_a_bad_confi
             ),
         )
         .expect("write");
-        let out = hlsync(&sys, Some(&bad));
+        let out = check(&sys, Some(&bad));
         assert!(!out.status.success(), "{cursor}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("salesforce.cursor_field"), "{stderr}");

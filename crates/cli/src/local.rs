@@ -171,6 +171,21 @@ max_calls_per_minute = 6000
         Runtime::with_options(self.config(), self.resources.clone(), &self.sdk, salesforce)
     }
 
+    /// Stores a new version of the secret with `from` replaced by `to` in its JSON (a rotation:
+    /// e.g. a corrected password), as an operator would with `put-secret-value`.
+    pub async fn replace_in_secret(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        let path = self.dir.join("secret.json");
+        let text = std::fs::read_to_string(&path)?.replace(from, to);
+        std::fs::write(&path, &text)?;
+        hlsync_aws::put_secret(
+            &self.clients.secrets,
+            &self.resources.secret_id,
+            &secrecy::SecretString::from(text),
+        )
+        .await?;
+        Ok(())
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.toml")
     }
