@@ -88,13 +88,47 @@ pub struct ContactsConfig {
     pub group_field_prefix: String,
     /// Make the Contact's Record Type a security group too.
     pub record_type_groups: bool,
-    /// When non-empty, only Contacts holding one of these groups (by name or key) are active.
+    /// The `GroupType` Higher Logic files security groups under.
+    pub security_group_type: String,
+    /// When non-empty, only Contacts holding one of these groups (by name or id) are active.
     pub security_group_filter: Vec<String>,
-    /// Prefixed fields that feed community groups instead of security groups.
-    pub community_fields: Vec<String>,
+    /// Prefixed fields that feed community groups instead of security groups, each with the
+    /// `GroupType` of its groups.
+    pub community_fields: Vec<CommunityField>,
     /// How often to re-read every Contact when formula fields feed groups.
     #[serde(serialize_with = "serialize_duration")]
     pub full_refresh_every: Duration,
+}
+
+/// The `GroupType` of security groups when `contacts.security_group_type` is left out.
+pub const DEFAULT_SECURITY_GROUP_TYPE: &str = "Membership";
+/// The `GroupType` of a community field given in the plain-list form of `community_fields`.
+pub const DEFAULT_COMMUNITY_GROUP_TYPE: &str = "Community";
+
+/// A Contact field that feeds community groups, and the `GroupType` of those groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommunityField {
+    pub field: String,
+    pub group_type: String,
+}
+
+impl CommunityField {
+    pub fn new(field: impl Into<String>, group_type: impl Into<String>) -> Self {
+        CommunityField {
+            field: field.into(),
+            group_type: group_type.into(),
+        }
+    }
+}
+
+impl ContactsConfig {
+    /// The `GroupType` of a community field's groups, when `name` is one (any case).
+    pub fn community_group_type(&self, name: &str) -> Option<&str> {
+        self.community_fields
+            .iter()
+            .find(|c| c.field.eq_ignore_ascii_case(name))
+            .map(|c| c.group_type.as_str())
+    }
 }
 
 impl Default for ContactsConfig {
@@ -103,6 +137,7 @@ impl Default for ContactsConfig {
             active_field: None,
             group_field_prefix: "HL_".into(),
             record_type_groups: false,
+            security_group_type: DEFAULT_SECURITY_GROUP_TYPE.into(),
             security_group_filter: Vec::new(),
             community_fields: Vec::new(),
             full_refresh_every: Duration::from_secs(24 * 60 * 60),
@@ -117,6 +152,8 @@ pub struct EventsConfig {
     pub campaign_type: String,
     /// CampaignMember statuses that count as registered.
     pub registered_statuses: Vec<String>,
+    /// The `GroupType` of a registration's group on the member's record.
+    pub group_type: String,
 }
 
 impl Default for EventsConfig {
@@ -125,6 +162,7 @@ impl Default for EventsConfig {
             enabled: false,
             campaign_type: "Event".into(),
             registered_statuses: vec!["Registered".into(), "Attended".into()],
+            group_type: "Event".into(),
         }
     }
 }
@@ -135,14 +173,23 @@ pub struct HigherLogicConfig {
     pub base_url: String,
     /// Calls per minute across all concurrent functions.
     pub max_calls_per_minute: u32,
+    /// Records per push request.
+    pub batch_size: usize,
+    /// The tenant's email-preference feed (SPEC.md §6); `None`: no opt-out write-back.
+    pub email_preferences_url: Option<String>,
 }
 
+/// The most records hlsync puts in one push request (`higher_logic.batch_size`'s upper bound).
+pub const MAX_BATCH_SIZE: usize = 1_000;
+
 impl HigherLogicConfig {
-    /// A config for `base_url` with the default rate; for tests and the demo.
+    /// A config for `base_url` with the default rate and batch size; for tests and the demo.
     pub fn new(base_url: impl Into<String>) -> Self {
         HigherLogicConfig {
             base_url: base_url.into(),
             max_calls_per_minute: 180,
+            batch_size: 200,
+            email_preferences_url: None,
         }
     }
 }
@@ -179,25 +226,34 @@ active_field = "Active__c"
 group_field_prefix = "HL_"
 # Make each Contact's Record Type a security group ("RecordType:<DeveloperName>").
 record_type_groups = true
-# When non-empty, a Contact holding none of these groups (by name or key) is pushed as inactive.
+# The GroupType Higher Logic files security groups under.
+security_group_type = "Membership"
+# When non-empty, a Contact holding none of these groups (by name or id) is pushed as inactive.
 security_group_filter = []
-# Prefixed fields that feed community groups instead of security groups.
-community_fields = ["HL_Chapter__c"]
+# Prefixed fields that feed community groups instead of security groups: field = GroupType.
+# (A plain list of field names also works; each then has GroupType "Community".)
+community_fields = { HL_Chapter__c = "Chapter" }
 # When a prefixed field is a formula, re-read every Contact this often (formulas do not move SystemModstamp).
 full_refresh_every = "24h"
 
 [events]
-# Push Campaigns of the type below as events, and their members as registrations.
+# Push Campaigns of the type below as meetings, and registrations as groups on their members.
 enabled = true
 campaign_type = "Event"
 # CampaignMember statuses that count as registered; any other status removes the registration.
 registered_statuses = ["Registered", "Attended"]
+# The GroupType of a registration on the member's record.
+group_type = "Event"
 
 [higher_logic]
-# The tenant's push API base URL.
-base_url = "https://datapushapi.example.org/v2"
+# The tenant's Push API v2 base URL (Canada: https://datapushapi.onlinecommunity.ca/v2).
+base_url = "https://datapushapi.higherlogic.com/v2"
 # Calls per minute across all concurrent functions.
 max_calls_per_minute = 180
+# Records per push request.
+batch_size = 200
+# The tenant's email-preference feed, for the opt-out write-back; empty: no write-back.
+email_preferences_url = ""
 "#;
 
 impl Config {
@@ -323,6 +379,7 @@ impl Config {
                     "active_field",
                     "group_field_prefix",
                     "record_type_groups",
+                    "security_group_type",
                     "security_group_filter",
                     "community_fields",
                     "full_refresh_every",
@@ -335,11 +392,14 @@ impl Config {
                     record_type_groups: s
                         .bool("record_type_groups")?
                         .unwrap_or(c_defaults.record_type_groups),
+                    security_group_type: s
+                        .string("security_group_type")?
+                        .unwrap_or(c_defaults.security_group_type),
                     security_group_filter: s
                         .strings("security_group_filter")?
                         .unwrap_or(c_defaults.security_group_filter),
                     community_fields: s
-                        .strings("community_fields")?
+                        .community_fields("community_fields")?
                         .unwrap_or(c_defaults.community_fields),
                     full_refresh_every: s
                         .duration("full_refresh_every")?
@@ -352,7 +412,12 @@ impl Config {
         let events = match root.section("events")? {
             None => e_defaults,
             Some(s) => {
-                s.only_keys(&["enabled", "campaign_type", "registered_statuses"])?;
+                s.only_keys(&[
+                    "enabled",
+                    "campaign_type",
+                    "registered_statuses",
+                    "group_type",
+                ])?;
                 EventsConfig {
                     enabled: s.bool("enabled")?.unwrap_or(e_defaults.enabled),
                     campaign_type: s
@@ -361,6 +426,7 @@ impl Config {
                     registered_statuses: s
                         .strings("registered_statuses")?
                         .unwrap_or(e_defaults.registered_statuses),
+                    group_type: s.string("group_type")?.unwrap_or(e_defaults.group_type),
                 }
             }
         };
@@ -371,7 +437,12 @@ impl Config {
                 "is required: add a [higher_logic] table with base_url = \"https://…\" (the tenant's push API URL)",
             ));
         };
-        hl.only_keys(&["base_url", "max_calls_per_minute"])?;
+        hl.only_keys(&[
+            "base_url",
+            "max_calls_per_minute",
+            "batch_size",
+            "email_preferences_url",
+        ])?;
         let Some(base_url) = hl.string("base_url")? else {
             return Err(ConfigError::key(
                 "higher_logic.base_url",
@@ -387,9 +458,18 @@ impl Config {
                 )
             })?,
         };
+        let batch_size = match hl.u64("batch_size")? {
+            None => 200,
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let email_preferences_url = hl
+            .string("email_preferences_url")?
+            .filter(|url| !url.is_empty());
         let higher_logic = HigherLogicConfig {
             base_url: base_url.trim_end_matches('/').to_owned(),
             max_calls_per_minute,
+            batch_size,
+            email_preferences_url,
         };
 
         Ok(Config {
@@ -453,8 +533,20 @@ impl Config {
                 ),
             ));
         }
-        for field in &c.community_fields {
+        if c.security_group_type.trim().is_empty() {
+            return Err(ConfigError::key(
+                "contacts.security_group_type",
+                "must not be empty (the default is \"Membership\"): it is the GroupType Higher Logic files security groups under",
+            ));
+        }
+        for CommunityField { field, group_type } in &c.community_fields {
             check_api_name("contacts.community_fields", field)?;
+            if group_type.trim().is_empty() {
+                return Err(ConfigError::key(
+                    format!("contacts.community_fields.{field}"),
+                    "must name the GroupType of the field's groups, e.g. \"Chapter\"; it is empty",
+                ));
+            }
             if !starts_with_ignore_case(field, &c.group_field_prefix) {
                 return Err(ConfigError::key(
                     "contacts.community_fields",
@@ -487,6 +579,12 @@ impl Config {
                 "must not be empty when events.enabled is true",
             ));
         }
+        if e.enabled && e.group_type.trim().is_empty() {
+            return Err(ConfigError::key(
+                "events.group_type",
+                "must not be empty when events.enabled is true (the default is \"Event\"): it is the GroupType of a registration",
+            ));
+        }
         if e.enabled && e.registered_statuses.is_empty() {
             return Err(ConfigError::key(
                 "events.registered_statuses",
@@ -505,6 +603,22 @@ impl Config {
                 "higher_logic.max_calls_per_minute",
                 "must be > 0, got 0",
             ));
+        }
+        if !(1..=MAX_BATCH_SIZE).contains(&hl.batch_size) {
+            return Err(ConfigError::key(
+                "higher_logic.batch_size",
+                format!(
+                    "must be between 1 and {MAX_BATCH_SIZE} records per push request, got {} (the default is 200)",
+                    hl.batch_size
+                ),
+            ));
+        }
+        if let Some(url) = &hl.email_preferences_url {
+            check_url(
+                url,
+                self.allow_insecure_http,
+                "higher_logic.email_preferences_url",
+            )?;
         }
         Ok(())
     }
@@ -710,6 +824,39 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// `community_fields`: a table `{ Field = "GroupType" }`, or (the older form) a list of field
+    /// names, each then with GroupType "Community".
+    fn community_fields(&self, name: &str) -> Result<Option<Vec<CommunityField>>, ConfigError> {
+        match self.table.get(name) {
+            Some(toml::Value::Table(table)) => table
+                .iter()
+                .map(|(field, group_type)| match group_type {
+                    toml::Value::String(t) => Ok(CommunityField::new(field.trim(), t.trim())),
+                    other => Err(ConfigError::key(
+                        format!("{}.{field}", self.key(name)),
+                        format!(
+                            "must be the GroupType of the field's groups in quotes, e.g. \"Chapter\"; got {} {other}",
+                            other.type_str()
+                        ),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(toml::Value::Array(_)) => Ok(self.strings(name)?.map(|fields| {
+                fields
+                    .into_iter()
+                    .map(|f| CommunityField::new(f, DEFAULT_COMMUNITY_GROUP_TYPE))
+                    .collect()
+            })),
+            None => Ok(None),
+            Some(v) => Err(self.wrong_type(
+                name,
+                "a table of field = \"GroupType\" such as { HL_Chapter__c = \"Chapter\" }, or a list of field names",
+                v,
+            )),
+        }
+    }
+
     fn strings(&self, name: &str) -> Result<Option<Vec<String>>, ConfigError> {
         match self.table.get(name) {
             None => Ok(None),
@@ -757,13 +904,94 @@ mod tests {
         assert_eq!(c.salesforce.api_version, "62.0");
         assert_eq!(c.salesforce.lookback, Duration::from_secs(600));
         assert_eq!(c.contacts.active_field.as_deref(), Some("Active__c"));
-        assert_eq!(c.contacts.community_fields, vec!["HL_Chapter__c"]);
+        assert_eq!(
+            c.contacts.community_fields,
+            vec![CommunityField::new("HL_Chapter__c", "Chapter")]
+        );
+        assert_eq!(c.contacts.security_group_type, "Membership");
+        assert_eq!(c.events.group_type, "Event");
+        assert_eq!(c.higher_logic.batch_size, 200);
+        assert_eq!(c.higher_logic.email_preferences_url, None);
         assert!(c.events.enabled);
         assert_eq!(
             c.higher_logic.base_url,
-            "https://datapushapi.example.org/v2"
+            "https://datapushapi.higherlogic.com/v2"
         );
         assert_eq!(Config::example(), c);
+    }
+
+    #[test]
+    fn v2_keys_take_their_defaults() {
+        let c = Config::from_toml_str(MINIMAL).unwrap();
+        assert_eq!(c.contacts.security_group_type, "Membership");
+        assert!(c.contacts.community_fields.is_empty());
+        assert_eq!(c.events.group_type, "Event");
+        assert_eq!(c.higher_logic.batch_size, 200);
+        assert_eq!(c.higher_logic.email_preferences_url, None);
+        let c = with("[contacts]\nsecurity_group_type = \"Security\"\n[events]\ngroup_type = \"Meeting\"")
+            .unwrap();
+        assert_eq!(c.contacts.security_group_type, "Security");
+        assert_eq!(c.events.group_type, "Meeting");
+    }
+
+    #[test]
+    fn community_fields_as_a_table_or_an_old_style_list() {
+        let c = with(
+            "[contacts]\ncommunity_fields = { HL_Chapter__c = \"Chapter\", HL_Committee__c = \"Committee\" }",
+        )
+        .unwrap();
+        assert_eq!(
+            c.contacts.community_fields,
+            vec![
+                CommunityField::new("HL_Chapter__c", "Chapter"),
+                CommunityField::new("HL_Committee__c", "Committee")
+            ]
+        );
+        assert_eq!(c.contacts.community_group_type("hl_chapter__c"), Some("Chapter"));
+        // A config written before GroupTypes existed still loads: each field is a Community.
+        let old = with("[contacts]\ncommunity_fields = [\"HL_Chapter__c\"]").unwrap();
+        assert_eq!(
+            old.contacts.community_fields,
+            vec![CommunityField::new("HL_Chapter__c", "Community")]
+        );
+        let err = with("[contacts]\ncommunity_fields = { HL_Chapter__c = 3 }").unwrap_err();
+        assert_eq!(key_of(err), "contacts.community_fields.HL_Chapter__c");
+        let err = with("[contacts]\ncommunity_fields = { HL_Chapter__c = \" \" }").unwrap_err();
+        assert_eq!(key_of(err), "contacts.community_fields.HL_Chapter__c");
+        let err = with("[contacts]\ncommunity_fields = 3").unwrap_err();
+        assert_eq!(key_of(err), "contacts.community_fields");
+    }
+
+    #[test]
+    fn v2_validations_name_their_keys() {
+        for (text, key) in [
+            ("[contacts]\nsecurity_group_type = \"\"", "contacts.security_group_type"),
+            ("[events]\nenabled = true\ngroup_type = \"\"", "events.group_type"),
+        ] {
+            assert_eq!(key_of(with(text).unwrap_err()), key, "{text}");
+        }
+        for (hl, key) in [
+            ("batch_size = 0", "higher_logic.batch_size"),
+            ("batch_size = 5000", "higher_logic.batch_size"),
+            ("email_preferences_url = \"ftp://x\"", "higher_logic.email_preferences_url"),
+            ("email_preferences_url = \"http://relay.example.org/prefs\"", "higher_logic.email_preferences_url"),
+        ] {
+            let text = format!("{MINIMAL}{hl}\n");
+            assert_eq!(key_of(Config::from_toml_str(&text).unwrap_err()), key, "{hl}");
+        }
+        let ok = Config::from_toml_str(&format!(
+            "{MINIMAL}batch_size = 50\nemail_preferences_url = \"https://relay.example.org/prefs\"\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.higher_logic.batch_size, 50);
+        assert_eq!(
+            ok.higher_logic.email_preferences_url.as_deref(),
+            Some("https://relay.example.org/prefs")
+        );
+        // Empty means no write-back.
+        let empty =
+            Config::from_toml_str(&format!("{MINIMAL}email_preferences_url = \"\"\n")).unwrap();
+        assert_eq!(empty.higher_logic.email_preferences_url, None);
     }
 
     #[test]

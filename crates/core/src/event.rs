@@ -1,50 +1,61 @@
-//! Campaigns → events, CampaignMembers → registrations (SPEC.md §6 wire records).
+//! Campaigns → Higher Logic meetings, CampaignMembers → the registrations a member's record
+//! carries as groups (SPEC.md §2, §6).
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::id::SfId;
-use crate::mapping::{Fields, MappingError};
+use crate::mapping::{CampaignMembership, Fields, MappingError};
 use crate::member::ContentHash;
 
-/// One record of `POST {base_url}/events`.
+/// One element of `POST {base_url}/meeting`: a Campaign of `events.campaign_type`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Event {
-    /// The Campaign's 18-character Id.
-    pub event_key: SfId,
-    pub name: Option<String>,
-    pub start_date: Option<NaiveDate>,
+pub struct Meeting {
+    /// The Campaign's 18-character Id; also the `GroupId` of its registrations.
+    pub meeting_id: SfId,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// The Campaign's `Type`.
+    pub meeting_type: Option<String>,
+    pub begin_date: Option<NaiveDate>,
     pub end_date: Option<NaiveDate>,
+    /// Pushed as the delete shape `{"MeetingId","IsDeleted":true}`: the Campaign was deleted or
+    /// is no longer of the events' type.
     pub is_deleted: bool,
 }
 
-/// One record of `POST {base_url}/registrations`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Registration {
-    /// The Campaign's 18-character Id.
-    pub event_key: SfId,
-    /// The Contact's 18-character Id.
-    pub legacy_contact_key: SfId,
-    pub status: Option<String>,
-    pub is_deleted: bool,
-}
+impl Meeting {
+    /// The meeting of a deleted Campaign, or of one whose `Type` no longer matches.
+    pub fn deleted(id: SfId) -> Self {
+        Meeting {
+            meeting_id: id,
+            title: None,
+            description: None,
+            meeting_type: None,
+            begin_date: None,
+            end_date: None,
+            is_deleted: true,
+        }
+    }
 
-impl Event {
     /// Fingerprint so an unchanged Campaign is not pushed again.
     pub fn content_hash(&self) -> ContentHash {
         ContentHash::of_json(self)
     }
 }
 
-impl Registration {
-    /// Fingerprint so an unchanged CampaignMember is not pushed again.
-    pub fn content_hash(&self) -> ContentHash {
-        ContentHash::of_json(self)
-    }
-}
+/// The Campaign fields a meeting is read from.
+pub const CAMPAIGN_FIELDS: &[&str] = &[
+    "Id",
+    "Name",
+    "Description",
+    "Type",
+    "StartDate",
+    "EndDate",
+    "IsDeleted",
+    "SystemModstamp",
+];
 
 fn date(fields: &Fields<'_>, id: &SfId, name: &str) -> Result<Option<NaiveDate>, MappingError> {
     match fields.text(name) {
@@ -60,45 +71,58 @@ fn date(fields: &Fields<'_>, id: &SfId, name: &str) -> Result<Option<NaiveDate>,
     }
 }
 
-/// Map a Campaign (`Id, Name, StartDate, EndDate, IsDeleted`) to an event.
-pub fn map_campaign(fields: &Map<String, Value>) -> Result<Event, MappingError> {
+/// Map a Campaign ([`CAMPAIGN_FIELDS`]) to a meeting. A deleted Campaign, or one whose `Type`
+/// is not `campaign_type` (compared without case), gives the delete shape.
+pub fn map_campaign(
+    fields: &Map<String, Value>,
+    campaign_type: &str,
+) -> Result<Meeting, MappingError> {
     let fields = Fields::new(fields);
     let id = fields.id("Campaign", "Id")?;
-    Ok(Event {
-        name: fields.text("Name"),
-        start_date: date(&fields, &id, "StartDate")?,
+    let meeting_type = fields.text("Type");
+    let is_event = meeting_type
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case(campaign_type.trim()));
+    if fields.flag("IsDeleted") || !is_event {
+        return Ok(Meeting::deleted(id));
+    }
+    Ok(Meeting {
+        title: fields.text("Name"),
+        description: fields.text("Description"),
+        meeting_type,
+        begin_date: date(&fields, &id, "StartDate")?,
         end_date: date(&fields, &id, "EndDate")?,
-        is_deleted: fields.flag("IsDeleted"),
-        event_key: id,
+        is_deleted: false,
+        meeting_id: id,
     })
 }
 
-/// Map a CampaignMember (`CampaignId, ContactId, Status, IsDeleted`) to a registration.
-///
-/// `Ok(None)` for a member that is a Lead (no `ContactId`): only Contacts are site members.
-/// A status outside `registered_statuses` (compared case-insensitively) or a deleted member
-/// gives `IsDeleted: true`, which removes the registration in Higher Logic.
-pub fn map_campaign_member(
+/// The CampaignMember fields a registration is read from (`Campaign.Name` through the
+/// relationship, so that no second read is needed for the group's name).
+pub const CAMPAIGN_MEMBER_FIELDS: &[&str] = &["Id", "ContactId", "CampaignId", "Campaign.Name", "Status"];
+
+/// Reads one CampaignMember row ([`CAMPAIGN_MEMBER_FIELDS`]) as the Contact it belongs to and
+/// its membership. `Ok(None)` for a Lead's membership (no `ContactId`): only Contacts are members.
+pub fn campaign_membership(
     fields: &Map<String, Value>,
-    registered_statuses: &[String],
-) -> Result<Option<Registration>, MappingError> {
+) -> Result<Option<(SfId, CampaignMembership)>, MappingError> {
+    let campaign_name = fields
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("Campaign"))
+        .and_then(|(_, v)| v.as_object())
+        .and_then(|campaign| Fields::new(campaign).text("Name"));
     let fields = Fields::new(fields);
     let Some(contact) = fields.optional_id("CampaignMember", "ContactId")? else {
         return Ok(None);
     };
-    let event = fields.id("CampaignMember", "CampaignId")?;
-    let status = fields.text("Status");
-    let registered = status.as_deref().is_some_and(|s| {
-        registered_statuses
-            .iter()
-            .any(|r| r.trim().eq_ignore_ascii_case(s))
-    });
-    Ok(Some(Registration {
-        event_key: event,
-        legacy_contact_key: contact,
-        is_deleted: fields.flag("IsDeleted") || !registered,
-        status,
-    }))
+    Ok(Some((
+        contact,
+        CampaignMembership {
+            campaign_id: fields.id("CampaignMember", "CampaignId")?,
+            campaign_name,
+            status: fields.text("Status"),
+        },
+    )))
 }
 
 #[cfg(test)]
@@ -110,29 +134,54 @@ mod tests {
         v.as_object().cloned().unwrap()
     }
 
-    fn statuses() -> Vec<String> {
-        vec!["Registered".into(), "Attended".into()]
-    }
-
     #[test]
-    fn campaign_to_event_wire_form() {
-        let e = map_campaign(&obj(json!({
-            "attributes": {"type": "Campaign"},
-            "Id": "701000000000001", "Name": " Annual Meeting ",
-            "StartDate": "2026-12-01", "EndDate": null, "IsDeleted": false
-        })))
+    fn campaign_to_meeting() {
+        let m = map_campaign(
+            &obj(json!({
+                "attributes": {"type": "Campaign"},
+                "Id": "701000000000001", "Name": " Annual Meeting ", "Description": "All day",
+                "Type": "Event", "StartDate": "2026-12-01", "EndDate": null, "IsDeleted": false
+            })),
+            "event",
+        )
         .unwrap();
         assert_eq!(
-            serde_json::to_value(&e).unwrap(),
-            json!({"EventKey": "701000000000001AAA", "Name": "Annual Meeting",
-                   "StartDate": "2026-12-01", "EndDate": null, "IsDeleted": false})
+            m,
+            Meeting {
+                meeting_id: "701000000000001AAA".parse().unwrap(),
+                title: Some("Annual Meeting".into()),
+                description: Some("All day".into()),
+                meeting_type: Some("Event".into()),
+                begin_date: NaiveDate::from_ymd_opt(2026, 12, 1),
+                end_date: None,
+                is_deleted: false,
+            }
         );
     }
 
     #[test]
+    fn deleted_or_other_type_is_the_delete_shape() {
+        let deleted = map_campaign(
+            &obj(json!({"Id": "701000000000001", "Type": "Event", "IsDeleted": true, "Name": "x"})),
+            "Event",
+        )
+        .unwrap();
+        assert_eq!(deleted, Meeting::deleted("701000000000001".parse().unwrap()));
+        let other = map_campaign(
+            &obj(json!({"Id": "701000000000001", "Type": "Webinar", "Name": "x"})),
+            "Event",
+        )
+        .unwrap();
+        assert!(other.is_deleted);
+    }
+
+    #[test]
     fn bad_campaign_date_names_field() {
-        let err =
-            map_campaign(&obj(json!({"Id": "701000000000001", "StartDate": "soon"}))).unwrap_err();
+        let err = map_campaign(
+            &obj(json!({"Id": "701000000000001", "Type": "Event", "StartDate": "soon"})),
+            "Event",
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("StartDate") && err.to_string().contains("soon"),
             "{err}"
@@ -140,57 +189,33 @@ mod tests {
     }
 
     #[test]
-    fn registered_status_is_a_registration() {
-        let r = map_campaign_member(
-            &obj(
-                json!({"CampaignId": "701000000000001", "ContactId": "003000000000001",
-                        "Status": "attended", "IsDeleted": false}),
-            ),
-            &statuses(),
-        )
+    fn campaign_member_row_gives_contact_and_membership() {
+        let (contact, m) = campaign_membership(&obj(json!({
+            "attributes": {"type": "CampaignMember"},
+            "Id": "00v000000000001", "ContactId": "003000000000001",
+            "CampaignId": "701000000000001", "Status": "Attended",
+            "Campaign": {"attributes": {"type": "Campaign"}, "Name": " Gala "}
+        })))
         .unwrap()
         .unwrap();
-        assert!(!r.is_deleted);
-        assert_eq!(
-            serde_json::to_value(&r).unwrap(),
-            json!({"EventKey": "701000000000001AAA", "LegacyContactKey": "003000000000001AAA",
-                   "Status": "attended", "IsDeleted": false})
-        );
-    }
-
-    #[test]
-    fn other_status_or_deleted_removes_registration() {
-        let member = |status: &str, deleted: bool| {
-            map_campaign_member(
-                &obj(
-                    json!({"CampaignId": "701000000000001", "ContactId": "003000000000001",
-                            "Status": status, "IsDeleted": deleted}),
-                ),
-                &statuses(),
-            )
-            .unwrap()
-            .unwrap()
-        };
-        assert!(member("Sent", false).is_deleted);
-        assert!(member("Registered", true).is_deleted);
-        assert!(!member("Registered", false).is_deleted);
-    }
-
-    #[test]
-    fn lead_member_is_skipped() {
-        let r = map_campaign_member(
-            &obj(json!({"CampaignId": "701000000000001", "ContactId": null, "LeadId": "00Q000000000001"})),
-            &statuses(),
-        )
+        assert_eq!(contact.as_str(), "003000000000001AAA");
+        assert_eq!(m.campaign_id.as_str(), "701000000000001AAA");
+        assert_eq!(m.campaign_name.as_deref(), Some("Gala"));
+        assert_eq!(m.status.as_deref(), Some("Attended"));
+        let lead = campaign_membership(&obj(json!({
+            "ContactId": null, "CampaignId": "701000000000001", "Status": "Sent",
+            "Campaign": null
+        })))
         .unwrap();
-        assert_eq!(r, None);
+        assert_eq!(lead, None);
     }
 
     #[test]
     fn hashes_follow_content() {
-        let a = map_campaign(&obj(json!({"Id": "701000000000001", "Name": "A"}))).unwrap();
-        let b = map_campaign(&obj(json!({"Name": "A", "Id": "701000000000001AAA"}))).unwrap();
-        let c = map_campaign(&obj(json!({"Id": "701000000000001", "Name": "B"}))).unwrap();
+        let m = |v: Value| map_campaign(&obj(v), "Event").unwrap();
+        let a = m(json!({"Id": "701000000000001", "Name": "A", "Type": "Event"}));
+        let b = m(json!({"Name": "A", "Type": "Event", "Id": "701000000000001AAA"}));
+        let c = m(json!({"Id": "701000000000001", "Name": "B", "Type": "Event"}));
         assert_eq!(a.content_hash(), b.content_hash());
         assert_ne!(a.content_hash(), c.content_hash());
     }

@@ -17,13 +17,13 @@ pub mod watermark;
 
 pub use allotment::{ApiUsage, parse_limit_info};
 pub use config::{
-    CONFIG_ENV, Config, ConfigError, ContactsConfig, EXAMPLE_TOML, EventsConfig, HigherLogicConfig,
-    SalesforceConfig, check_url,
+    CONFIG_ENV, CommunityField, Config, ConfigError, ContactsConfig, EXAMPLE_TOML, EventsConfig,
+    HigherLogicConfig, SalesforceConfig, check_url,
 };
-pub use event::{Event, Registration, map_campaign, map_campaign_member};
+pub use event::{Meeting, campaign_membership, map_campaign};
 pub use id::{IdError, SfId};
-pub use mapping::{ContactInput, MappingError, map_contact};
-pub use member::{Address, ContentHash, Group, GroupKey, Member};
+pub use mapping::{CampaignMembership, ContactInput, MappingError, country_code, map_contact};
+pub use member::{Address, ContentHash, Email, Group, GroupKey, Member, Phone};
 pub use optout::resolve_opt_out;
 pub use schema::{ContactSchema, FieldInfo, FieldType, RecordTypeInfo, SchemaError};
 pub use time::{format_soql_datetime, parse_sf_datetime};

@@ -4,19 +4,34 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};
 
-use crate::config::ContactsConfig;
+use crate::config::Config;
 use crate::id::{IdError, SfId};
-use crate::member::{Address, Group, GroupKey, Member};
+use crate::member::{Address, Email, Group, GroupKey, Member, Phone};
 use crate::schema::{ContactSchema, FieldInfo, FieldType};
 use crate::time::parse_sf_datetime;
 
-/// One Contact as the REST API returns it, and the name of its Account (read separately by
-/// `AccountId`, because batch reads cannot follow relationships).
+/// One Contact as the REST API returns it, the name of its Account (read separately by
+/// `AccountId`, because batch reads cannot follow relationships), and its memberships of event
+/// Campaigns.
 #[derive(Debug, Clone, Copy)]
 pub struct ContactInput<'a> {
     /// Field name → value; names are matched case-insensitively and `attributes` is ignored.
     pub fields: &'a Map<String, Value>,
     pub account_name: Option<&'a str>,
+    /// Every CampaignMember of this Contact whose Campaign is of `events.campaign_type`,
+    /// whatever its status (the mapping decides which statuses count). Empty when events are
+    /// disabled. A caller that could not read them must not map the Contact at all: a push
+    /// without them would remove the member's registrations.
+    pub registrations: &'a [CampaignMembership],
+}
+
+/// A Contact's membership of an event Campaign, as the Member Refresh reads it
+/// (`CampaignId`, `Campaign.Name`, `Status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignMembership {
+    pub campaign_id: SfId,
+    pub campaign_name: Option<String>,
+    pub status: Option<String>,
 }
 
 /// Why a record cannot be mapped. Each message names the record and the field.
@@ -153,11 +168,17 @@ pub fn format_number(n: &serde_json::Number) -> String {
     }
 }
 
-/// The groups one field contributes, per its type.
-fn field_groups(field: &FieldInfo, value: Option<&Value>, out: &mut BTreeMap<GroupKey, Group>) {
+/// The groups one field contributes, per its type, as groups of `group_type`.
+fn field_groups(
+    field: &FieldInfo,
+    value: Option<&Value>,
+    group_type: &str,
+    out: &mut BTreeMap<(String, GroupKey), Group>,
+) {
     let Some(value) = value else { return };
     let mut add = |key: GroupKey, name: String| {
-        out.entry(key.clone()).or_insert(Group { key, name });
+        out.entry((group_type.to_owned(), key.clone()))
+            .or_insert_with(|| Group::new(group_type, key, name));
     };
     match field.field_type {
         FieldType::Boolean => {
@@ -183,15 +204,99 @@ fn field_groups(field: &FieldInfo, value: Option<&Value>, out: &mut BTreeMap<Gro
     }
 }
 
+/// `MailingStreet` split at its first line break: line 1, and the rest as line 2.
+fn split_street(street: Option<String>) -> (Option<String>, Option<String>) {
+    let Some(street) = street else {
+        return (None, None);
+    };
+    let non_empty = |s: &str| {
+        let s = s.trim();
+        (!s.is_empty()).then(|| s.to_owned())
+    };
+    match street.split_once('\n') {
+        None => (non_empty(&street), None),
+        Some((first, rest)) => (non_empty(first), non_empty(rest)),
+    }
+}
+
+/// The ISO 3166-1 alpha-2 code of a country given as a name, an alpha-2 or an alpha-3 code, in
+/// any case ("United States", "USA", "us" → "US"); `None` when the text names no country. The
+/// table is the `celes` crate's, names and common aliases included.
+pub fn country_code(text: &str) -> Option<String> {
+    use std::str::FromStr;
+    let text = text.trim();
+    if text.is_empty() || text.chars().all(|c| c.is_ascii_digit()) {
+        // Numeric codes ("840") are not a way people write a country in an address.
+        return None;
+    }
+    let squeezed: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && !matches!(c, '.' | ',' | '\'' | '-' | '(' | ')'))
+        .collect();
+    celes::Country::from_str(text)
+        .or_else(|_| celes::Country::from_str(&squeezed))
+        .ok()
+        .map(|country| country.alpha2.to_ascii_uppercase())
+}
+
+/// The member's one address entry, or none when every part is empty.
+fn mailing_address(fields: &Fields<'_>) -> Option<Address> {
+    let (line1, line2) = split_street(fields.text("MailingStreet"));
+    let country_code = fields
+        .text("MailingCountryCode")
+        .and_then(|code| country_code(&code))
+        .or_else(|| fields.text("MailingCountry").and_then(|c| country_code(&c)));
+    let address = Address {
+        line1,
+        line2,
+        city: fields.text("MailingCity"),
+        state_province: fields.text("MailingState"),
+        postal_code: fields.text("MailingPostalCode"),
+        country_code,
+        address_type: ADDRESS_TYPE_MAIN.to_owned(),
+        is_primary: true,
+    };
+    (!address.is_empty()).then_some(address)
+}
+
+/// `AddressType` of the mailing address.
+pub const ADDRESS_TYPE_MAIN: &str = "Main";
+/// `EmailType` of the Contact's `Email`.
+pub const EMAIL_TYPE_PRIMARY: &str = "Primary Email";
+/// Contact phone fields and their `PhoneType`, in order of preference.
+pub const PHONE_FIELDS: &[(&str, &str)] = &[
+    ("Phone", "Work"),
+    ("MobilePhone", "Mobile"),
+    ("HomePhone", "Home"),
+];
+
+/// One entry per phone present; the first present in [`PHONE_FIELDS`] order is preferred.
+fn phones(fields: &Fields<'_>) -> Vec<Phone> {
+    let mut out: Vec<Phone> = PHONE_FIELDS
+        .iter()
+        .filter_map(|(field, phone_type)| {
+            fields.text(field).map(|number| Phone {
+                number,
+                phone_type: (*phone_type).to_owned(),
+                is_preferred: false,
+            })
+        })
+        .collect();
+    if let Some(first) = out.first_mut() {
+        first.is_preferred = true;
+    }
+    out
+}
+
 /// Map one Contact to the member record Higher Logic receives (SPEC.md §2).
 pub fn map_contact(
     input: &ContactInput<'_>,
     schema: &ContactSchema,
-    cfg: &ContactsConfig,
+    cfg: &Config,
 ) -> Result<Member, MappingError> {
     let fields = Fields::new(input.fields);
     let id = fields.id("Contact", "Id")?;
-    let updated_on = match fields.text("SystemModstamp") {
+    let modstamp = match fields.text("SystemModstamp") {
         None => None,
         Some(text) => Some(
             parse_sf_datetime(&text).ok_or_else(|| MappingError::BadDate {
@@ -204,12 +309,18 @@ pub fn map_contact(
     };
 
     if fields.flag("IsDeleted") {
-        return Ok(Member::deleted(id, updated_on));
+        return Ok(Member::deleted(id, modstamp));
     }
 
-    let mut security = BTreeMap::new();
+    let contacts = &cfg.contacts;
+    let mut groups: BTreeMap<(String, GroupKey), Group> = BTreeMap::new();
     for field in schema.security_group_fields() {
-        field_groups(field, fields.get(&field.name), &mut security);
+        field_groups(
+            field,
+            fields.get(&field.name),
+            &contacts.security_group_type,
+            &mut groups,
+        );
     }
     let record_type_id = if schema.record_type_groups() {
         fields.optional_id("Contact", "RecordTypeId")?
@@ -224,64 +335,96 @@ pub fn map_contact(
                 record_type: rt_id.clone(),
             })?;
         let key = GroupKey::record_type(&rt.developer_name);
-        security.entry(key.clone()).or_insert(Group {
-            key,
-            name: rt.name.clone(),
-        });
+        groups
+            .entry((contacts.security_group_type.clone(), key.clone()))
+            .or_insert_with(|| Group::new(&contacts.security_group_type, key, rt.name.clone()));
     }
-    let mut community = BTreeMap::new();
     for field in schema.community_group_fields() {
-        field_groups(field, fields.get(&field.name), &mut community);
+        let group_type = contacts
+            .community_group_type(&field.name)
+            .unwrap_or(crate::config::DEFAULT_COMMUNITY_GROUP_TYPE);
+        field_groups(field, fields.get(&field.name), group_type, &mut groups);
     }
-    let security_groups: Vec<Group> = security.into_values().collect();
-    let community_groups: Vec<Group> = community.into_values().collect();
+    if cfg.events.enabled {
+        for r in input.registrations {
+            let Some(status) = r.status.as_deref().map(str::trim).filter(|s| {
+                cfg.events
+                    .registered_statuses
+                    .iter()
+                    .any(|registered| registered.trim().eq_ignore_ascii_case(s))
+            }) else {
+                continue;
+            };
+            let key = GroupKey::event(&r.campaign_id);
+            let name = r
+                .campaign_name
+                .as_deref()
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .unwrap_or(r.campaign_id.as_str())
+                .to_owned();
+            groups
+                .entry((cfg.events.group_type.clone(), key.clone()))
+                .or_insert_with(|| Group {
+                    role: status.to_owned(),
+                    ..Group::new(&cfg.events.group_type, key, name)
+                });
+        }
+    }
+    let groups: Vec<Group> = groups.into_values().collect();
 
     let active_flag = match schema.active_field() {
         None => true,
         Some(field) => fields.flag(&field.name),
     };
-    let passes_filter = cfg.security_group_filter.is_empty()
-        || security_groups.iter().chain(&community_groups).any(|g| {
-            cfg.security_group_filter
+    let passes_filter = contacts.security_group_filter.is_empty()
+        || groups.iter().any(|g| {
+            contacts
+                .security_group_filter
                 .iter()
                 .any(|f| f == &g.name || f == g.key.as_str())
         });
+    // Not deleted: that case returned above.
+    let is_member = active_flag && passes_filter;
 
+    let primary_email = fields.text("Email");
     Ok(Member {
-        legacy_contact_key: id,
+        contact_id: id,
         first_name: fields.text("FirstName"),
         last_name: fields.text("LastName"),
-        email_address: fields.text("Email"),
-        company_name: input
+        emails: primary_email
+            .iter()
+            .map(|address| Email {
+                address: address.clone(),
+                email_type: EMAIL_TYPE_PRIMARY.to_owned(),
+                is_preferred: true,
+            })
+            .collect(),
+        primary_email,
+        organization_name: input
             .account_name
             .map(str::trim)
             .filter(|n| !n.is_empty())
             .map(str::to_owned),
         title: fields.text("Title"),
-        phone: fields.text("Phone"),
-        mobile_phone: fields.text("MobilePhone"),
-        address: Address {
-            street: fields.text("MailingStreet"),
-            city: fields.text("MailingCity"),
-            state_province: fields.text("MailingState"),
-            postal_code: fields.text("MailingPostalCode"),
-            country: fields.text("MailingCountry"),
-        },
-        // Not deleted: that case returned above.
-        is_active: active_flag && passes_filter,
+        is_member,
+        do_not_email: fields.flag("HasOptedOutOfEmail"),
+        // An inactive member holds no group: that is what removes its access, since Higher
+        // Logic replaces the whole record.
+        groups: if is_member { groups } else { Vec::new() },
+        addresses: mailing_address(&fields).into_iter().collect(),
+        phones: phones(&fields),
         is_deleted: false,
-        email_opt_out: fields.flag("HasOptedOutOfEmail"),
-        security_groups,
-        community_groups,
-        updated_on,
+        modstamp,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{CommunityField, ContactsConfig, EventsConfig};
     use crate::schema::RecordTypeInfo;
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -304,6 +447,7 @@ mod tests {
             field("HL_Joined__c", "Joined", "date", false),
             field("HL_Region__c", "Region", "string", false),
             field("HL_Chapter__c", "Chapter", "picklist", false),
+            field("HL_Committee__c", "Committee", "multipicklist", false),
         ]
     }
 
@@ -316,13 +460,22 @@ mod tests {
         }]
     }
 
-    fn cfg() -> ContactsConfig {
-        ContactsConfig {
+    fn cfg() -> Config {
+        let mut c = Config::with_base_url("https://hl.example.org/v2");
+        c.contacts = ContactsConfig {
             active_field: Some("Active__c".into()),
-            community_fields: vec!["HL_Chapter__c".into()],
+            community_fields: vec![
+                CommunityField::new("HL_Chapter__c", "Chapter"),
+                CommunityField::new("HL_Committee__c", "Committee"),
+            ],
             record_type_groups: true,
             ..ContactsConfig::default()
-        }
+        };
+        c.events = EventsConfig {
+            enabled: true,
+            ..EventsConfig::default()
+        };
+        c
     }
 
     fn contact(extra: Value) -> Map<String, Value> {
@@ -335,11 +488,12 @@ mod tests {
             "Title": "",
             "Phone": null,
             "MobilePhone": "+44 1",
+            "HomePhone": null,
             "MailingStreet": "1 Main St",
             "MailingCity": "London",
             "MailingState": null,
             "MailingPostalCode": "N1",
-            "MailingCountry": "UK",
+            "MailingCountry": "United Kingdom",
             "HasOptedOutOfEmail": false,
             "IsDeleted": false,
             "SystemModstamp": "2026-11-24T10:00:00.000+0000",
@@ -353,44 +507,68 @@ mod tests {
         obj.clone()
     }
 
-    fn map_with(fields: &Map<String, Value>, cfg: &ContactsConfig) -> Member {
+    fn map_full(
+        fields: &Map<String, Value>,
+        cfg: &Config,
+        registrations: &[CampaignMembership],
+        account_name: Option<&str>,
+    ) -> Result<Member, MappingError> {
         let schema = ContactSchema::build(&describe(), &record_types(), cfg).unwrap();
         map_contact(
             &ContactInput {
                 fields,
-                account_name: Some(" Analytical Engines "),
+                account_name,
+                registrations,
             },
             &schema,
             cfg,
         )
-        .unwrap()
+    }
+
+    fn map_with(fields: &Map<String, Value>, cfg: &Config) -> Member {
+        map_full(fields, cfg, &[], Some(" Analytical Engines ")).unwrap()
     }
 
     fn map(extra: Value) -> Member {
         map_with(&contact(extra), &cfg())
     }
 
-    fn keys(groups: &[Group]) -> Vec<&str> {
-        groups.iter().map(|g| g.key.as_str()).collect()
+    fn ids(m: &Member, group_type: &str) -> Vec<String> {
+        m.groups
+            .iter()
+            .filter(|g| g.group_type == group_type)
+            .map(|g| g.key.to_string())
+            .collect()
+    }
+
+    fn security(m: &Member) -> Vec<String> {
+        ids(m, "Membership")
+    }
+
+    fn registration(campaign: &str, name: &str, status: &str) -> CampaignMembership {
+        CampaignMembership {
+            campaign_id: campaign.parse().unwrap(),
+            campaign_name: Some(name.into()),
+            status: Some(status.into()),
+        }
     }
 
     #[test]
     fn rule_member_key_is_18_char_id() {
         let m = map(json!({}));
-        assert_eq!(m.legacy_contact_key.as_str(), "003000000000001AAA");
+        assert_eq!(m.contact_id.as_str(), "003000000000001AAA");
         let m = map(json!({"Id": "003000000000001AAA"}));
-        assert_eq!(m.legacy_contact_key.as_str(), "003000000000001AAA");
+        assert_eq!(m.contact_id.as_str(), "003000000000001AAA");
     }
 
     #[test]
-    fn rule_null_or_empty_is_null_and_text_is_trimmed() {
-        let m = map(json!({"LastName": "  ", "FirstName": " Ada\u{e9} "}));
-        assert_eq!(m.first_name.as_deref(), Some("Ada\u{e9}"));
+    fn rule_null_or_empty_is_left_out_and_text_is_trimmed_unicode_untouched() {
+        let m = map(json!({"LastName": "  ", "FirstName": " Ad\u{e9}\u{0301}l\u{e4} "}));
+        assert_eq!(m.first_name.as_deref(), Some("Ad\u{e9}\u{0301}l\u{e4}"));
         assert_eq!(m.last_name, None);
         assert_eq!(m.title, None);
-        assert_eq!(m.phone, None);
-        assert_eq!(m.address.state_province, None);
-        assert_eq!(m.email_address.as_deref(), Some("ada@example.org"));
+        assert_eq!(m.addresses[0].state_province, None);
+        assert_eq!(m.primary_email.as_deref(), Some("ada@example.org"));
     }
 
     #[test]
@@ -398,110 +576,105 @@ mod tests {
         let mut rec = contact(json!({"hl_member_type__c": "Gold", "MAILINGCITY": "Leeds"}));
         rec.remove("MailingCity");
         let m = map_with(&rec, &cfg());
-        assert_eq!(m.address.city.as_deref(), Some("Leeds"));
-        // The key takes describe's spelling, not the record's, so it is stable.
-        assert_eq!(keys(&m.security_groups), ["HL_Member_Type__c:Gold"]);
+        assert_eq!(m.addresses[0].city.as_deref(), Some("Leeds"));
+        // The id takes describe's spelling, not the record's, so it is stable.
+        assert_eq!(security(&m), ["HL_Member_Type__c:Gold"]);
     }
 
     #[test]
-    fn rule_demographics_company_and_mailing_address() {
-        let m = map(json!({}));
-        assert_eq!(m.company_name.as_deref(), Some("Analytical Engines"));
-        assert_eq!(m.mobile_phone.as_deref(), Some("+44 1"));
-        assert_eq!(
-            m.address,
-            Address {
-                street: Some("1 Main St".into()),
-                city: Some("London".into()),
-                state_province: None,
-                postal_code: Some("N1".into()),
-                country: Some("UK".into()),
-            }
-        );
-        let schema = ContactSchema::build(&describe(), &[], &ContactsConfig::default()).unwrap();
-        let fields = contact(json!({}));
-        let no_account = map_contact(
+    fn rule_cursor_and_active_fields_never_become_groups() {
+        let mut fields = describe();
+        fields.push(field("HL_Active__c", "Active", "boolean", false));
+        fields.push(field("HL_Mod_Date__c", "HL Mod Date", "datetime", false));
+        let mut c = cfg();
+        c.contacts.active_field = Some("HL_Active__c".into());
+        c.salesforce.cursor_field = "HL_Mod_Date__c".into();
+        let schema = ContactSchema::build(&fields, &record_types(), &c).unwrap();
+        let rec = contact(json!({
+            "HL_Active__c": true, "HL_Mod_Date__c": "2026-11-24T10:00:00.000+0000",
+            "HL_Member_Type__c": "Gold"
+        }));
+        let m = map_contact(
             &ContactInput {
-                fields: &fields,
+                fields: &rec,
                 account_name: None,
+                registrations: &[],
             },
             &schema,
-            &ContactsConfig::default(),
+            &c,
         )
         .unwrap();
-        assert_eq!(no_account.company_name, None);
+        assert!(m.is_member, "the active field still decides who is active");
+        assert_eq!(security(&m), ["HL_Member_Type__c:Gold"]);
     }
 
     #[test]
-    fn rule_picklist_value_becomes_group_named_by_value() {
+    fn rule_picklist_value_becomes_group_of_the_security_type() {
         let m = map(json!({"HL_Member_Type__c": " Gold "}));
         assert_eq!(
-            m.security_groups,
+            m.groups,
             vec![Group {
+                group_type: "Membership".into(),
                 key: GroupKey::field_value("HL_Member_Type__c", "Gold"),
-                name: "Gold".into()
+                name: "Gold".into(),
+                role: String::new(),
             }]
         );
+        let mut c = cfg();
+        c.contacts.security_group_type = "Security".into();
+        let m = map_with(&contact(json!({"HL_Member_Type__c": "Gold"})), &c);
+        assert_eq!(ids(&m, "Security"), ["HL_Member_Type__c:Gold"]);
     }
 
     #[test]
     fn rule_text_value_becomes_group() {
         let m = map(json!({"HL_Region__c": "North East"}));
-        assert_eq!(keys(&m.security_groups), ["HL_Region__c:North East"]);
+        assert_eq!(security(&m), ["HL_Region__c:North East"]);
     }
 
     #[test]
     fn rule_multi_select_gives_one_group_per_value() {
         let m = map(json!({"HL_Interests__c": "Art;Music ; Science;;"}));
         assert_eq!(
-            keys(&m.security_groups),
+            security(&m),
             [
                 "HL_Interests__c:Art",
                 "HL_Interests__c:Music",
                 "HL_Interests__c:Science"
             ]
         );
-        assert_eq!(m.security_groups[1].name, "Music");
+        assert_eq!(m.groups[1].name, "Music");
     }
 
     #[test]
     fn rule_checkbox_true_is_group_named_after_label() {
         let m = map(json!({"HL_Staff__c": true}));
         assert_eq!(
-            m.security_groups,
-            vec![Group {
-                key: GroupKey::checkbox("HL_Staff__c"),
-                name: "Staff Member".into()
-            }]
+            m.groups,
+            vec![Group::new(
+                "Membership",
+                GroupKey::checkbox("HL_Staff__c"),
+                "Staff Member"
+            )]
         );
     }
 
     #[test]
     fn rule_checkbox_false_is_no_group() {
-        assert!(
-            map(json!({"HL_Staff__c": false}))
-                .security_groups
-                .is_empty()
-        );
-        assert!(map(json!({"HL_Staff__c": null})).security_groups.is_empty());
+        assert!(map(json!({"HL_Staff__c": false})).groups.is_empty());
+        assert!(map(json!({"HL_Staff__c": null})).groups.is_empty());
     }
 
     #[test]
     fn rule_whole_number_has_no_trailing_zero() {
+        assert_eq!(security(&map(json!({"HL_Years__c": 3.0}))), ["HL_Years__c:3"]);
+        assert_eq!(security(&map(json!({"HL_Years__c": 3}))), ["HL_Years__c:3"]);
         assert_eq!(
-            keys(&map(json!({"HL_Years__c": 3.0})).security_groups),
-            ["HL_Years__c:3"]
-        );
-        assert_eq!(
-            keys(&map(json!({"HL_Years__c": 3})).security_groups),
-            ["HL_Years__c:3"]
-        );
-        assert_eq!(
-            keys(&map(json!({"HL_Years__c": 2.5})).security_groups),
+            security(&map(json!({"HL_Years__c": 2.5}))),
             ["HL_Years__c:2.5"]
         );
         assert_eq!(
-            keys(&map(json!({"HL_Years__c": -4.0})).security_groups),
+            security(&map(json!({"HL_Years__c": -4.0}))),
             ["HL_Years__c:-4"]
         );
     }
@@ -509,12 +682,12 @@ mod tests {
     #[test]
     fn rule_date_becomes_its_text() {
         let m = map(json!({"HL_Joined__c": "2020-02-29"}));
-        assert_eq!(keys(&m.security_groups), ["HL_Joined__c:2020-02-29"]);
-        assert_eq!(m.security_groups[0].name, "2020-02-29");
+        assert_eq!(security(&m), ["HL_Joined__c:2020-02-29"]);
+        assert_eq!(m.groups[0].name, "2020-02-29");
     }
 
     #[test]
-    fn rule_group_keys_are_stable_and_name_follows_label() {
+    fn rule_group_ids_are_stable_and_name_follows_label() {
         let mut fields = describe();
         fields[3].label = "Staff (renamed)".into();
         let c = cfg();
@@ -524,203 +697,334 @@ mod tests {
             &ContactInput {
                 fields: &rec,
                 account_name: None,
+                registrations: &[],
             },
             &schema,
             &c,
         )
         .unwrap();
-        assert_eq!(m.security_groups[0].key.as_str(), "HL_Staff__c");
-        assert_eq!(m.security_groups[0].name, "Staff (renamed)");
+        assert_eq!(m.groups[0].key.as_str(), "HL_Staff__c");
+        assert_eq!(m.groups[0].name, "Staff (renamed)");
     }
 
     #[test]
     fn rule_record_type_group_named_by_name_keyed_by_developer_name() {
         let m = map(json!({"RecordTypeId": "0125g000000AbCd"}));
         assert_eq!(
-            m.security_groups,
-            vec![Group {
-                key: GroupKey::record_type("Partner"),
-                name: "Partner Contact".into()
-            }]
+            m.groups,
+            vec![Group::new(
+                "Membership",
+                GroupKey::record_type("Partner"),
+                "Partner Contact"
+            )]
         );
     }
 
     #[test]
     fn rule_record_type_groups_off_by_default() {
-        let c = ContactsConfig {
-            record_type_groups: false,
-            ..cfg()
-        };
+        let mut c = cfg();
+        c.contacts.record_type_groups = false;
         let m = map_with(&contact(json!({"RecordTypeId": "0125g000000AbCd"})), &c);
-        assert!(m.security_groups.is_empty());
+        assert!(m.groups.is_empty());
     }
 
     #[test]
     fn rule_unknown_record_type_is_a_retryable_error() {
-        let c = cfg();
-        let schema = ContactSchema::build(&describe(), &record_types(), &c).unwrap();
-        let rec = contact(json!({"RecordTypeId": "012000000000009"}));
-        let err = map_contact(
-            &ContactInput {
-                fields: &rec,
-                account_name: None,
-            },
-            &schema,
-            &c,
+        let err = map_full(
+            &contact(json!({"RecordTypeId": "012000000000009"})),
+            &cfg(),
+            &[],
+            None,
         )
         .unwrap_err();
         assert!(err.is_retryable(), "{err}");
     }
 
     #[test]
-    fn rule_community_fields_feed_community_groups_only() {
-        let m = map(json!({"HL_Chapter__c": "Ohio", "HL_Member_Type__c": "Gold"}));
-        assert_eq!(keys(&m.community_groups), ["HL_Chapter__c:Ohio"]);
-        assert_eq!(keys(&m.security_groups), ["HL_Member_Type__c:Gold"]);
+    fn rule_community_fields_feed_groups_of_their_own_type_only() {
+        let m = map(json!({
+            "HL_Chapter__c": "Ohio", "HL_Committee__c": "Finance;Awards",
+            "HL_Member_Type__c": "Gold"
+        }));
+        assert_eq!(ids(&m, "Chapter"), ["HL_Chapter__c:Ohio"]);
+        assert_eq!(
+            ids(&m, "Committee"),
+            ["HL_Committee__c:Awards", "HL_Committee__c:Finance"]
+        );
+        assert_eq!(security(&m), ["HL_Member_Type__c:Gold"]);
+    }
+
+    #[test]
+    fn rule_community_fields_as_a_list_are_of_type_community() {
+        let mut c = cfg();
+        c.contacts.community_fields = vec![CommunityField::new(
+            "HL_Chapter__c",
+            crate::config::DEFAULT_COMMUNITY_GROUP_TYPE,
+        )];
+        let m = map_with(&contact(json!({"HL_Chapter__c": "Ohio"})), &c);
+        assert_eq!(ids(&m, "Community"), ["HL_Chapter__c:Ohio"]);
+        assert!(security(&m).is_empty());
+    }
+
+    #[test]
+    fn rule_registered_status_is_an_event_group_with_its_role() {
+        let regs = [
+            registration("701000000000001", " Annual Conference ", "Registered"),
+            registration("701000000000002", "Gala", "attended"),
+            registration("701000000000003", "Webinar", "Sent"),
+            CampaignMembership {
+                status: None,
+                ..registration("701000000000004", "Dinner", "")
+            },
+        ];
+        let m = map_full(&contact(json!({})), &cfg(), &regs, None).unwrap();
+        let events: Vec<&Group> = m.event_groups("Event").collect();
+        assert_eq!(
+            events,
+            [
+                &Group {
+                    group_type: "Event".into(),
+                    key: GroupKey::event(&"701000000000001".parse().unwrap()),
+                    name: "Annual Conference".into(),
+                    role: "Registered".into(),
+                },
+                &Group {
+                    group_type: "Event".into(),
+                    key: GroupKey::event(&"701000000000002".parse().unwrap()),
+                    name: "Gala".into(),
+                    role: "attended".into(),
+                },
+            ]
+        );
+        assert_eq!(events[0].key.as_str(), "701000000000001AAA", "the 18-char Id");
+        let mut c = cfg();
+        c.events.group_type = "Meeting".into();
+        let m = map_full(&contact(json!({})), &c, &regs, None).unwrap();
+        assert_eq!(m.event_groups("Meeting").count(), 2);
+        c.events.enabled = false;
+        let m = map_full(&contact(json!({})), &c, &regs, None).unwrap();
+        assert!(m.groups.is_empty(), "no events: no registration groups");
+    }
+
+    #[test]
+    fn rule_organization_title_and_email() {
+        let m = map(json!({"Title": " Countess "}));
+        assert_eq!(m.organization_name.as_deref(), Some("Analytical Engines"));
+        assert_eq!(m.title.as_deref(), Some("Countess"));
+        assert_eq!(m.primary_email.as_deref(), Some("ada@example.org"));
+        assert_eq!(
+            m.emails,
+            vec![Email {
+                address: "ada@example.org".into(),
+                email_type: "Primary Email".into(),
+                is_preferred: true,
+            }]
+        );
+        let none = map_full(&contact(json!({"Email": " "})), &cfg(), &[], None).unwrap();
+        assert_eq!(none.organization_name, None);
+        assert_eq!(none.primary_email, None);
+        assert!(none.emails.is_empty(), "an empty email gives no entry");
+    }
+
+    #[test]
+    fn rule_phones_in_order_work_mobile_home_first_present_preferred() {
+        let kinds = |m: &Member| -> Vec<(String, String, bool)> {
+            m.phones
+                .iter()
+                .map(|p| (p.number.clone(), p.phone_type.clone(), p.is_preferred))
+                .collect()
+        };
+        let all = map(json!({"Phone": "1", "MobilePhone": "2", "HomePhone": "3"}));
+        assert_eq!(
+            kinds(&all),
+            [
+                ("1".into(), "Work".into(), true),
+                ("2".into(), "Mobile".into(), false),
+                ("3".into(), "Home".into(), false)
+            ]
+        );
+        let no_work = map(json!({"Phone": "", "MobilePhone": null, "HomePhone": " 3 "}));
+        assert_eq!(kinds(&no_work), [("3".into(), "Home".into(), true)]);
+        let none = map(json!({"MobilePhone": null}));
+        assert!(none.phones.is_empty());
+    }
+
+    #[test]
+    fn rule_mailing_address_street_split_at_first_line_break() {
+        let m = map(json!({"MailingStreet": "Flat 2\r\n1 Main St\nBack door"}));
+        let a = &m.addresses[0];
+        assert_eq!(a.line1.as_deref(), Some("Flat 2"));
+        assert_eq!(a.line2.as_deref(), Some("1 Main St\nBack door"));
+        assert_eq!(a.city.as_deref(), Some("London"));
+        assert_eq!(a.postal_code.as_deref(), Some("N1"));
+        assert_eq!(a.address_type, "Main");
+        assert!(a.is_primary);
+        let one = map(json!({}));
+        assert_eq!(one.addresses[0].line1.as_deref(), Some("1 Main St"));
+        assert_eq!(one.addresses[0].line2, None);
+        let empty = map(json!({
+            "MailingStreet": null, "MailingCity": " ", "MailingPostalCode": null,
+            "MailingCountry": null
+        }));
+        assert!(empty.addresses.is_empty(), "an empty address gives no entry");
+    }
+
+    #[test]
+    fn rule_country_code_from_the_code_field_else_the_country_name_or_code() {
+        let code = |extra: Value| map(extra).addresses[0].country_code.clone();
+        assert_eq!(code(json!({"MailingCountry": "United States"})).as_deref(), Some("US"));
+        assert_eq!(code(json!({"MailingCountry": "USA"})).as_deref(), Some("US"));
+        assert_eq!(code(json!({"MailingCountry": "us"})).as_deref(), Some("US"));
+        assert_eq!(code(json!({"MailingCountry": "germany"})).as_deref(), Some("DE"));
+        assert_eq!(code(json!({"MailingCountry": "FRA"})).as_deref(), Some("FR"));
+        assert_eq!(code(json!({})).as_deref(), Some("GB"), "United Kingdom");
+        assert_eq!(code(json!({"MailingCountry": "Atlantis"})), None);
+        assert_eq!(
+            code(json!({"MailingCountryCode": "CA", "MailingCountry": "Mexico"})).as_deref(),
+            Some("CA"),
+            "the org's country code wins"
+        );
+        assert_eq!(
+            code(json!({"MailingCountryCode": null, "MailingCountry": "Mexico"})).as_deref(),
+            Some("MX")
+        );
+    }
+
+    #[test]
+    fn country_codes() {
+        for (text, want) in [
+            ("United States of America", Some("US")),
+            ("  canada ", Some("CA")),
+            ("CAN", Some("CA")),
+            ("gb", Some("GB")),
+            ("Great Britain", Some("GB")),
+            ("840", None),
+            ("", None),
+            ("Narnia", None),
+        ] {
+            assert_eq!(country_code(text).as_deref(), want, "{text:?}");
+        }
     }
 
     #[test]
     fn rule_active_field_false_or_null_is_inactive() {
-        assert!(map(json!({})).is_active);
-        assert!(!map(json!({"Active__c": false})).is_active);
-        assert!(!map(json!({"Active__c": null})).is_active);
+        assert!(map(json!({})).is_member);
+        assert!(!map(json!({"Active__c": false})).is_member);
+        assert!(!map(json!({"Active__c": null})).is_member);
     }
 
     #[test]
     fn rule_no_active_field_means_active() {
-        let c = ContactsConfig {
-            active_field: None,
-            ..cfg()
-        };
-        assert!(map_with(&contact(json!({"Active__c": false})), &c).is_active);
+        let mut c = cfg();
+        c.contacts.active_field = None;
+        assert!(map_with(&contact(json!({"Active__c": false})), &c).is_member);
     }
 
     #[test]
-    fn rule_filter_list_requires_a_listed_group_by_name_or_key() {
-        let by_name = ContactsConfig {
-            security_group_filter: vec!["Gold".into()],
-            ..cfg()
-        };
-        assert!(map_with(&contact(json!({"HL_Member_Type__c": "Gold"})), &by_name).is_active);
-        assert!(!map_with(&contact(json!({"HL_Member_Type__c": "Silver"})), &by_name).is_active);
+    fn rule_filter_list_requires_a_listed_group_by_name_or_id() {
+        let mut by_name = cfg();
+        by_name.contacts.security_group_filter = vec!["Gold".into()];
+        assert!(map_with(&contact(json!({"HL_Member_Type__c": "Gold"})), &by_name).is_member);
+        assert!(!map_with(&contact(json!({"HL_Member_Type__c": "Silver"})), &by_name).is_member);
 
-        let by_key = ContactsConfig {
-            security_group_filter: vec!["HL_Staff__c".into()],
-            ..cfg()
-        };
-        assert!(map_with(&contact(json!({"HL_Staff__c": true})), &by_key).is_active);
+        let mut by_id = cfg();
+        by_id.contacts.security_group_filter = vec!["HL_Staff__c".into()];
+        assert!(map_with(&contact(json!({"HL_Staff__c": true})), &by_id).is_member);
     }
 
     #[test]
     fn rule_filter_list_counts_groups_of_any_kind() {
-        let c = ContactsConfig {
-            security_group_filter: vec!["Ohio".into(), "RecordType:Partner".into()],
-            ..cfg()
-        };
-        assert!(map_with(&contact(json!({"HL_Chapter__c": "Ohio"})), &c).is_active);
-        assert!(map_with(&contact(json!({"RecordTypeId": "0125g000000AbCdAAK"})), &c).is_active);
-        assert!(!map_with(&contact(json!({})), &c).is_active);
+        let mut c = cfg();
+        c.contacts.security_group_filter = vec![
+            "Ohio".into(),
+            "RecordType:Partner".into(),
+            "701000000000001AAA".into(),
+        ];
+        assert!(map_with(&contact(json!({"HL_Chapter__c": "Ohio"})), &c).is_member);
+        assert!(map_with(&contact(json!({"RecordTypeId": "0125g000000AbCdAAK"})), &c).is_member);
+        let regs = [registration("701000000000001", "Gala", "Registered")];
+        assert!(map_full(&contact(json!({})), &c, &regs, None).unwrap().is_member);
+        assert!(!map_with(&contact(json!({})), &c).is_member);
     }
 
     #[test]
-    fn rule_inactive_member_keeps_its_groups() {
-        let m =
-            map(json!({"Active__c": false, "HL_Member_Type__c": "Gold", "HL_Chapter__c": "Ohio"}));
-        assert!(!m.is_active && !m.is_deleted);
-        assert_eq!(keys(&m.security_groups), ["HL_Member_Type__c:Gold"]);
-        assert_eq!(keys(&m.community_groups), ["HL_Chapter__c:Ohio"]);
+    fn rule_inactive_member_is_not_a_member_and_holds_no_group() {
+        let regs = [registration("701000000000001", "Gala", "Registered")];
+        let m = map_full(
+            &contact(json!({"Active__c": false, "HL_Member_Type__c": "Gold", "HL_Chapter__c": "Ohio"})),
+            &cfg(),
+            &regs,
+            None,
+        )
+        .unwrap();
+        assert!(!m.is_member && !m.is_deleted);
+        assert!(m.groups.is_empty(), "{:?}", m.groups);
+        // The profile itself is still sent.
+        assert_eq!(m.last_name.as_deref(), Some("Lovelace"));
     }
 
     #[test]
-    fn rule_deleted_contact_is_deleted_inactive_without_groups() {
-        let m =
-            map(json!({"IsDeleted": true, "HL_Member_Type__c": "Gold", "HL_Chapter__c": "Ohio"}));
-        assert!(m.is_deleted && !m.is_active);
-        assert!(m.security_groups.is_empty() && m.community_groups.is_empty());
-        assert_eq!(m.first_name, None);
+    fn rule_deleted_contact_is_the_delete_shape() {
+        let m = map(json!({"IsDeleted": true, "HL_Member_Type__c": "Gold", "HL_Chapter__c": "Ohio"}));
+        assert!(m.is_deleted && !m.is_member);
+        assert_eq!(m, Member::deleted(m.contact_id.clone(), m.modstamp));
         assert_eq!(
-            m.updated_on,
-            Some(
-                chrono::Utc
-                    .with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
-                    .unwrap()
-            )
+            m.modstamp,
+            Some(Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap())
         );
     }
 
     #[test]
-    fn rule_email_opt_out_follows_has_opted_out_of_email() {
-        assert!(map(json!({"HasOptedOutOfEmail": true})).email_opt_out);
-        assert!(!map(json!({"HasOptedOutOfEmail": false})).email_opt_out);
+    fn rule_do_not_email_follows_has_opted_out_of_email() {
+        assert!(map(json!({"HasOptedOutOfEmail": true})).do_not_email);
+        assert!(!map(json!({"HasOptedOutOfEmail": false})).do_not_email);
+        // Inactive members carry it too.
+        assert!(map(json!({"HasOptedOutOfEmail": true, "Active__c": false})).do_not_email);
     }
 
     #[test]
-    fn rule_updated_on_is_system_modstamp() {
+    fn modstamp_is_system_modstamp_and_must_parse() {
         let m = map(json!({"SystemModstamp": "2026-11-24T11:30:00.000+0000"}));
         assert_eq!(
-            m.updated_on,
-            Some(
-                chrono::Utc
-                    .with_ymd_and_hms(2026, 11, 24, 11, 30, 0)
-                    .unwrap()
-            )
+            m.modstamp,
+            Some(Utc.with_ymd_and_hms(2026, 11, 24, 11, 30, 0).unwrap())
         );
-        let schema = ContactSchema::build(&describe(), &record_types(), &cfg()).unwrap();
-        let rec = contact(json!({"SystemModstamp": "last tuesday"}));
-        let err = map_contact(
-            &ContactInput {
-                fields: &rec,
-                account_name: None,
-            },
-            &schema,
-            &cfg(),
-        )
-        .unwrap_err();
+        let err = map_full(&contact(json!({"SystemModstamp": "last tuesday"})), &cfg(), &[], None)
+            .unwrap_err();
         assert!(matches!(err, MappingError::BadDate { .. }));
         assert!(!err.is_retryable());
     }
 
     #[test]
-    fn rule_groups_are_deduplicated_and_sorted_by_key() {
-        let m = map(
-            json!({"HL_Interests__c": "Zen;Art;Zen", "HL_Member_Type__c": "Gold", "HL_Staff__c": true}),
-        );
+    fn rule_groups_are_deduplicated_and_sorted_by_type_then_id() {
+        let m = map(json!({
+            "HL_Interests__c": "Zen;Art;Zen", "HL_Member_Type__c": "Gold", "HL_Staff__c": true,
+            "HL_Chapter__c": "Ohio"
+        }));
+        let order: Vec<(&str, &str)> = m
+            .groups
+            .iter()
+            .map(|g| (g.group_type.as_str(), g.key.as_str()))
+            .collect();
         assert_eq!(
-            keys(&m.security_groups),
+            order,
             [
-                "HL_Interests__c:Art",
-                "HL_Interests__c:Zen",
-                "HL_Member_Type__c:Gold",
-                "HL_Staff__c"
+                ("Chapter", "HL_Chapter__c:Ohio"),
+                ("Membership", "HL_Interests__c:Art"),
+                ("Membership", "HL_Interests__c:Zen"),
+                ("Membership", "HL_Member_Type__c:Gold"),
+                ("Membership", "HL_Staff__c"),
             ]
         );
     }
 
     #[test]
     fn rule_missing_or_bad_id_is_an_error() {
-        let schema = ContactSchema::build(&describe(), &record_types(), &cfg()).unwrap();
         let mut rec = contact(json!({}));
         rec.remove("Id");
-        let err = map_contact(
-            &ContactInput {
-                fields: &rec,
-                account_name: None,
-            },
-            &schema,
-            &cfg(),
-        )
-        .unwrap_err();
+        let err = map_full(&rec, &cfg(), &[], None).unwrap_err();
         assert!(matches!(err, MappingError::MissingField { .. }), "{err}");
-        let rec = contact(json!({"Id": "003xyz"}));
-        let err = map_contact(
-            &ContactInput {
-                fields: &rec,
-                account_name: None,
-            },
-            &schema,
-            &cfg(),
-        )
-        .unwrap_err();
+        let err = map_full(&contact(json!({"Id": "003xyz"})), &cfg(), &[], None).unwrap_err();
         assert!(err.to_string().contains("003xyz"), "{err}");
     }
 
@@ -758,27 +1062,36 @@ mod tests {
         active: Option<bool>,
         deleted: bool,
         record_type: bool,
+        registered: Option<&'static str>,
         filter: Vec<&'static str>,
     }
 
     fn generated() -> impl Strategy<Value = Generated> {
         let value = proptest::sample::select(VALUES);
         (
-            proptest::option::of(value.clone()),
-            proptest::collection::vec(value.clone(), 0..5),
-            proptest::option::of(any::<bool>()),
-            proptest::option::of(prop_oneof![(0i32..50).prop_map(f64::from), (0.0f64..50.0)]),
-            proptest::option::of(value.clone()),
-            proptest::option::of(any::<bool>()),
-            any::<bool>(),
-            any::<bool>(),
-            proptest::collection::vec(
-                prop_oneof![value, Just("HL_Staff__c"), Just("RecordType:Partner")],
-                0..3,
+            (
+                proptest::option::of(value.clone()),
+                proptest::collection::vec(value.clone(), 0..5),
+                proptest::option::of(any::<bool>()),
+                proptest::option::of(prop_oneof![(0i32..50).prop_map(f64::from), (0.0f64..50.0)]),
+                proptest::option::of(value.clone()),
+            ),
+            (
+                proptest::option::of(any::<bool>()),
+                any::<bool>(),
+                any::<bool>(),
+                proptest::option::of(proptest::sample::select(&["Registered", "Sent"][..])),
+                proptest::collection::vec(
+                    prop_oneof![value, Just("HL_Staff__c"), Just("RecordType:Partner")],
+                    0..3,
+                ),
             ),
         )
             .prop_map(
                 |(
+                    (member_type, interests, staff, years, chapter),
+                    (active, deleted, record_type, registered, filter),
+                )| Generated {
                     member_type,
                     interests,
                     staff,
@@ -787,19 +1100,8 @@ mod tests {
                     active,
                     deleted,
                     record_type,
+                    registered,
                     filter,
-                )| {
-                    Generated {
-                        member_type,
-                        interests,
-                        staff,
-                        years,
-                        chapter,
-                        active,
-                        deleted,
-                        record_type,
-                        filter,
-                    }
                 },
             )
     }
@@ -817,20 +1119,28 @@ mod tests {
         }))
     }
 
-    fn cfg_for(g: &Generated) -> ContactsConfig {
-        ContactsConfig {
-            security_group_filter: g.filter.iter().map(|s| (*s).to_owned()).collect(),
-            ..cfg()
-        }
+    fn regs_for(g: &Generated) -> Vec<CampaignMembership> {
+        g.registered
+            .map(|status| registration("701000000000001", "Gala", status))
+            .into_iter()
+            .collect()
+    }
+
+    fn cfg_for(g: &Generated) -> Config {
+        let mut c = cfg();
+        c.contacts.security_group_filter = g.filter.iter().map(|s| (*s).to_owned()).collect();
+        c
+    }
+
+    fn map_generated(g: &Generated, interests: &[&str]) -> Member {
+        map_full(&record(g, interests), &cfg_for(g), &regs_for(g), None).unwrap()
     }
 
     proptest! {
         #[test]
         fn prop_mapping_is_deterministic(g in generated()) {
-            let rec = record(&g, &g.interests);
-            let c = cfg_for(&g);
-            let a = map_with(&rec, &c);
-            let b = map_with(&rec.clone(), &c);
+            let a = map_generated(&g, &g.interests);
+            let b = map_generated(&g, &g.interests);
             prop_assert_eq!(a.content_hash(), b.content_hash());
             prop_assert_eq!(a, b);
         }
@@ -838,7 +1148,7 @@ mod tests {
         #[test]
         fn prop_hash_ignores_multi_select_and_field_order(g in generated(), seed in any::<u64>()) {
             let c = cfg_for(&g);
-            let a = map_with(&record(&g, &g.interests), &c);
+            let a = map_generated(&g, &g.interests);
             let mut shuffled = g.interests.clone();
             shuffled.reverse();
             if !shuffled.is_empty() {
@@ -848,31 +1158,37 @@ mod tests {
             // Field order: rebuild the map with keys inserted in reverse.
             let forward = record(&g, &shuffled);
             let reversed: Map<String, Value> = forward.into_iter().rev().collect();
-            let b = map_with(&reversed, &c);
+            let b = map_full(&reversed, &c, &regs_for(&g), None).unwrap();
             prop_assert_eq!(a.content_hash(), b.content_hash());
-            prop_assert_eq!(keys(&a.security_groups), keys(&b.security_groups));
+            prop_assert_eq!(a.groups, b.groups);
         }
 
         #[test]
-        fn prop_member_outside_filter_or_unticked_is_never_active(g in generated()) {
+        fn prop_only_active_members_hold_groups(g in generated()) {
             let c = cfg_for(&g);
-            let m = map_with(&record(&g, &g.interests), &c);
-            let in_filter = c.security_group_filter.is_empty()
-                || m.security_groups.iter().chain(&m.community_groups)
-                    .any(|grp| c.security_group_filter.iter().any(|f| f == &grp.name || f == grp.key.as_str()));
-            if g.active != Some(true) || g.deleted || !in_filter {
-                prop_assert!(!m.is_active);
+            let m = map_generated(&g, &g.interests);
+            // Map again with no filter to see every group the Contact holds.
+            let mut open = c.clone();
+            open.contacts.security_group_filter.clear();
+            let all = map_full(&record(&g, &g.interests), &open, &regs_for(&g), None).unwrap();
+            let in_filter = c.contacts.security_group_filter.is_empty()
+                || all.groups.iter().any(|grp| {
+                    c.contacts.security_group_filter.iter().any(|f| f == &grp.name || f == grp.key.as_str())
+                });
+            let active = g.active == Some(true) && !g.deleted && in_filter;
+            prop_assert_eq!(m.is_member, active);
+            if !active {
+                prop_assert!(m.groups.is_empty());
             } else {
-                prop_assert!(m.is_active);
+                prop_assert_eq!(&m.groups, &all.groups);
             }
         }
 
         #[test]
-        fn prop_deleted_member_never_has_groups(g in generated()) {
-            let m = map_with(&record(&g, &g.interests), &cfg_for(&g));
+        fn prop_deleted_member_is_only_its_id(g in generated()) {
+            let m = map_generated(&g, &g.interests);
             if g.deleted {
-                prop_assert!(m.is_deleted && !m.is_active);
-                prop_assert!(m.security_groups.is_empty() && m.community_groups.is_empty());
+                prop_assert_eq!(&m, &Member::deleted(m.contact_id.clone(), m.modstamp));
             } else {
                 prop_assert!(!m.is_deleted);
             }
@@ -880,10 +1196,8 @@ mod tests {
 
         #[test]
         fn prop_groups_sorted_and_unique(g in generated()) {
-            let m = map_with(&record(&g, &g.interests), &cfg_for(&g));
-            for groups in [&m.security_groups, &m.community_groups] {
-                prop_assert!(groups.windows(2).all(|w| w[0].key < w[1].key));
-            }
+            let m = map_generated(&g, &g.interests);
+            prop_assert!(m.groups.windows(2).all(|w| (&w[0].group_type, &w[0].key) < (&w[1].group_type, &w[1].key)));
         }
     }
 }

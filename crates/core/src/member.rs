@@ -1,4 +1,6 @@
-//! The member record hlsync pushes to Higher Logic (SPEC.md §6), in its exact wire form.
+//! The member record hlsync pushes to Higher Logic: the domain form of one `/contactinfo`
+//! element (SPEC.md §2 and §6). The wire names live in the Higher Logic client's `wire` module;
+//! this type holds what they carry.
 
 use std::fmt;
 
@@ -8,26 +10,32 @@ use sha2::{Digest, Sha256};
 
 use crate::id::SfId;
 
-/// A group's stable key: `HL_Member_Type__c:Gold`, `HL_Staff__c` or `RecordType:Partner`.
-/// Higher Logic matches groups by key; the name only follows the current value or label.
+/// A group's stable id: `HL_Member_Type__c:Gold`, `HL_Staff__c`, `RecordType:Partner`, or an
+/// event's Campaign Id. Higher Logic matches groups by id; the name only follows the current
+/// value or label.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct GroupKey(String);
 
 impl GroupKey {
-    /// The key of value `value` of picklist, text, number or date field `field`.
+    /// The id of value `value` of picklist, text, number or date field `field`.
     pub fn field_value(field: &str, value: &str) -> Self {
         GroupKey(format!("{field}:{value}"))
     }
 
-    /// The key of checkbox field `field` (the group exists while the box is ticked).
+    /// The id of checkbox field `field` (the group exists while the box is ticked).
     pub fn checkbox(field: &str) -> Self {
         GroupKey(field.to_owned())
     }
 
-    /// The key of the Record Type with developer name `developer_name`.
+    /// The id of the Record Type with developer name `developer_name`.
     pub fn record_type(developer_name: &str) -> Self {
         GroupKey(format!("RecordType:{developer_name}"))
+    }
+
+    /// The id of an event's group: the Campaign's 18-character Id, which is also its `MeetingId`.
+    pub fn event(campaign: &SfId) -> Self {
+        GroupKey(campaign.as_str().to_owned())
     }
 
     pub fn as_str(&self) -> &str {
@@ -41,81 +49,145 @@ impl fmt::Display for GroupKey {
     }
 }
 
-/// A security or community group as Higher Logic receives it.
+/// One entry of a member's `Groups`: a security group, a community group or an event
+/// registration, told apart by `group_type`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Group {
-    #[serde(rename = "GroupKey")]
+    /// Groups sort by type first, then id: the order a record's groups are kept in.
+    pub group_type: String,
     pub key: GroupKey,
-    #[serde(rename = "GroupName")]
     pub name: String,
+    /// The registration's CampaignMember status for an event group; empty for the others.
+    pub role: String,
 }
 
-/// The member's mailing address.
+impl Group {
+    /// A group with no role (security and community groups).
+    pub fn new(group_type: &str, key: GroupKey, name: impl Into<String>) -> Self {
+        Group {
+            group_type: group_type.to_owned(),
+            key,
+            name: name.into(),
+            role: String::new(),
+        }
+    }
+}
+
+/// One `Addresses` entry: the Contact's mailing address.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
 pub struct Address {
-    pub street: Option<String>,
+    pub line1: Option<String>,
+    pub line2: Option<String>,
     pub city: Option<String>,
     pub state_province: Option<String>,
     pub postal_code: Option<String>,
-    pub country: Option<String>,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country_code: Option<String>,
+    /// Always `Main` for the mailing address.
+    pub address_type: String,
+    pub is_primary: bool,
 }
 
-/// One contact record of `POST {base_url}/contactinfo`.
+impl Address {
+    /// Whether every part is empty: such an address gives no entry.
+    pub fn is_empty(&self) -> bool {
+        [
+            &self.line1,
+            &self.line2,
+            &self.city,
+            &self.state_province,
+            &self.postal_code,
+            &self.country_code,
+        ]
+        .iter()
+        .all(|part| part.is_none())
+    }
+}
+
+/// One `PhoneNumbers` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Phone {
+    pub number: String,
+    /// `Work`, `Mobile` or `Home`.
+    pub phone_type: String,
+    pub is_preferred: bool,
+}
+
+/// One `EmailAddresses` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Email {
+    pub address: String,
+    /// `Primary Email`.
+    pub email_type: String,
+    pub is_preferred: bool,
+}
+
+/// What one push says of a Contact: its whole record (Higher Logic replaces what it holds with
+/// it, SPEC.md §6), or that it is deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
 pub struct Member {
-    pub legacy_contact_key: SfId,
+    /// The Contact's 18-character Id: `ContactDetails.ContactId`.
+    pub contact_id: SfId,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
-    pub email_address: Option<String>,
-    pub company_name: Option<String>,
+    pub primary_email: Option<String>,
+    /// The Contact's Account `Name`.
+    pub organization_name: Option<String>,
     pub title: Option<String>,
-    pub phone: Option<String>,
-    pub mobile_phone: Option<String>,
-    pub address: Address,
-    pub is_active: bool,
+    /// Active: a site user, with all their groups. Inactive members hold no group.
+    pub is_member: bool,
+    /// `HasOptedOutOfEmail`.
+    pub do_not_email: bool,
+    /// Sorted by (type, id), without duplicates.
+    pub groups: Vec<Group>,
+    pub addresses: Vec<Address>,
+    pub phones: Vec<Phone>,
+    pub emails: Vec<Email>,
+    /// Pushed as the delete shape `{"ContactDetails":{"ContactId","IsDeleted":true}}`; every
+    /// other field is then empty.
     pub is_deleted: bool,
-    pub email_opt_out: bool,
-    pub security_groups: Vec<Group>,
-    pub community_groups: Vec<Group>,
-    #[serde(with = "crate::time::millis_opt")]
-    pub updated_on: Option<DateTime<Utc>>,
+    /// The Contact's `SystemModstamp` when it was read: not sent, and not part of the hash; the
+    /// push record keeps it, so that an older change is known to be covered.
+    pub modstamp: Option<DateTime<Utc>>,
 }
 
 impl Member {
-    /// The record that tells Higher Logic a Contact is gone: deleted, inactive, in no group,
-    /// every other field null. (Sending the Contact's last values would re-create a profile.)
-    pub fn deleted(id: SfId, updated_on: Option<DateTime<Utc>>) -> Self {
+    /// The record that tells Higher Logic a Contact is gone.
+    pub fn deleted(id: SfId, modstamp: Option<DateTime<Utc>>) -> Self {
         Member {
-            legacy_contact_key: id,
+            contact_id: id,
             first_name: None,
             last_name: None,
-            email_address: None,
-            company_name: None,
+            primary_email: None,
+            organization_name: None,
             title: None,
-            phone: None,
-            mobile_phone: None,
-            address: Address::default(),
-            is_active: false,
+            is_member: false,
+            do_not_email: false,
+            groups: Vec::new(),
+            addresses: Vec::new(),
+            phones: Vec::new(),
+            emails: Vec::new(),
             is_deleted: true,
-            email_opt_out: false,
-            security_groups: Vec::new(),
-            community_groups: Vec::new(),
-            updated_on,
+            modstamp,
         }
     }
 
     /// Fingerprint of everything Higher Logic would store, so an unchanged Contact is not pushed
-    /// again. `UpdatedOn` is left out: a `SystemModstamp` bump that changes nothing mapped
+    /// again. `modstamp` is left out: a `SystemModstamp` bump that changes nothing mapped
     /// (a formula recalculated to the same value, an unmapped field edited) must not cause a push.
-    /// Groups are hashed in key order whatever order the record holds them in.
+    /// Groups are hashed in (type, id) order whatever order the record holds them in.
     pub fn content_hash(&self) -> ContentHash {
         let mut canonical = self.clone();
-        canonical.updated_on = None;
-        canonical.security_groups.sort();
-        canonical.community_groups.sort();
+        canonical.modstamp = None;
+        canonical.groups.sort();
         ContentHash::of_json(&canonical)
+    }
+
+    /// The event registrations among the groups (those of `event_group_type`).
+    pub fn event_groups<'a>(&'a self, event_group_type: &'a str) -> impl Iterator<Item = &'a Group> {
+        self.groups
+            .iter()
+            .filter(move |g| g.group_type == event_group_type)
     }
 }
 
@@ -154,7 +226,6 @@ impl fmt::Display for ContentHash {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use serde_json::json;
 
     fn id() -> SfId {
         "003000000000001".parse().unwrap()
@@ -162,78 +233,57 @@ mod tests {
 
     fn sample() -> Member {
         Member {
-            legacy_contact_key: id(),
+            contact_id: id(),
             first_name: Some("Ada".into()),
             last_name: Some("Lovelace".into()),
-            email_address: Some("ada@example.org".into()),
-            company_name: Some("Analytical".into()),
+            primary_email: Some("ada@example.org".into()),
+            organization_name: Some("Analytical".into()),
             title: None,
-            phone: None,
-            mobile_phone: None,
-            address: Address {
-                city: Some("London".into()),
-                ..Address::default()
-            },
-            is_active: true,
-            is_deleted: false,
-            email_opt_out: false,
-            security_groups: vec![
-                Group {
-                    key: GroupKey::field_value("HL_Member_Type__c", "Gold"),
-                    name: "Gold".into(),
-                },
-                Group {
-                    key: GroupKey::checkbox("HL_Staff__c"),
-                    name: "Staff".into(),
-                },
+            is_member: true,
+            do_not_email: false,
+            groups: vec![
+                Group::new(
+                    "Membership",
+                    GroupKey::field_value("HL_Member_Type__c", "Gold"),
+                    "Gold",
+                ),
+                Group::new("Membership", GroupKey::checkbox("HL_Staff__c"), "Staff"),
+                Group::new(
+                    "Chapter",
+                    GroupKey::field_value("HL_Chapter__c", "Ohio"),
+                    "Ohio",
+                ),
             ],
-            community_groups: vec![Group {
-                key: GroupKey::field_value("HL_Chapter__c", "Ohio"),
-                name: "Ohio".into(),
+            addresses: vec![Address {
+                city: Some("London".into()),
+                address_type: "Main".into(),
+                is_primary: true,
+                ..Address::default()
             }],
-            updated_on: Some(Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()),
+            phones: vec![],
+            emails: vec![Email {
+                address: "ada@example.org".into(),
+                email_type: "Primary Email".into(),
+                is_preferred: true,
+            }],
+            is_deleted: false,
+            modstamp: Some(Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()),
         }
     }
 
     #[test]
-    fn wire_names_are_exact() {
-        let v = serde_json::to_value(sample()).unwrap();
-        assert_eq!(
-            v,
-            json!({
-                "LegacyContactKey": "003000000000001AAA",
-                "FirstName": "Ada", "LastName": "Lovelace", "EmailAddress": "ada@example.org",
-                "CompanyName": "Analytical", "Title": null, "Phone": null, "MobilePhone": null,
-                "Address": {"Street": null, "City": "London", "StateProvince": null,
-                            "PostalCode": null, "Country": null},
-                "IsActive": true, "IsDeleted": false, "EmailOptOut": false,
-                "SecurityGroups": [
-                    {"GroupKey": "HL_Member_Type__c:Gold", "GroupName": "Gold"},
-                    {"GroupKey": "HL_Staff__c", "GroupName": "Staff"}
-                ],
-                "CommunityGroups": [{"GroupKey": "HL_Chapter__c:Ohio", "GroupName": "Ohio"}],
-                "UpdatedOn": "2026-11-24T10:00:00.000Z"
-            })
-        );
-        let back: Member = serde_json::from_value(v).unwrap();
-        assert_eq!(back, sample());
-    }
-
-    #[test]
-    fn deleted_record_has_no_groups_and_is_inactive() {
+    fn deleted_record_has_nothing_but_its_id() {
         let m = Member::deleted(id(), None);
-        assert!(m.is_deleted && !m.is_active);
-        assert!(m.security_groups.is_empty() && m.community_groups.is_empty());
-        let v = serde_json::to_value(&m).unwrap();
-        assert_eq!(v["UpdatedOn"], serde_json::Value::Null);
-        assert_eq!(v["FirstName"], serde_json::Value::Null);
+        assert!(m.is_deleted && !m.is_member);
+        assert!(m.groups.is_empty() && m.addresses.is_empty() && m.emails.is_empty());
+        assert_eq!(m.first_name, None);
     }
 
     #[test]
-    fn hash_ignores_updated_on() {
+    fn hash_ignores_modstamp() {
         let a = sample();
         let mut b = sample();
-        b.updated_on = Some(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap());
+        b.modstamp = Some(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap());
         assert_eq!(a.content_hash(), b.content_hash());
     }
 
@@ -241,7 +291,7 @@ mod tests {
     fn hash_ignores_group_order() {
         let a = sample();
         let mut b = sample();
-        b.security_groups.reverse();
+        b.groups.reverse();
         assert_eq!(a.content_hash(), b.content_hash());
     }
 
@@ -250,18 +300,38 @@ mod tests {
         let base = sample().content_hash();
         assert_eq!(base.as_str().len(), 64);
         let mut m = sample();
-        m.email_opt_out = true;
+        m.do_not_email = true;
         assert_ne!(m.content_hash(), base);
         let mut m = sample();
-        m.security_groups[0].name = "Platinum".into();
+        m.groups[0].name = "Platinum".into();
         assert_ne!(m.content_hash(), base);
         let mut m = sample();
-        m.address.city = None;
+        m.addresses[0].city = None;
         assert_ne!(m.content_hash(), base);
-        // A group moved from security to community is a change.
         let mut m = sample();
-        let g = m.security_groups.remove(0);
-        m.community_groups.push(g);
+        m.groups[2].role = "Registered".into();
         assert_ne!(m.content_hash(), base);
+        // The same id under another GroupType is another group.
+        let mut m = sample();
+        m.groups[2].group_type = "Committee".into();
+        assert_ne!(m.content_hash(), base);
+    }
+
+    #[test]
+    fn groups_sort_by_type_then_id() {
+        let mut groups = sample().groups;
+        groups.sort();
+        let order: Vec<(&str, &str)> = groups
+            .iter()
+            .map(|g| (g.group_type.as_str(), g.key.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("Chapter", "HL_Chapter__c:Ohio"),
+                ("Membership", "HL_Member_Type__c:Gold"),
+                ("Membership", "HL_Staff__c"),
+            ]
+        );
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::config::{ContactsConfig, starts_with_ignore_case};
+use crate::config::{Config, starts_with_ignore_case};
 use crate::id::SfId;
 
 /// A field's `type` in describe, as far as the mapping cares.
@@ -140,6 +140,8 @@ pub struct ContactSchema {
     community_fields: Vec<FieldInfo>,
     record_types: Vec<RecordTypeInfo>,
     record_type_groups: bool,
+    /// The org has State and Country Picklists: `MailingCountryCode` exists and is read.
+    has_country_code: bool,
 }
 
 /// The standard Contact fields every Member Refresh reads.
@@ -151,6 +153,7 @@ const BASE_FIELDS: &[&str] = &[
     "Title",
     "Phone",
     "MobilePhone",
+    "HomePhone",
     "MailingStreet",
     "MailingCity",
     "MailingState",
@@ -162,13 +165,17 @@ const BASE_FIELDS: &[&str] = &[
     "AccountId",
 ];
 
+/// Exists only in orgs with State and Country Picklists; read when describe lists it.
+const COUNTRY_CODE_FIELD: &str = "MailingCountryCode";
+
 impl ContactSchema {
     /// Build the schema from Contact's describe (`fields`, `recordTypeInfos`) and the config.
     pub fn build(
         fields: &[FieldInfo],
         record_types: &[RecordTypeInfo],
-        cfg: &ContactsConfig,
+        config: &Config,
     ) -> Result<Self, SchemaError> {
+        let cfg = &config.contacts;
         let find = |name: &str| fields.iter().find(|f| f.name.eq_ignore_ascii_case(name));
 
         let active_field = match &cfg.active_field {
@@ -188,7 +195,7 @@ impl ContactSchema {
         };
 
         let mut community_fields = Vec::new();
-        for name in &cfg.community_fields {
+        for name in cfg.community_fields.iter().map(|c| &c.field) {
             let field = find(name).ok_or_else(|| SchemaError::CommunityFieldMissing {
                 field: name.clone(),
             })?;
@@ -197,8 +204,18 @@ impl ContactSchema {
             }
         }
 
-        // SPEC §1: every prefixed field feeds security groups, an active field that carries the
-        // prefix included (it also decides who is active); only community fields are set apart.
+        // SPEC §2: every prefixed field feeds security groups but the community fields (their
+        // own groups) and the fields named by `cursor_field` and `active_field`, which never
+        // become groups, prefix or not.
+        let never_a_group = |f: &FieldInfo| {
+            f.name
+                .eq_ignore_ascii_case(&config.salesforce.cursor_field)
+                || cfg
+                    .active_field
+                    .as_deref()
+                    .is_some_and(|a| f.name.eq_ignore_ascii_case(a))
+        };
+        community_fields.retain(|f| !never_a_group(f));
         let is_community = |f: &FieldInfo| {
             community_fields
                 .iter()
@@ -207,7 +224,7 @@ impl ContactSchema {
         let mut security_fields: Vec<FieldInfo> = fields
             .iter()
             .filter(|f| starts_with_ignore_case(&f.name, &cfg.group_field_prefix))
-            .filter(|f| !is_community(f))
+            .filter(|f| !is_community(f) && !never_a_group(f))
             .cloned()
             .collect();
         security_fields.sort_by(|a, b| a.name.cmp(&b.name));
@@ -220,6 +237,7 @@ impl ContactSchema {
             community_fields,
             record_types: record_types.to_vec(),
             record_type_groups: cfg.record_type_groups,
+            has_country_code: find(COUNTRY_CODE_FIELD).is_some(),
         })
     }
 
@@ -271,6 +289,9 @@ impl ContactSchema {
         if self.record_type_groups {
             out.push("RecordTypeId".to_owned());
         }
+        if self.has_country_code {
+            out.push(COUNTRY_CODE_FIELD.to_owned());
+        }
         let extra = self
             .active_field
             .iter()
@@ -288,6 +309,7 @@ impl ContactSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{CommunityField, ContactsConfig};
 
     pub(crate) fn field(name: &str, label: &str, ty: &str) -> FieldInfo {
         FieldInfo {
@@ -317,9 +339,19 @@ mod tests {
     fn cfg() -> ContactsConfig {
         ContactsConfig {
             active_field: Some("active__c".into()),
-            community_fields: vec!["HL_Chapter__c".into()],
+            community_fields: vec![CommunityField::new("HL_Chapter__c", "Chapter")],
             ..ContactsConfig::default()
         }
+    }
+
+    fn build(
+        fields: &[FieldInfo],
+        record_types: &[RecordTypeInfo],
+        contacts: &ContactsConfig,
+    ) -> Result<ContactSchema, SchemaError> {
+        let mut config = Config::with_base_url("https://hl.example.org/v2");
+        config.contacts = contacts.clone();
+        ContactSchema::build(fields, record_types, &config)
     }
 
     fn names(fields: &[FieldInfo]) -> Vec<&str> {
@@ -328,7 +360,7 @@ mod tests {
 
     #[test]
     fn discovers_prefixed_fields_and_splits_communities() {
-        let s = ContactSchema::build(&describe(), &[], &cfg()).unwrap();
+        let s = build(&describe(), &[], &cfg()).unwrap();
         assert_eq!(
             names(s.security_group_fields()),
             ["HL_Member_Type__c", "HL_Staff__c", "HL_Tier__c"]
@@ -345,24 +377,39 @@ mod tests {
             group_field_prefix: "hl_".into(),
             ..ContactsConfig::default()
         };
-        let s = ContactSchema::build(&describe(), &[], &cfg).unwrap();
+        let s = build(&describe(), &[], &cfg).unwrap();
         assert_eq!(s.security_group_fields().len(), 4);
     }
 
     #[test]
-    fn prefixed_active_field_is_a_group_too() {
+    fn prefixed_active_and_cursor_fields_are_never_groups() {
         let mut fields = describe();
         fields.push(field("HL_Active__c", "HL Active", "boolean"));
+        fields.push(field("HL_Mod_Date__c", "HL Mod Date", "datetime"));
         let cfg = ContactsConfig {
             active_field: Some("HL_Active__c".into()),
             ..ContactsConfig::default()
         };
-        let s = ContactSchema::build(&fields, &[], &cfg).unwrap();
-        assert!(names(s.security_group_fields()).contains(&"HL_Active__c"));
+        let mut config = Config::with_base_url("https://hl.example.org/v2");
+        config.contacts = cfg;
+        config.salesforce.cursor_field = "hl_mod_date__c".into();
+        let s = ContactSchema::build(&fields, &[], &config).unwrap();
+        assert!(!names(s.security_group_fields()).contains(&"HL_Active__c"));
+        assert!(!names(s.security_group_fields()).contains(&"HL_Mod_Date__c"));
         assert_eq!(
             s.active_field().map(|f| f.name.as_str()),
             Some("HL_Active__c")
         );
+    }
+
+    #[test]
+    fn country_code_is_read_only_where_the_org_has_it() {
+        let s = build(&describe(), &[], &cfg()).unwrap();
+        assert!(!s.contact_fields().iter().any(|f| f == "MailingCountryCode"));
+        let mut fields = describe();
+        fields.push(field("MailingCountryCode", "Mailing Country Code", "picklist"));
+        let s = build(&fields, &[], &cfg()).unwrap();
+        assert!(s.contact_fields().iter().any(|f| f == "MailingCountryCode"));
     }
 
     #[test]
@@ -371,7 +418,7 @@ mod tests {
             active_field: Some("Gone__c".into()),
             ..ContactsConfig::default()
         };
-        let err = ContactSchema::build(&describe(), &[], &cfg).unwrap_err();
+        let err = build(&describe(), &[], &cfg).unwrap_err();
         assert_eq!(
             err,
             SchemaError::ActiveFieldMissing {
@@ -391,7 +438,7 @@ mod tests {
             active_field: Some("Other__c".into()),
             ..ContactsConfig::default()
         };
-        let err = ContactSchema::build(&describe(), &[], &cfg).unwrap_err();
+        let err = build(&describe(), &[], &cfg).unwrap_err();
         assert!(
             matches!(err, SchemaError::ActiveFieldNotCheckbox { ref found, .. } if found == "string")
         );
@@ -401,10 +448,10 @@ mod tests {
     #[test]
     fn missing_community_field_names_key_and_field() {
         let cfg = ContactsConfig {
-            community_fields: vec!["HL_Region__c".into()],
+            community_fields: vec![CommunityField::new("HL_Region__c", "Region")],
             ..ContactsConfig::default()
         };
-        let err = ContactSchema::build(&describe(), &[], &cfg).unwrap_err();
+        let err = build(&describe(), &[], &cfg).unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("contacts.community_fields") && text.contains("HL_Region__c"),
@@ -416,7 +463,7 @@ mod tests {
     fn contact_fields_lists_what_refresh_reads() {
         let mut c = cfg();
         c.record_type_groups = true;
-        let s = ContactSchema::build(&describe(), &[], &c).unwrap();
+        let s = build(&describe(), &[], &c).unwrap();
         let f = s.contact_fields();
         for must in BASE_FIELDS {
             assert!(f.iter().any(|x| x == must), "{must}");
@@ -434,7 +481,7 @@ mod tests {
         assert!(!f.iter().any(|x| x.contains('.')), "no relationship fields");
         assert!(!f.iter().any(|x| x == "Other__c"));
 
-        let plain = ContactSchema::build(&describe(), &[], &ContactsConfig::default()).unwrap();
+        let plain = build(&describe(), &[], &ContactsConfig::default()).unwrap();
         assert!(!plain.contact_fields().iter().any(|x| x == "RecordTypeId"));
     }
 

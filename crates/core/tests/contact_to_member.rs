@@ -1,9 +1,9 @@
 //! The whole domain path as the sync uses it: config text → describe JSON → schema →
-//! a queried Contact → the JSON body Higher Logic receives.
+//! a queried Contact and its registrations → the member record.
 
 use hlsync_core::{
-    Config, ContactInput, ContactSchema, FieldInfo, RecordTypeInfo, Window, map_contact,
-    parse_limit_info,
+    CampaignMembership, Config, ContactInput, ContactSchema, FieldInfo, RecordTypeInfo, Window,
+    map_contact, parse_limit_info,
 };
 use serde_json::{Value, json};
 
@@ -32,14 +32,15 @@ fn schema(config: &Config) -> ContactSchema {
     let d = describe();
     let fields: Vec<FieldInfo> = serde_json::from_value(d["fields"].clone()).unwrap();
     let rts: Vec<RecordTypeInfo> = serde_json::from_value(d["recordTypeInfos"].clone()).unwrap();
-    ContactSchema::build(&fields, &rts, &config.contacts).unwrap()
+    ContactSchema::build(&fields, &rts, config).unwrap()
 }
 
 #[test]
-fn queried_contact_becomes_the_documented_wire_record() {
+fn queried_contact_becomes_the_documented_member() {
     let config = Config::example();
     let schema = schema(&config);
     assert_eq!(schema.formula_fields().len(), 1);
+    assert!(config.events.enabled);
 
     let page: Value = json!({
         "totalSize": 1, "done": true,
@@ -57,39 +58,52 @@ fn queried_contact_becomes_the_documented_wire_record() {
         }]
     });
     let record = page["records"][0].as_object().unwrap();
+    let registrations = [CampaignMembership {
+        campaign_id: "7015g00000EvTaA".parse().unwrap(),
+        campaign_name: Some("Annual Conference".into()),
+        status: Some("Registered".into()),
+    }];
     let member = map_contact(
         &ContactInput {
             fields: record,
             account_name: Some("US Navy"),
+            registrations: &registrations,
         },
         &schema,
-        &config.contacts,
+        &config,
     )
     .unwrap();
 
-    let wire = serde_json::to_value([&member]).unwrap();
-    let id = wire[0]["LegacyContactKey"].as_str().unwrap();
-    assert_eq!(id.len(), 18);
-    assert_eq!(&id[..15], "0035g00000ABCde");
-    assert_eq!(
-        wire[0],
-        json!({
-            "LegacyContactKey": id,
-            "FirstName": "Grace", "LastName": "Hopper", "EmailAddress": "grace@example.org",
-            "CompanyName": "US Navy", "Title": "Rear Admiral", "Phone": null, "MobilePhone": null,
-            "Address": {"Street": "1 Navy Way", "City": "Arlington", "StateProvince": "VA",
-                        "PostalCode": "22201", "Country": "USA"},
-            "IsActive": true, "IsDeleted": false, "EmailOptOut": true,
-            "SecurityGroups": [
-                {"GroupKey": "HL_Interests__c:COBOL", "GroupName": "COBOL"},
-                {"GroupKey": "HL_Interests__c:Navy", "GroupName": "Navy"},
-                {"GroupKey": "HL_Member_Type__c:Gold", "GroupName": "Gold"},
-                {"GroupKey": "RecordType:Partner", "GroupName": "Partner Contact"}
-            ],
-            "CommunityGroups": [{"GroupKey": "HL_Chapter__c:Virginia", "GroupName": "Virginia"}],
-            "UpdatedOn": "2026-11-24T10:00:00.000Z"
+    assert_eq!(member.contact_id.to_15(), "0035g00000ABCde");
+    assert_eq!(member.contact_id.as_str().len(), 18);
+    assert_eq!(member.organization_name.as_deref(), Some("US Navy"));
+    assert!(member.is_member && member.do_not_email && !member.is_deleted);
+    let groups: Vec<(&str, &str, &str, &str)> = member
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.group_type.as_str(),
+                g.key.as_str(),
+                g.name.as_str(),
+                g.role.as_str(),
+            )
         })
+        .collect();
+    let event_id = registrations[0].campaign_id.to_string();
+    assert_eq!(
+        groups,
+        [
+            ("Chapter", "HL_Chapter__c:Virginia", "Virginia", ""),
+            ("Event", event_id.as_str(), "Annual Conference", "Registered"),
+            ("Membership", "HL_Interests__c:COBOL", "COBOL", ""),
+            ("Membership", "HL_Interests__c:Navy", "Navy", ""),
+            ("Membership", "HL_Member_Type__c:Gold", "Gold", ""),
+            ("Membership", "RecordType:Partner", "Partner Contact", ""),
+        ]
     );
+    assert_eq!(member.addresses[0].country_code.as_deref(), Some("US"));
+    assert!(member.phones.is_empty(), "Phone null, MobilePhone empty");
 
     // The same Contact read again after an unrelated edit is not a change.
     let mut touched = record.clone();
@@ -101,9 +115,10 @@ fn queried_contact_becomes_the_documented_wire_record() {
         &ContactInput {
             fields: &touched,
             account_name: Some("US Navy"),
+            registrations: &registrations,
         },
         &schema,
-        &config.contacts,
+        &config,
     )
     .unwrap();
     assert_eq!(again.content_hash(), member.content_hash());
