@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hlsync_core::allotment::ApiUsage;
-use hlsync_core::event::{Event, Registration};
+use hlsync_core::event::Meeting;
 use hlsync_core::id::SfId;
 use hlsync_core::member::Member;
 
 use crate::error::SyncError;
 use crate::ports::{
-    ChangePages, ChangeQuery, Community, Crm, Describe, EmailPreferenceChange, IdScan, OrgStatus,
-    PushResult, Record, WorkQueue, WriteResult,
+    ChangePages, ChangeQuery, Community, Crm, Describe, EmailPreferenceChange, FindBy, IdScan,
+    OrgStatus, PushResult, Record, WorkQueue, WriteResult,
 };
 
 type MakeError = Box<dyn Fn() -> SyncError + Send + Sync>;
@@ -88,6 +88,10 @@ impl Crm for FaultyCrm {
             script: Arc::clone(&self.script),
         }))
     }
+    async fn find_by(&self, query: FindBy) -> Result<Vec<Record>, SyncError> {
+        self.script.check("find_by")?;
+        self.inner.find_by(query).await
+    }
     async fn update(
         &self,
         records: Vec<(String, SfId, Record)>,
@@ -127,16 +131,9 @@ impl Community for FaultyCommunity {
         self.script.check("push_members")?;
         self.inner.push_members(members).await
     }
-    async fn push_events(&self, events: &[Event]) -> Result<Vec<PushResult>, SyncError> {
-        self.script.check("push_events")?;
-        self.inner.push_events(events).await
-    }
-    async fn push_registrations(
-        &self,
-        registrations: &[Registration],
-    ) -> Result<Vec<PushResult>, SyncError> {
-        self.script.check("push_registrations")?;
-        self.inner.push_registrations(registrations).await
+    async fn push_meetings(&self, meetings: &[Meeting]) -> Result<Vec<PushResult>, SyncError> {
+        self.script.check("push_meetings")?;
+        self.inner.push_meetings(meetings).await
     }
     async fn email_preferences_since(
         &self,

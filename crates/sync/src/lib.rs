@@ -9,7 +9,6 @@
 
 pub mod adapters;
 pub mod error;
-pub mod events;
 pub mod faults;
 pub mod full;
 pub mod member;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hlsync_core::allotment::ApiUsage;
-use hlsync_core::event::{Event, Registration};
+use hlsync_core::event::Meeting;
 use hlsync_core::id::SfId;
 use hlsync_core::member::Member;
 use hlsync_core::time::{format_millis, parse_sf_datetime};
@@ -19,8 +19,9 @@ use serde_json::Value;
 
 use crate::error::SyncError;
 use crate::ports::{
-    Change, ChangePages, ChangeQuery, Community, Crm, Describe, EmailPreferenceChange, IdScan,
-    OrgStatus, PushResult, Pushed, Record, StateStore, StoredWatermark, WorkQueue, WriteResult,
+    Change, ChangePages, ChangeQuery, Community, Crm, Describe, EmailPreferenceChange, FindBy,
+    IdScan, OrgStatus, PushResult, Pushed, Record, StateStore, StoredWatermark, WorkQueue,
+    WriteResult,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -211,10 +212,16 @@ impl Crm for MemoryCrm {
                 let cursor = field(r, &query.cursor_field)
                     .and_then(Value::as_str)
                     .and_then(parse_sf_datetime)?;
+                let key = query.key_field.as_ref().and_then(|k| {
+                    field(r, k)
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse().ok())
+                });
                 Some(Change {
                     id: id.clone(),
                     cursor,
                     deleted: is_deleted(r),
+                    key,
                 })
             })
             .filter(|c| {
@@ -278,11 +285,59 @@ impl Crm for MemoryCrm {
                     id: id.clone(),
                     cursor,
                     deleted: false,
+                    key: None,
                 })
             })
             .collect();
         drop(objects);
         Ok(self.pages(changes))
+    }
+
+    async fn find_by(&self, query: FindBy) -> Result<Vec<Record>, SyncError> {
+        for _ in query.ids.chunks(FindBy::IDS_PER_QUERY) {
+            self.call();
+        }
+        let objects = lock(&self.objects);
+        let wanted: HashSet<&SfId> = query.ids.iter().collect();
+        let mut out = Vec::new();
+        for (id, record) in objects.get(&query.object).into_iter().flatten() {
+            let key: Option<SfId> = field(record, &query.field)
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok());
+            if is_deleted(record)
+                || !key.is_some_and(|k| wanted.contains(&k))
+                || !matches_filter(&objects, record, query.filter.as_deref())
+            {
+                continue;
+            }
+            let mut row = Record::new();
+            row.insert("Id".into(), Value::String(id.to_string()));
+            for f in &query.fields {
+                match f.split_once('.') {
+                    None => {
+                        row.insert(f.clone(), field(record, f).cloned().unwrap_or(Value::Null));
+                    }
+                    // A relationship path comes back as a nested record, as in Salesforce.
+                    Some((parent, name)) => {
+                        let parent_record = field(record, &format!("{parent}Id"))
+                            .and_then(Value::as_str)
+                            .and_then(|s| s.parse::<SfId>().ok())
+                            .and_then(|pid| objects.get(parent)?.get(&pid));
+                        let nested = row
+                            .entry(parent.to_string())
+                            .or_insert_with(|| Value::Object(Record::new()));
+                        if let (Some(p), Value::Object(nested)) = (parent_record, nested) {
+                            nested.insert(
+                                name.to_string(),
+                                field(p, name).cloned().unwrap_or(Value::Null),
+                            );
+                        }
+                    }
+                }
+            }
+            out.push(row);
+        }
+        Ok(out)
     }
 
     async fn update(
@@ -328,16 +383,22 @@ impl Crm for MemoryCrm {
     }
 }
 
-/// A Higher Logic tenant in memory: the last record pushed per key.
+/// A Higher Logic tenant in memory: the last record pushed per key, replaced whole by each push
+/// (Push API v2), deletes removing it.
 #[derive(Default)]
 pub struct MemoryCommunity {
     pub members: Mutex<BTreeMap<String, Member>>,
-    /// Keys whose records are refused (per-record error).
+    /// ContactIds whose delete was taken (and not re-created since).
+    pub deleted: Mutex<HashSet<String>>,
+    /// Keys whose records are refused (a 400 for that record alone).
     pub refuse: Mutex<HashSet<String>>,
+    /// The size of each push request.
     pub pushes: Mutex<Vec<usize>>,
-    pub events: Mutex<BTreeMap<String, Event>>,
-    /// Keyed `EventKey:LegacyContactKey`.
-    pub registrations: Mutex<BTreeMap<String, Registration>>,
+    pub meetings: Mutex<BTreeMap<String, Meeting>>,
+    /// (ContactId, MeetingId) of event groups pushed before their meeting: must stay empty.
+    pub orphan_event_groups: Mutex<Vec<(String, String)>>,
+    /// The GroupType of event registrations (for the orphan check); "Event" when empty.
+    pub event_group_type: Mutex<String>,
     /// Opt-out changes members made in the community (never the pushes).
     pub preferences: Mutex<Vec<EmailPreferenceChange>>,
     calls: AtomicU64,
@@ -347,44 +408,27 @@ impl MemoryCommunity {
     /// A member changes their email opt-out in the community at `at`.
     pub fn set_email_opt_out(&self, key: &SfId, opted_out: bool, at: DateTime<Utc>) {
         if let Some(m) = lock(&self.members).get_mut(key.as_str()) {
-            m.email_opt_out = opted_out;
+            m.do_not_email = opted_out;
         }
         lock(&self.preferences).push(EmailPreferenceChange {
             key: key.clone(),
-            email_opt_out: opted_out,
+            do_not_email: opted_out,
             updated_on: at,
         });
     }
 
-    fn push_keyed<T: Clone>(
-        &self,
-        records: &[T],
-        key: impl Fn(&T) -> String,
-        into: &Mutex<BTreeMap<String, T>>,
-    ) -> Vec<PushResult> {
-        let refuse = lock(&self.refuse).clone();
-        for _ in records.chunks(200) {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-        }
-        let mut stored = lock(into);
-        records
-            .iter()
-            .map(|r| {
-                let key = key(r);
-                if refuse.contains(&key) {
-                    return PushResult {
-                        key,
-                        error: Some("refused by the test".into()),
-                    };
-                }
-                stored.insert(key.clone(), r.clone());
-                PushResult { key, error: None }
-            })
-            .collect()
+    fn refused(&self, key: &str) -> Option<PushResult> {
+        lock(&self.refuse).contains(key).then(|| PushResult {
+            key: key.to_owned(),
+            error: Some(format!("ContactId {key}: refused by the test")),
+        })
     }
 
     pub fn member(&self, key: &str) -> Option<Member> {
         lock(&self.members).get(key).cloned()
+    }
+    pub fn is_deleted(&self, key: &str) -> bool {
+        lock(&self.deleted).contains(key)
     }
     pub fn len(&self) -> usize {
         lock(&self.members).len()
@@ -397,55 +441,58 @@ impl MemoryCommunity {
 #[async_trait]
 impl Community for MemoryCommunity {
     async fn push_members(&self, members: &[Member]) -> Result<Vec<PushResult>, SyncError> {
-        let refuse = lock(&self.refuse).clone();
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        lock(&self.pushes).push(members.len());
+        let event_type = {
+            let t = lock(&self.event_group_type);
+            if t.is_empty() { "Event".to_owned() } else { t.clone() }
+        };
+        let meetings = lock(&self.meetings);
         let mut stored = lock(&self.members);
-        for chunk in members.chunks(200) {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            lock(&self.pushes).push(chunk.len());
-        }
+        let mut deleted = lock(&self.deleted);
         Ok(members
             .iter()
             .map(|m| {
-                let key = m.legacy_contact_key.to_string();
-                if refuse.contains(&key) {
-                    return PushResult {
-                        key,
-                        error: Some("refused by the test".into()),
-                    };
+                let key = m.contact_id.to_string();
+                if let Some(refused) = self.refused(&key) {
+                    return refused;
                 }
-                stored.insert(key.clone(), m.clone());
+                if m.is_deleted {
+                    stored.remove(&key);
+                    deleted.insert(key.clone());
+                } else {
+                    for g in m.event_groups(&event_type) {
+                        if !meetings.contains_key(g.key.as_str()) {
+                            lock(&self.orphan_event_groups)
+                                .push((key.clone(), g.key.to_string()));
+                        }
+                    }
+                    deleted.remove(&key);
+                    stored.insert(key.clone(), m.clone());
+                }
                 PushResult { key, error: None }
             })
             .collect())
     }
 
-    async fn push_events(&self, events: &[Event]) -> Result<Vec<PushResult>, SyncError> {
-        Ok(self.push_keyed(events, |e| e.event_key.to_string(), &self.events))
-    }
-
-    async fn push_registrations(
-        &self,
-        registrations: &[Registration],
-    ) -> Result<Vec<PushResult>, SyncError> {
-        let known: HashSet<String> = lock(&self.events).keys().cloned().collect();
-        let (filed, unknown): (Vec<&Registration>, Vec<&Registration>) = registrations
+    async fn push_meetings(&self, meetings: &[Meeting]) -> Result<Vec<PushResult>, SyncError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut stored = lock(&self.meetings);
+        Ok(meetings
             .iter()
-            .partition(|r| known.contains(r.event_key.as_str()));
-        let filed: Vec<Registration> = filed.into_iter().cloned().collect();
-        let key = |r: &Registration| format!("{}:{}", r.event_key, r.legacy_contact_key);
-        let mut results = self.push_keyed(&filed, key, &self.registrations);
-        // As Higher Logic does: a registration is filed under an event it knows.
-        results.extend(unknown.into_iter().map(|r| PushResult {
-            key: key(r),
-            error: Some(format!("unknown EventKey {}", r.event_key)),
-        }));
-        let order: HashMap<String, usize> = registrations
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (key(r), i))
-            .collect();
-        results.sort_by_key(|r| order.get(&r.key).copied().unwrap_or(usize::MAX));
-        Ok(results)
+            .map(|m| {
+                let key = m.meeting_id.to_string();
+                if let Some(refused) = self.refused(&key) {
+                    return refused;
+                }
+                if m.is_deleted {
+                    stored.remove(&key);
+                } else {
+                    stored.insert(key.clone(), m.clone());
+                }
+                PushResult { key, error: None }
+            })
+            .collect())
     }
 
     async fn email_preferences_since(
@@ -453,19 +500,11 @@ impl Community for MemoryCommunity {
         since: DateTime<Utc>,
     ) -> Result<Vec<EmailPreferenceChange>, SyncError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let mut latest: BTreeMap<SfId, EmailPreferenceChange> = BTreeMap::new();
-        for c in lock(&self.preferences)
+        let mut out: Vec<EmailPreferenceChange> = lock(&self.preferences)
             .iter()
             .filter(|c| c.updated_on > since)
-        {
-            if latest
-                .get(&c.key)
-                .is_none_or(|l| c.updated_on >= l.updated_on)
-            {
-                latest.insert(c.key.clone(), c.clone());
-            }
-        }
-        let mut out: Vec<EmailPreferenceChange> = latest.into_values().collect();
+            .cloned()
+            .collect();
         out.sort_by(|a, b| (a.updated_on, &a.key).cmp(&(b.updated_on, &b.key)));
         Ok(out)
     }

@@ -127,7 +127,7 @@ async fn run(
     let mut latest: BTreeMap<SfId, &EmailPreferenceChange> = BTreeMap::new();
     for c in &changes {
         let slot = latest.entry(c.key.clone()).or_insert(c);
-        if (c.updated_on, c.email_opt_out) > (slot.updated_on, slot.email_opt_out) {
+        if (c.updated_on, c.do_not_email) > (slot.updated_on, slot.do_not_email) {
             *slot = c;
         }
     }
@@ -164,7 +164,7 @@ async fn run(
             sf_value,
             modstamp,
             cursor,
-            change.email_opt_out,
+            change.do_not_email,
             change.updated_on,
         ) {
             Some(value) => {
@@ -252,7 +252,7 @@ mod tests {
     fn the_watermark_stops_before_the_first_failure() {
         let c = |n: u32, minute: u32| EmailPreferenceChange {
             key: id(n),
-            email_opt_out: true,
+            do_not_email: true,
             updated_on: at(minute),
         };
         let changes = vec![c(1, 1), c(2, 2), c(3, 2), c(4, 3)];

@@ -129,6 +129,9 @@ struct Feed {
     kind: RecordKind,
     cursor_field: String,
     filter: Option<String>,
+    /// Queue the record this reference names instead of the changed one, marked `full` (its
+    /// own cursor says nothing of when the named record was last read).
+    key_field: Option<&'static str>,
 }
 
 /// A text as a SOQL string literal (quotes and backslashes escaped).
@@ -148,6 +151,7 @@ fn feeds(cfg: &Config) -> Vec<Feed> {
             kind: RecordKind::Contact,
             cursor_field: "SystemModstamp".into(),
             filter: Some("IsDeleted = true".into()),
+            key_field: None,
         });
     }
     feeds.insert(
@@ -158,6 +162,7 @@ fn feeds(cfg: &Config) -> Vec<Feed> {
             kind: RecordKind::Contact,
             cursor_field,
             filter: None,
+            key_field: None,
         },
     );
     if cfg.events.enabled {
@@ -170,13 +175,17 @@ fn feeds(cfg: &Config) -> Vec<Feed> {
             kind: RecordKind::Campaign,
             cursor_field: "SystemModstamp".into(),
             filter: Some(format!("Type = {campaign_type}")),
+            key_field: None,
         });
+        // A registration travels on its Contact's record (SPEC §6): a CampaignMember that
+        // changed, appeared or was deleted queues its Contact, which is re-read whole.
         feeds.push(Feed {
             name: FEED_CAMPAIGN_MEMBERS,
             object: "CampaignMember",
-            kind: RecordKind::CampaignMember,
+            kind: RecordKind::Contact,
             cursor_field: "SystemModstamp".into(),
             filter: Some(format!("Campaign.Type = {campaign_type}")),
+            key_field: Some("ContactId"),
         });
     }
     feeds
@@ -314,7 +323,11 @@ async fn scan_all(
     if opts.deadline.near() {
         return Ok(());
     }
-    if let Some(community) = deps.community {
+    // Only where the tenant provides an email-preference feed (SPEC §6); otherwise no call.
+    if let Some(community) = deps
+        .community
+        .filter(|_| cfg.higher_logic.email_preferences_url.is_some())
+    {
         report.email_preferences = Some(optout::write_back(deps, community).await?);
     }
     Ok(())
@@ -426,6 +439,7 @@ async fn scan_window(
         window: cp.window(),
         filter: feed.filter.clone(),
         include_deleted: true,
+        key_field: feed.key_field.map(str::to_owned),
     };
     let mut pages = crm.changes(query).await?;
     while let Some(page) = pages.next_page().await? {
@@ -433,19 +447,28 @@ async fn scan_window(
         let last = (last.cursor, last.id.clone());
         let bodies: Vec<String> = page
             .iter()
-            .map(|c| {
-                WorkMessage::of(
+            .filter_map(|c| match feed.key_field {
+                None => Some(WorkMessage::of(
                     feed.kind,
                     c.id.clone(),
                     Some(c.cursor),
                     &opts.run_id,
                     c.deleted,
-                )
-                .to_body()
+                )),
+                // A Lead's CampaignMember names no Contact: nothing to queue.
+                Some(_) => c.key.clone().map(|key| WorkMessage {
+                    full: true,
+                    ..WorkMessage::of(feed.kind, key, Some(c.cursor), &opts.run_id, false)
+                }),
             })
+            .map(|m| m.to_body())
             .collect();
         let count = bodies.len() as u64;
-        let failed = queue.send(bodies).await?;
+        let failed = if bodies.is_empty() {
+            Vec::new()
+        } else {
+            queue.send(bodies).await?
+        };
         if !failed.is_empty() {
             return Err(SyncError::Transient {
                 service: crate::error::Service::Aws,
@@ -457,7 +480,9 @@ async fn scan_window(
         }
         report.changed += count;
         report.sent += count;
-        report.deleted += page.iter().filter(|c| c.deleted).count() as u64;
+        if feed.key_field.is_none() {
+            report.deleted += page.iter().filter(|c| c.deleted).count() as u64;
+        }
         cp.after = Some(last);
         mark.save_checkpoint(state, cp).await?;
         if opts.deadline.near() {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hlsync_core::allotment::ApiUsage;
-use hlsync_core::event::{Event, Registration};
+use hlsync_core::event::Meeting;
 use hlsync_core::id::SfId;
 use hlsync_core::member::Member;
 use hlsync_core::watermark::Window;
@@ -41,6 +41,9 @@ pub struct ChangeQuery {
     pub filter: Option<String>,
     /// `queryAll` (deleted rows included) rather than `query`.
     pub include_deleted: bool,
+    /// A reference field whose value is the record to work on instead of the changed one
+    /// (a CampaignMember's `ContactId`: its Contact is re-read); `None`: the record itself.
+    pub key_field: Option<String>,
 }
 
 impl ChangeQuery {
@@ -48,8 +51,13 @@ impl ChangeQuery {
     /// records that share a timestamp are never lost when a run resumes mid-window.
     pub fn soql(&self) -> String {
         let cursor = &self.cursor_field;
+        let key = self
+            .key_field
+            .as_ref()
+            .map(|k| format!(", {k}"))
+            .unwrap_or_default();
         let mut soql = format!(
-            "SELECT Id, {cursor}, IsDeleted FROM {} WHERE {}",
+            "SELECT Id, {cursor}, IsDeleted{key} FROM {} WHERE {}",
             self.object,
             self.window.soql_condition(cursor)
         );
@@ -67,6 +75,45 @@ pub struct Change {
     pub id: SfId,
     pub cursor: DateTime<Utc>,
     pub deleted: bool,
+    /// The value of the query's `key_field` (null for a Lead's CampaignMember); `None` when the
+    /// query has none.
+    pub key: Option<SfId>,
+}
+
+/// Live records of `object` whose reference `field` is one of `ids` (and that pass `filter`):
+/// a Contact's CampaignMembers, an Account's Contacts. Read with `query`, many Ids per call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindBy {
+    pub object: String,
+    /// Fields to select; relationship paths (`Campaign.Name`) come back as nested records.
+    pub fields: Vec<String>,
+    pub field: String,
+    pub ids: Vec<SfId>,
+    /// Extra SOQL condition ANDed to the `IN` list.
+    pub filter: Option<String>,
+}
+
+impl FindBy {
+    /// How many Ids one query carries: 500 quoted 18-character Ids keep the encoded URL under
+    /// Salesforce's 16,384-byte limit with room for the select list.
+    pub const IDS_PER_QUERY: usize = 500;
+
+    /// The SOQL of one query over `ids` (a chunk of at most [`FindBy::IDS_PER_QUERY`]).
+    pub fn soql(&self, ids: &[SfId]) -> String {
+        let list: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
+        let mut soql = format!(
+            "SELECT {} FROM {} WHERE {} IN ({})",
+            self.fields.join(", "),
+            self.object,
+            self.field,
+            list.join(",")
+        );
+        if let Some(filter) = &self.filter {
+            soql.push_str(&format!(" AND ({filter})"));
+        }
+        soql.push_str(" ORDER BY Id ASC");
+        soql
+    }
 }
 
 /// Every live record of `object` in Id order, from after `after` (keyset paging): the full
@@ -130,6 +177,10 @@ pub trait Crm: Send + Sync {
     ) -> Result<Vec<Option<Record>>, SyncError>;
     /// Lists every live record of an object in Id order (`query`, not `queryAll`).
     async fn scan(&self, scan: IdScan) -> Result<Box<dyn ChangePages>, SyncError>;
+    /// Every live record the query finds, all pages read: one API call per
+    /// [`FindBy::IDS_PER_QUERY`] Ids (more only when one chunk finds over 2,000 records). Either
+    /// all of them or an error: never a partial answer.
+    async fn find_by(&self, query: FindBy) -> Result<Vec<Record>, SyncError>;
     /// Updates records (`(object, Id, fields)`), many per API call; one result per record, in order.
     async fn update(
         &self,
@@ -149,22 +200,31 @@ pub struct PushResult {
     pub error: Option<String>,
 }
 
-/// A member's opt-out change made in Higher Logic.
-pub use hlsync_higher_logic::EmailPreferenceChange;
+/// A member's email opt-out changed in Higher Logic, as the tenant's feed lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailPreferenceChange {
+    /// The member's ContactId.
+    pub key: SfId,
+    pub do_not_email: bool,
+    /// Higher Logic's time of the change.
+    pub updated_on: DateTime<Utc>,
+}
 
-/// The Higher Logic community.
+/// The Higher Logic community (its data Push API v2).
+///
+/// Contract: a push replaces the whole record Higher Logic holds (what it leaves out is
+/// removed), so pushing the same record twice changes nothing: callers may retry freely. Records
+/// are taken or refused one by one: one refused record never keeps its neighbours out.
 #[async_trait]
 pub trait Community: Send + Sync {
-    /// Pushes full member records; one result per record, in order.
+    /// Pushes full member records (one request's worth: at most `higher_logic.batch_size`);
+    /// one result per record, in input order, keyed by ContactId.
     async fn push_members(&self, members: &[Member]) -> Result<Vec<PushResult>, SyncError>;
-    /// Pushes events (Campaigns); results keyed by EventKey.
-    async fn push_events(&self, events: &[Event]) -> Result<Vec<PushResult>, SyncError>;
-    /// Pushes registrations (CampaignMembers); results keyed `EventKey:LegacyContactKey`.
-    async fn push_registrations(
-        &self,
-        registrations: &[Registration],
-    ) -> Result<Vec<PushResult>, SyncError>;
-    /// Opt-out changes members made in Higher Logic strictly after `since`.
+    /// Pushes meetings (Campaigns), at most `batch_size`; one result per record, in input
+    /// order, keyed by MeetingId. A member's event group names a meeting pushed before it.
+    async fn push_meetings(&self, meetings: &[Meeting]) -> Result<Vec<PushResult>, SyncError>;
+    /// Opt-out changes members made in Higher Logic strictly after `since`, from the tenant's
+    /// email-preference feed (only called when `higher_logic.email_preferences_url` is set).
     async fn email_preferences_since(
         &self,
         since: DateTime<Utc>,

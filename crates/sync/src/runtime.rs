@@ -72,8 +72,11 @@ impl Resources {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HigherLogicSecret {
-    pub tenant_code: String,
     pub api_key: SecretString,
+    /// Written by secrets made for the push API's first version; Push API v2 identifies the
+    /// tenant by its key alone, so it is accepted and ignored.
+    #[serde(default, rename = "tenant_code")]
+    _tenant_code: Option<serde::de::IgnoredAny>,
 }
 
 /// The secret's JSON document (SPEC.md §4).

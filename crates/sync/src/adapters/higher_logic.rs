@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use hlsync_core::event::{Event, Registration};
+use hlsync_core::event::Meeting;
 use hlsync_core::member::Member;
 use hlsync_higher_logic::{
     HigherLogicClient, HigherLogicCredentials, HlError, IntervalLimiter, RateLimiter, RecordResult,
@@ -104,7 +104,6 @@ impl HigherLogicCommunity {
             .usable_for(Service::HigherLogic, CREDENTIALS_REJECTED_DOC)
             .await?;
         let creds = HigherLogicCredentials {
-            tenant_code: secret.higher_logic.tenant_code.clone(),
             api_key: secret.higher_logic.api_key.clone(),
         };
         let client = Arc::new(
@@ -159,22 +158,13 @@ impl HigherLogicCommunity {
 impl Community for HigherLogicCommunity {
     async fn push_members(&self, members: &[Member]) -> Result<Vec<PushResult>, SyncError> {
         let (version, client) = self.client().await?;
-        let answer = client.push_contacts(members).await;
+        let answer = client.push_members(members).await;
         Ok(results(self.outcome(&version, answer).await?))
     }
 
-    async fn push_events(&self, events: &[Event]) -> Result<Vec<PushResult>, SyncError> {
+    async fn push_meetings(&self, meetings: &[Meeting]) -> Result<Vec<PushResult>, SyncError> {
         let (version, client) = self.client().await?;
-        let answer = client.push_events(events).await;
-        Ok(results(self.outcome(&version, answer).await?))
-    }
-
-    async fn push_registrations(
-        &self,
-        registrations: &[Registration],
-    ) -> Result<Vec<PushResult>, SyncError> {
-        let (version, client) = self.client().await?;
-        let answer = client.push_registrations(registrations).await;
+        let answer = client.push_meetings(meetings).await;
         Ok(results(self.outcome(&version, answer).await?))
     }
 
@@ -184,7 +174,16 @@ impl Community for HigherLogicCommunity {
     ) -> Result<Vec<EmailPreferenceChange>, SyncError> {
         let (version, client) = self.client().await?;
         let answer = client.email_preferences_since(since).await;
-        self.outcome(&version, answer).await
+        Ok(self
+            .outcome(&version, answer)
+            .await?
+            .into_iter()
+            .map(|c| EmailPreferenceChange {
+                key: c.key,
+                do_not_email: c.do_not_email,
+                updated_on: c.updated_on,
+            })
+            .collect())
     }
 
     fn calls_made(&self) -> u64 {

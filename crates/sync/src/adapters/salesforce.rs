@@ -19,7 +19,8 @@ use tracing::info;
 
 use crate::error::{Service, SyncError};
 use crate::ports::{
-    Change, ChangePages, ChangeQuery, Crm, Describe, IdScan, OrgStatus, Record, WriteResult,
+    Change, ChangePages, ChangeQuery, Crm, Describe, FindBy, IdScan, OrgStatus, Record,
+    WriteResult,
 };
 use crate::runtime::Credentials;
 
@@ -140,6 +141,7 @@ impl SalesforceCrm {
         client: SalesforceClient,
         pager: QueryPager,
         cursor_field: String,
+        key_field: Option<String>,
     ) -> Box<dyn ChangePages> {
         let version = self
             .current
@@ -151,6 +153,7 @@ impl SalesforceCrm {
         Box::new(Pages {
             pager,
             cursor_field,
+            key_field,
             credentials: Arc::clone(&self.credentials),
             version,
             client,
@@ -194,6 +197,7 @@ async fn rejection_recorded(
 struct Pages {
     pager: QueryPager,
     cursor_field: String,
+    key_field: Option<String>,
     /// To record a login rejected while paging (a session that expired mid-scan re-logs in).
     credentials: Arc<Credentials>,
     version: String,
@@ -245,10 +249,20 @@ impl ChangePages for Pages {
             let deleted = field(r, "IsDeleted")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
+            let key = match &self.key_field {
+                None => None,
+                Some(k) => match field(r, k).and_then(Value::as_str) {
+                    None => None,
+                    Some(text) => Some(text.parse().map_err(|e| {
+                        SyncError::failed(format!("{id}: `{k}` is not a Salesforce Id: {e}"))
+                    })?),
+                },
+            };
             changes.push(Change {
                 id,
                 cursor,
                 deleted,
+                key,
             });
         }
         Ok(Some(changes))
@@ -306,7 +320,9 @@ impl Crm for SalesforceCrm {
             client.query(&soql)
         };
         match pager {
-            Ok(pager) => Ok(self.pages(client, pager, query.cursor_field).await),
+            Ok(pager) => Ok(self
+                .pages(client, pager, query.cursor_field, query.key_field)
+                .await),
             Err(e) => Err(self.on_error(e).await),
         }
     }
@@ -329,9 +345,28 @@ impl Crm for SalesforceCrm {
     async fn scan(&self, scan: IdScan) -> Result<Box<dyn ChangePages>, SyncError> {
         let client = self.client().await?;
         match client.query(&scan.soql()) {
-            Ok(pager) => Ok(self.pages(client, pager, "SystemModstamp".into()).await),
+            Ok(pager) => Ok(self
+                .pages(client, pager, "SystemModstamp".into(), None)
+                .await),
             Err(e) => Err(self.on_error(e).await),
         }
+    }
+
+    async fn find_by(&self, query: FindBy) -> Result<Vec<Record>, SyncError> {
+        let client = self.client().await?;
+        let mut out = Vec::new();
+        for ids in query.ids.chunks(FindBy::IDS_PER_QUERY) {
+            let records = match client.query(&query.soql(ids)) {
+                Ok(pager) => pager.collect_all().await,
+                Err(e) => Err(e),
+            };
+            self.observe(&client);
+            match records {
+                Ok(records) => out.extend(records),
+                Err(e) => return Err(self.on_error(e).await),
+            }
+        }
+        Ok(out)
     }
 
     async fn update(

@@ -1,0 +1,194 @@
+//! What a Member Refresh batch is made of: the messages, what they ask for per record, the
+//! report, and the ways a message can end (done, failed for a retry, dead-lettered).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use hlsync_core::config::Config;
+use hlsync_core::id::SfId;
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::error::SyncError;
+use crate::message::{RecordKind, WorkMessage};
+use crate::ports::{Community, Crm, StateStore, WorkQueue};
+
+/// One queue message as the event source hands it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingMessage {
+    pub message_id: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemberReport {
+    pub received: u64,
+    /// Distinct Contacts named by the batch.
+    pub contacts: u64,
+    /// Contacts whose stored push already covers the message's change: not re-read.
+    pub already_current: u64,
+    pub pushed: u64,
+    /// Re-read, but the mapped record equals the last one pushed.
+    pub skipped_unchanged: u64,
+    /// Pushed as inactive (`IsMember: false`, no groups).
+    pub deactivated: u64,
+    /// Pushed as deleted.
+    pub deleted: u64,
+    /// Malformed or unmappable messages sent straight to the dead-letter queue, and records
+    /// Higher Logic refused on their own.
+    pub dead_lettered: u64,
+    /// Message ids to report back as failed (retried by the queue, then dead-lettered).
+    pub failed_message_ids: Vec<String>,
+    pub salesforce_calls: u64,
+    pub higher_logic_calls: u64,
+    /// Meetings (Campaigns) pushed, deleted ones included.
+    #[serde(default)]
+    pub meetings_pushed: u64,
+    /// Event registrations carried on the pushed members' records.
+    #[serde(default)]
+    pub registrations_pushed: u64,
+    /// The ids of the messages counted in `dead_lettered`: done with, whatever else happens.
+    #[serde(skip)]
+    pub dead_lettered_ids: Vec<String>,
+}
+
+/// The whole batch could not be worked (credentials rejected, allotment exhausted). `report`
+/// says what happened before it stopped; its `failed_message_ids` are every message still to be
+/// retried, which leaves out the ones already sent to the dead-letter queue.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct BatchError {
+    pub error: SyncError,
+    pub report: MemberReport,
+}
+
+pub struct MemberDeps<'a> {
+    pub cfg: &'a Config,
+    pub crm: &'a dyn Crm,
+    pub community: &'a dyn Community,
+    pub state: &'a dyn StateStore,
+    pub queue: &'a dyn WorkQueue,
+}
+
+/// The messages that name one record, and what they ask for together.
+#[derive(Debug, Default)]
+pub(crate) struct Wanted {
+    pub(crate) message_ids: Vec<String>,
+    /// The newest change among them.
+    pub(crate) cursor: Option<DateTime<Utc>>,
+    /// Re-read even when the stored push is newer than the change.
+    pub(crate) full: bool,
+    /// Push even when the mapped record equals the last one pushed.
+    pub(crate) force: bool,
+}
+
+impl Wanted {
+    fn add(&mut self, message_id: &str, msg: &WorkMessage) {
+        self.message_ids.push(message_id.to_owned());
+        self.cursor = self.cursor.max(msg.cursor);
+        self.full |= msg.full;
+        self.force |= msg.force;
+    }
+
+    /// Whether a push made from a read at `pushed_cursor` already carries this change.
+    pub(crate) fn covered_by(&self, pushed_cursor: Option<DateTime<Utc>>) -> bool {
+        match (pushed_cursor, self.cursor) {
+            (Some(done), Some(change)) => !self.full && change <= done,
+            _ => false,
+        }
+    }
+}
+
+/// A batch's messages sorted by what they name. Malformed ones are not here: [`Batch::parse`]
+/// dead-letters them.
+#[derive(Default)]
+pub(crate) struct Batch {
+    pub(crate) contacts: BTreeMap<SfId, Wanted>,
+    pub(crate) campaigns: BTreeMap<SfId, Wanted>,
+    /// Messages written before registrations travelled on the Contact's record: they name a
+    /// CampaignMember, whose Contact is to be re-read.
+    pub(crate) campaign_members: BTreeMap<SfId, Wanted>,
+    pub(crate) messages: Vec<IncomingMessage>,
+}
+
+impl Batch {
+    /// Parses each message on its own: one bad body must not fail the batch.
+    pub(crate) async fn parse(
+        deps: &MemberDeps<'_>,
+        messages: Vec<IncomingMessage>,
+        report: &mut MemberReport,
+    ) -> Batch {
+        let mut batch = Batch::default();
+        for m in &messages {
+            match WorkMessage::parse(&m.body) {
+                Ok(msg) => {
+                    let into = match msg.kind {
+                        RecordKind::Contact => &mut batch.contacts,
+                        RecordKind::Campaign => &mut batch.campaigns,
+                        RecordKind::CampaignMember => &mut batch.campaign_members,
+                    };
+                    into.entry(msg.id.clone())
+                        .or_default()
+                        .add(&m.message_id, &msg);
+                }
+                Err(e) => dead_letter(deps, m, &e.to_string(), report).await,
+            }
+        }
+        batch.messages = messages;
+        batch
+    }
+
+    /// The messages behind `wanted`.
+    pub(crate) fn messages_of<'a>(
+        &'a self,
+        wanted: &'a Wanted,
+    ) -> impl Iterator<Item = &'a IncomingMessage> {
+        self.messages
+            .iter()
+            .filter(|m| wanted.message_ids.contains(&m.message_id))
+    }
+}
+
+/// Reports every message of `wanted` as failed: the queue retries them later.
+pub(crate) fn fail_all<'a>(report: &mut MemberReport, wanted: impl Iterator<Item = &'a Wanted>) {
+    for w in wanted {
+        report
+            .failed_message_ids
+            .extend(w.message_ids.iter().cloned());
+    }
+}
+
+/// Sends a message that can never succeed to the dead-letter queue, or, if that fails, reports
+/// it as failed (the queue's redrive policy then moves it there after its retries).
+pub(crate) async fn dead_letter(
+    deps: &MemberDeps<'_>,
+    m: &IncomingMessage,
+    reason: &str,
+    report: &mut MemberReport,
+) {
+    match deps.queue.dead_letter(&m.body, reason).await {
+        Ok(()) => {
+            warn!(message_id = %m.message_id, reason, "message sent to the dead-letter queue");
+            report.dead_lettered += 1;
+            report.dead_lettered_ids.push(m.message_id.clone());
+        }
+        Err(e) => {
+            // The queue's own redrive policy moves it to the DLQ after its retries.
+            warn!(message_id = %m.message_id, error = %e, "could not dead-letter the message; reporting it as failed");
+            report.failed_message_ids.push(m.message_id.clone());
+        }
+    }
+}
+
+/// Dead-letters every message of `wanted` with `reason`.
+pub(crate) async fn dead_letter_all(
+    deps: &MemberDeps<'_>,
+    batch: &Batch,
+    wanted: &Wanted,
+    reason: &str,
+    report: &mut MemberReport,
+) {
+    for m in batch.messages_of(wanted) {
+        dead_letter(deps, m, reason, report).await;
+    }
+}

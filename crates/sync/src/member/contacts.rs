@@ -1,0 +1,372 @@
+//! Contacts → members, in named steps: skip the already current, read (Contacts, their Accounts,
+//! their registrations), map and diff, make sure the meetings exist, push and record.
+//!
+//! Where a Contact becomes a member: `hlsync_core::mapping::map_contact`, called from
+//! [`map_and_diff`]. Salesforce is read in batches, never one call per Contact: one
+//! `composite/sobjects` call per 2,000 Contacts, one more for their Accounts, and (with events)
+//! one query per 500 Contacts for their registrations. A Contact is pushed only from a complete
+//! read: Higher Logic replaces the whole record, so a push without the registrations would
+//! remove them.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use hlsync_core::event::{CAMPAIGN_MEMBER_FIELDS, campaign_membership};
+use hlsync_core::id::SfId;
+use hlsync_core::mapping::{CampaignMembership, ContactInput, map_contact};
+use hlsync_core::member::Member;
+use hlsync_core::schema::ContactSchema;
+use serde_json::{Map, Value};
+use tracing::{info, warn};
+
+use super::batch::{Batch, MemberDeps, MemberReport, Wanted, dead_letter_all, fail_all};
+use super::meetings::{ensure_meetings, named_campaigns};
+use crate::error::SyncError;
+use crate::periodic::soql_text;
+use crate::ports::{FindBy, Pushed, Record};
+
+/// Works the batch's Contact messages.
+pub(crate) async fn refresh_contacts(
+    deps: &MemberDeps<'_>,
+    batch: &Batch,
+    report: &mut MemberReport,
+) -> Result<(), SyncError> {
+    let wanted = &batch.contacts;
+    report.contacts = wanted.len() as u64;
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<SfId> = wanted.keys().cloned().collect();
+    let pushed = deps.state.pushed(&ids).await?;
+
+    // Step 1: a Contact whose last push was read at or after this change already carries it.
+    let to_read: Vec<SfId> = ids
+        .into_iter()
+        .filter(|id| !wanted[id].covered_by(pushed.get(id).and_then(|p| p.cursor)))
+        .collect();
+    report.already_current = (wanted.len() - to_read.len()) as u64;
+    if to_read.is_empty() {
+        return Ok(());
+    }
+
+    // Step 2: read everything the records are made of, or nothing.
+    let read = match read(deps, &to_read).await {
+        Ok(read) => read,
+        Err(e) if e.stops_run() => return Err(e),
+        Err(e) => {
+            warn!(error = %e, "could not read the Contacts; the batch will be retried");
+            fail_all(report, to_read.iter().map(|id| &wanted[id]));
+            return Ok(());
+        }
+    };
+
+    // Step 3: map, and keep only what differs from the last push.
+    let diff = map_and_diff(deps, batch, &to_read, &read, &pushed, report).await;
+    if !diff.unchanged.is_empty()
+        && let Err(e) = deps.state.record_pushed(&diff.unchanged).await
+    {
+        warn!(error = %e, "could not record the newer cursors of unchanged Contacts");
+    }
+    let mut outgoing = diff.outgoing;
+    if outgoing.is_empty() {
+        return Ok(());
+    }
+
+    // Step 4: the meetings their event groups name go first.
+    let event_type = &deps.cfg.events.group_type;
+    let named = named_campaigns(
+        outgoing
+            .iter()
+            .flat_map(|o| o.member.event_groups(event_type)),
+    );
+    let lacking = match ensure_meetings(deps, named, report).await {
+        Ok(lacking) => lacking,
+        Err(e) if e.stops_run() => return Err(e),
+        Err(e) => {
+            warn!(error = %e, "could not push the meetings the members name; the batch will be retried");
+            fail_all(report, outgoing.iter().map(|o| &wanted[&o.member.contact_id]));
+            return Ok(());
+        }
+    };
+    if !lacking.is_empty() {
+        outgoing.retain(|o| {
+            let waits = o
+                .member
+                .event_groups(event_type)
+                .any(|g| lacking.iter().any(|c| c.as_str() == g.key.as_str()));
+            if waits {
+                warn!(contact = %o.member.contact_id, "a meeting this member is registered for is not in Higher Logic yet; retried later");
+                fail_all(report, std::iter::once(&wanted[&o.member.contact_id]));
+            }
+            !waits
+        });
+    }
+
+    // Step 5: push, a request at a time, and record what Higher Logic took.
+    push_and_record(deps, batch, &outgoing, report).await?;
+    info!(
+        contacts = report.contacts,
+        pushed = report.pushed,
+        skipped = report.skipped_unchanged,
+        failed = report.failed_message_ids.len(),
+        "member refresh batch done"
+    );
+    Ok(())
+}
+
+/// What the Member Refresh read for a batch of Contacts.
+struct Read {
+    schema: ContactSchema,
+    /// In the order asked; `None`: absent (deleted).
+    contacts: Vec<Option<Record>>,
+    account_names: HashMap<SfId, String>,
+    registrations: HashMap<SfId, Vec<CampaignMembership>>,
+}
+
+async fn read(deps: &MemberDeps<'_>, ids: &[SfId]) -> Result<Read, SyncError> {
+    let describe = deps.crm.describe_contact(false).await?;
+    let schema = ContactSchema::build(&describe.fields, &describe.record_types, deps.cfg)
+        .map_err(|e| SyncError::failed(e.to_string()))?;
+    let contacts = deps
+        .crm
+        .read("Contact", ids, &schema.contact_fields())
+        .await?;
+    let account_names = read_account_names(deps, &contacts).await?;
+    let live: Vec<SfId> = ids
+        .iter()
+        .zip(&contacts)
+        .filter(|(_, r)| r.is_some())
+        .map(|(id, _)| id.clone())
+        .collect();
+    let registrations = read_registrations(deps, &live).await?;
+    Ok(Read {
+        schema,
+        contacts,
+        account_names,
+        registrations,
+    })
+}
+
+fn account_id(fields: &Map<String, Value>) -> Option<SfId> {
+    fields
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("AccountId"))
+        .and_then(|(_, v)| v.as_str())
+        .and_then(|s| s.parse().ok())
+}
+
+async fn read_account_names(
+    deps: &MemberDeps<'_>,
+    records: &[Option<Record>],
+) -> Result<HashMap<SfId, String>, SyncError> {
+    let ids: BTreeSet<SfId> = records.iter().flatten().filter_map(account_id).collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<SfId> = ids.into_iter().collect();
+    let accounts = deps
+        .crm
+        .read("Account", &ids, &["Id".to_string(), "Name".to_string()])
+        .await?;
+    Ok(ids
+        .into_iter()
+        .zip(accounts)
+        .filter_map(|(id, rec)| {
+            let name = rec?.get("Name")?.as_str()?.to_string();
+            Some((id, name))
+        })
+        .collect())
+}
+
+/// The event memberships of these Contacts: their CampaignMembers whose Campaign is of the
+/// events' type, one query per 500 Contacts. Nothing (and no call) when events are disabled.
+async fn read_registrations(
+    deps: &MemberDeps<'_>,
+    contacts: &[SfId],
+) -> Result<HashMap<SfId, Vec<CampaignMembership>>, SyncError> {
+    let events = &deps.cfg.events;
+    if !events.enabled || contacts.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = deps
+        .crm
+        .find_by(FindBy {
+            object: "CampaignMember".into(),
+            fields: CAMPAIGN_MEMBER_FIELDS
+                .iter()
+                .map(|f| (*f).to_string())
+                .collect(),
+            field: "ContactId".into(),
+            ids: contacts.to_vec(),
+            filter: Some(format!(
+                "Campaign.Type = {}",
+                soql_text(events.campaign_type.trim())
+            )),
+        })
+        .await?;
+    let mut out: HashMap<SfId, Vec<CampaignMembership>> = HashMap::new();
+    for row in &rows {
+        match campaign_membership(row) {
+            Ok(Some((contact, membership))) => out.entry(contact).or_default().push(membership),
+            Ok(None) => {}
+            // A row Salesforce wrote cannot be mended by a retry, but leaving it out would
+            // remove a registration: stop the batch loudly instead.
+            Err(e) => {
+                return Err(SyncError::failed(format!(
+                    "a CampaignMember row could not be read: {e}"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A member to push and the hash its push record will keep.
+pub(crate) struct Outgoing {
+    pub(crate) member: Member,
+    pub(crate) hash: String,
+    pub(crate) cursor: Option<DateTime<Utc>>,
+}
+
+struct Diff {
+    outgoing: Vec<Outgoing>,
+    /// Unchanged records whose newer cursor is worth remembering, so duplicates are not re-read.
+    unchanged: Vec<(SfId, Pushed)>,
+}
+
+async fn map_and_diff(
+    deps: &MemberDeps<'_>,
+    batch: &Batch,
+    ids: &[SfId],
+    read: &Read,
+    pushed: &HashMap<SfId, Pushed>,
+    report: &mut MemberReport,
+) -> Diff {
+    let mut diff = Diff {
+        outgoing: Vec::new(),
+        unchanged: Vec::new(),
+    };
+    for (id, record) in ids.iter().zip(&read.contacts) {
+        let wanted: &Wanted = &batch.contacts[id];
+        let stored = pushed.get(id);
+        let member = match record {
+            Some(fields) => {
+                let input = ContactInput {
+                    fields,
+                    account_name: account_id(fields)
+                        .and_then(|a| read.account_names.get(&a))
+                        .map(String::as_str),
+                    registrations: read.registrations.get(id).map_or(&[], Vec::as_slice),
+                };
+                match map_contact(&input, &read.schema, deps.cfg) {
+                    Ok(member) => member,
+                    Err(e) => {
+                        // Retrying will not make the record mappable: dead-letter its messages.
+                        warn!(contact = %id, error = %e, "Contact cannot be mapped");
+                        dead_letter_all(deps, batch, wanted, &e.to_string(), report).await;
+                        continue;
+                    }
+                }
+            }
+            // Absent when read: deleted.
+            None => Member::deleted(id.clone(), wanted.cursor),
+        };
+        // Higher Logic never had it: a deleted or inactive Contact need not be sent at all.
+        if stored.is_none() && (member.is_deleted || !member.is_member) {
+            report.skipped_unchanged += 1;
+            continue;
+        }
+        let hash = member.content_hash().to_string();
+        let cursor = member.modstamp.or(wanted.cursor);
+        if let Some(previous) = stored.filter(|p| p.hash == hash && !wanted.force) {
+            report.skipped_unchanged += 1;
+            if cursor > previous.cursor {
+                diff.unchanged.push((
+                    id.clone(),
+                    Pushed {
+                        cursor,
+                        ..previous.clone()
+                    },
+                ));
+            }
+            continue;
+        }
+        diff.outgoing.push(Outgoing {
+            member,
+            hash,
+            cursor,
+        });
+    }
+    diff
+}
+
+/// Pushes the members in requests of `higher_logic.batch_size` and records each request's
+/// results before the next. A record Higher Logic refused on its own goes to the dead-letter
+/// queue with Higher Logic's message; a request that failed as a whole is retried later.
+async fn push_and_record(
+    deps: &MemberDeps<'_>,
+    batch: &Batch,
+    outgoing: &[Outgoing],
+    report: &mut MemberReport,
+) -> Result<(), SyncError> {
+    let event_type = &deps.cfg.events.group_type;
+    for chunk in outgoing.chunks(deps.cfg.higher_logic.batch_size.max(1)) {
+        let wanted = |o: &Outgoing| &batch.contacts[&o.member.contact_id];
+        let members: Vec<Member> = chunk.iter().map(|o| o.member.clone()).collect();
+        let results = match deps.community.push_members(&members).await {
+            Ok(results) => results,
+            Err(e) if e.stops_run() => return Err(e),
+            Err(e) => {
+                warn!(error = %e, "the push to Higher Logic failed; these Contacts will be retried");
+                fail_all(report, chunk.iter().map(wanted));
+                continue;
+            }
+        };
+        let results: HashMap<&str, Option<&str>> = results
+            .iter()
+            .map(|r| (r.key.as_str(), r.error.as_deref()))
+            .collect();
+        let now = Utc::now();
+        let mut done = Vec::new();
+        for o in chunk {
+            let m = &o.member;
+            match results.get(m.contact_id.as_str()) {
+                Some(None) => {
+                    report.pushed += 1;
+                    report.registrations_pushed += m.event_groups(event_type).count() as u64;
+                    if m.is_deleted {
+                        report.deleted += 1;
+                    } else if !m.is_member {
+                        report.deactivated += 1;
+                    }
+                    done.push((
+                        m.contact_id.clone(),
+                        Pushed {
+                            hash: o.hash.clone(),
+                            cursor: o.cursor,
+                            pushed_at: now,
+                        },
+                    ));
+                }
+                Some(Some(message)) => {
+                    let reason = format!(
+                        "Higher Logic refused the record of Contact {}: {message}",
+                        m.contact_id
+                    );
+                    warn!(contact = %m.contact_id, error = message, "Higher Logic refused the record");
+                    dead_letter_all(deps, batch, wanted(o), &reason, report).await;
+                }
+                None => {
+                    warn!(contact = %m.contact_id, "Higher Logic gave no result for the record; its messages will be retried");
+                    fail_all(report, std::iter::once(wanted(o)));
+                }
+            }
+        }
+        if let Err(e) = deps.state.record_pushed(&done).await {
+            // Higher Logic has the records; pushing them again is harmless (the push is idempotent).
+            warn!(error = %e, "could not record what was pushed; those Contacts will be pushed again");
+            fail_all(report, done.iter().map(|(id, _)| &batch.contacts[id]));
+        }
+    }
+    Ok(())
+}

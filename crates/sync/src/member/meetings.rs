@@ -1,0 +1,268 @@
+//! Meetings: Campaigns of `events.campaign_type` pushed to Higher Logic's `/meeting`
+//! (SPEC.md §6), before any member record whose event group names them.
+//!
+//! Like Contacts, a Campaign message names a record that is re-read in batches (one
+//! `composite/sobjects` call per 2,000), mapped by `hlsync_core::event`, and pushed only when the
+//! mapped meeting differs from the last one pushed. A Campaign deleted, or whose `Type` no longer
+//! matches, is pushed as the delete shape if Higher Logic has it.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use hlsync_core::event::{CAMPAIGN_FIELDS, Meeting, map_campaign};
+use hlsync_core::id::SfId;
+use hlsync_core::time::parse_sf_datetime;
+use serde_json::Value;
+use tracing::warn;
+
+use super::batch::{Batch, MemberDeps, MemberReport, dead_letter_all, fail_all};
+use crate::error::SyncError;
+use crate::ports::{Pushed, Record};
+
+/// State key prefix of the push records of meetings (by Campaign Id).
+pub const MEETING_PREFIX: &str = "event#";
+
+fn modstamp(record: &Record) -> Option<DateTime<Utc>> {
+    record
+        .get("SystemModstamp")
+        .and_then(Value::as_str)
+        .and_then(parse_sf_datetime)
+}
+
+fn fields() -> Vec<String> {
+    CAMPAIGN_FIELDS.iter().map(|f| (*f).to_string()).collect()
+}
+
+fn keys<'a>(ids: impl Iterator<Item = &'a SfId>) -> Vec<String> {
+    ids.map(SfId::to_string).collect()
+}
+
+/// A meeting to push, with what its push record will hold.
+struct Outgoing {
+    id: SfId,
+    meeting: Meeting,
+    hash: String,
+    cursor: Option<DateTime<Utc>>,
+}
+
+/// Works the batch's Campaign messages.
+pub(crate) async fn refresh_campaigns(
+    deps: &MemberDeps<'_>,
+    batch: &Batch,
+    report: &mut MemberReport,
+) -> Result<(), SyncError> {
+    match work(deps, batch, report).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.stops_run() => Err(e),
+        Err(e) => {
+            warn!(error = %e, "could not work the Campaign messages; they will be retried");
+            fail_all(report, batch.campaigns.values());
+            Ok(())
+        }
+    }
+}
+
+async fn work(
+    deps: &MemberDeps<'_>,
+    batch: &Batch,
+    report: &mut MemberReport,
+) -> Result<(), SyncError> {
+    let campaigns = &batch.campaigns;
+    let pushed = deps
+        .state
+        .pushed_keys(MEETING_PREFIX, &keys(campaigns.keys()))
+        .await?;
+    let to_read: Vec<SfId> = campaigns
+        .iter()
+        .filter(|(id, w)| !w.covered_by(pushed.get(&id.to_string()).and_then(|p| p.cursor)))
+        .map(|(id, _)| id.clone())
+        .collect();
+    report.already_current += (campaigns.len() - to_read.len()) as u64;
+    if to_read.is_empty() {
+        return Ok(());
+    }
+    let records = deps.crm.read("Campaign", &to_read, &fields()).await?;
+    let mut outgoing = Vec::new();
+    let mut unchanged = Vec::new();
+    for (id, record) in to_read.iter().zip(records) {
+        let wanted = &campaigns[id];
+        let stored = pushed.get(&id.to_string());
+        let cursor = record.as_ref().and_then(modstamp).or(wanted.cursor);
+        let meeting = match &record {
+            Some(r) => match map_campaign(r, &deps.cfg.events.campaign_type) {
+                Ok(m) => m,
+                Err(e) => {
+                    // Retrying will not make it mappable.
+                    warn!(campaign = %id, error = %e, "Campaign cannot be mapped");
+                    dead_letter_all(deps, batch, wanted, &e.to_string(), report).await;
+                    continue;
+                }
+            },
+            // Absent when read: deleted.
+            None => Meeting::deleted(id.clone()),
+        };
+        // A meeting Higher Logic never had need not be deleted.
+        if meeting.is_deleted && stored.is_none() {
+            report.skipped_unchanged += 1;
+            continue;
+        }
+        let hash = meeting.content_hash().to_string();
+        if let Some(previous) = stored.filter(|p| p.hash == hash && !wanted.force) {
+            report.skipped_unchanged += 1;
+            if cursor > previous.cursor {
+                unchanged.push((
+                    id.to_string(),
+                    Pushed {
+                        cursor,
+                        ..previous.clone()
+                    },
+                ));
+            }
+            continue;
+        }
+        outgoing.push(Outgoing {
+            id: id.clone(),
+            meeting,
+            hash,
+            cursor,
+        });
+    }
+    if !unchanged.is_empty() {
+        deps.state
+            .record_pushed_keys(MEETING_PREFIX, &unchanged)
+            .await?;
+    }
+    let refused = push(deps, &outgoing, report).await?;
+    for (id, error) in refused {
+        let wanted = &campaigns[&id];
+        match error {
+            // Refused on its own (Higher Logic's 400 for this record alone): a retry cannot help.
+            Refusal::Record(message) => {
+                let reason = format!("Higher Logic refused meeting {id}: {message}");
+                dead_letter_all(deps, batch, wanted, &reason, report).await;
+            }
+            Refusal::Request => fail_all(report, std::iter::once(wanted)),
+        }
+    }
+    Ok(())
+}
+
+/// Why a meeting did not reach Higher Logic.
+pub(crate) enum Refusal {
+    /// Higher Logic refused this record alone, with this message.
+    Record(String),
+    /// The request it was in failed as a whole (worth retrying).
+    Request,
+}
+
+/// Pushes meetings in requests of `batch_size` and records the ones taken. Answers the ones that
+/// were not, and why.
+async fn push(
+    deps: &MemberDeps<'_>,
+    outgoing: &[Outgoing],
+    report: &mut MemberReport,
+) -> Result<Vec<(SfId, Refusal)>, SyncError> {
+    let mut refused = Vec::new();
+    for chunk in outgoing.chunks(deps.cfg.higher_logic.batch_size.max(1)) {
+        let meetings: Vec<Meeting> = chunk.iter().map(|o| o.meeting.clone()).collect();
+        let results = match deps.community.push_meetings(&meetings).await {
+            Ok(results) => results,
+            Err(e) if e.stops_run() => return Err(e),
+            Err(e) => {
+                warn!(error = %e, "the meeting push failed; its Campaigns will be retried");
+                refused.extend(chunk.iter().map(|o| (o.id.clone(), Refusal::Request)));
+                continue;
+            }
+        };
+        let results: HashMap<&str, Option<&str>> = results
+            .iter()
+            .map(|r| (r.key.as_str(), r.error.as_deref()))
+            .collect();
+        let now = Utc::now();
+        let mut done = Vec::new();
+        for o in chunk {
+            match results.get(o.id.as_str()) {
+                Some(None) => {
+                    report.meetings_pushed += 1;
+                    done.push((
+                        o.id.to_string(),
+                        Pushed {
+                            hash: o.hash.clone(),
+                            cursor: o.cursor,
+                            pushed_at: now,
+                        },
+                    ));
+                }
+                Some(Some(message)) => {
+                    warn!(campaign = %o.id, error = message, "Higher Logic refused the meeting");
+                    refused.push((o.id.clone(), Refusal::Record((*message).to_owned())));
+                }
+                None => refused.push((o.id.clone(), Refusal::Request)),
+            }
+        }
+        deps.state
+            .record_pushed_keys(MEETING_PREFIX, &done)
+            .await?;
+    }
+    Ok(refused)
+}
+
+/// Makes sure Higher Logic has every meeting in `campaigns` before a member record names it:
+/// the ones never pushed are read and pushed now (the queue does not keep the order in which the
+/// Periodic Refresh sent a Campaign and its registrations). Answers the Campaigns Higher Logic
+/// still lacks: the members that name them must wait.
+pub(crate) async fn ensure_meetings(
+    deps: &MemberDeps<'_>,
+    campaigns: BTreeSet<SfId>,
+    report: &mut MemberReport,
+) -> Result<BTreeSet<SfId>, SyncError> {
+    if campaigns.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let pushed = deps
+        .state
+        .pushed_keys(MEETING_PREFIX, &keys(campaigns.iter()))
+        .await?;
+    let missing: Vec<SfId> = campaigns
+        .into_iter()
+        .filter(|id| !pushed.contains_key(&id.to_string()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let records = deps.crm.read("Campaign", &missing, &fields()).await?;
+    let mut outgoing = Vec::new();
+    let mut lacking = BTreeSet::new();
+    for (id, record) in missing.iter().zip(records) {
+        let meeting = record
+            .as_ref()
+            .map(|r| map_campaign(r, &deps.cfg.events.campaign_type));
+        match meeting {
+            Some(Ok(meeting)) if !meeting.is_deleted => outgoing.push(Outgoing {
+                hash: meeting.content_hash().to_string(),
+                cursor: record.as_ref().and_then(modstamp),
+                id: id.clone(),
+                meeting,
+            }),
+            other => {
+                // Gone, or no longer an event, since the registrations were read: the next read
+                // of the member leaves it out.
+                warn!(campaign = %id, outcome = ?other.map(|m| m.map(|m| m.is_deleted)), "an event group names a Campaign that is not an event now");
+                lacking.insert(id.clone());
+            }
+        }
+    }
+    for (id, _) in push(deps, &outgoing, report).await? {
+        lacking.insert(id);
+    }
+    Ok(lacking)
+}
+
+/// The Campaign Ids the event groups of these members name.
+pub(crate) fn named_campaigns<'a>(
+    event_groups: impl Iterator<Item = &'a hlsync_core::member::Group>,
+) -> BTreeSet<SfId> {
+    event_groups
+        .filter_map(|g| g.key.as_str().parse::<SfId>().ok())
+        .collect()
+}

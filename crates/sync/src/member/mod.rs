@@ -1,0 +1,132 @@
+//! The Member Refresh: for a batch of work messages, re-read the changed records in full, map
+//! them and push the ones that changed to Higher Logic.
+//!
+//! - [`batch`]: the messages, the report, and how a message ends (done, retried, dead-lettered);
+//! - [`contacts`]: Contacts → member records (with their registrations), the heart of it;
+//! - [`meetings`]: Campaigns → meetings, pushed before the members that name them.
+
+mod batch;
+mod contacts;
+mod meetings;
+
+use chrono::Utc;
+use hlsync_core::id::SfId;
+use serde_json::Value;
+use tracing::warn;
+
+pub use batch::{BatchError, IncomingMessage, MemberDeps, MemberReport};
+pub use meetings::MEETING_PREFIX;
+
+use crate::Deadline;
+use crate::error::SyncError;
+use batch::{Batch, fail_all};
+
+/// Where the last batch's report is kept (for `hlsync status`).
+pub const LAST_RUN_DOC: &str = "run#member-refresh";
+
+/// Handles one batch. Per-message problems become failed message ids; an `Err` means the whole
+/// batch could not be worked (credentials rejected, allotment exhausted) and every message not
+/// dead-lettered is to be retried later.
+pub async fn member_refresh(
+    deps: &MemberDeps<'_>,
+    messages: Vec<IncomingMessage>,
+    deadline: &Deadline,
+) -> Result<MemberReport, BatchError> {
+    let all_ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
+    let sf_before = deps.crm.calls_made();
+    let hl_before = deps.community.calls_made();
+    let mut report = MemberReport {
+        received: messages.len() as u64,
+        ..MemberReport::default()
+    };
+    let result = refresh(deps, messages, deadline, &mut report).await;
+    report.salesforce_calls = deps.crm.calls_made().saturating_sub(sf_before);
+    report.higher_logic_calls = deps.community.calls_made().saturating_sub(hl_before);
+    let mut summary = serde_json::to_value(&report).unwrap_or_default();
+    if let Some(obj) = summary.as_object_mut() {
+        obj.insert("finished_at".into(), serde_json::json!(Utc::now()));
+        obj.remove("failed_message_ids");
+        obj.insert("failed".into(), report.failed_message_ids.len().into());
+        if let Err(e) = &result {
+            obj.insert("error".into(), e.to_string().into());
+        }
+    }
+    if let Err(e) = deps.state.put_doc(LAST_RUN_DOC, summary, None).await {
+        warn!(error = %e, "could not record the batch report");
+    }
+    match result {
+        Ok(()) => Ok(report),
+        Err(error) => {
+            report.failed_message_ids = all_ids
+                .into_iter()
+                .filter(|id| !report.dead_lettered_ids.contains(id))
+                .collect();
+            Err(BatchError { error, report })
+        }
+    }
+}
+
+async fn refresh(
+    deps: &MemberDeps<'_>,
+    messages: Vec<IncomingMessage>,
+    deadline: &Deadline,
+    report: &mut MemberReport,
+) -> Result<(), SyncError> {
+    let mut batch = Batch::parse(deps, messages, report).await;
+    if deadline.near() {
+        fail_all(
+            report,
+            batch
+                .contacts
+                .values()
+                .chain(batch.campaigns.values())
+                .chain(batch.campaign_members.values()),
+        );
+        return Ok(());
+    }
+    if !batch.campaigns.is_empty() {
+        meetings::refresh_campaigns(deps, &batch, report).await?;
+    }
+    if !batch.campaign_members.is_empty() {
+        resolve_campaign_members(deps, &mut batch, report).await?;
+    }
+    contacts::refresh_contacts(deps, &batch, report).await
+}
+
+/// Messages written before registrations travelled on the Contact's record name a
+/// CampaignMember: their Contact is re-read instead (one read per 2,000).
+async fn resolve_campaign_members(
+    deps: &MemberDeps<'_>,
+    batch: &mut Batch,
+    report: &mut MemberReport,
+) -> Result<(), SyncError> {
+    let ids: Vec<SfId> = batch.campaign_members.keys().cloned().collect();
+    let fields = ["Id".to_string(), "ContactId".to_string()];
+    let records = match deps.crm.read("CampaignMember", &ids, &fields).await {
+        Ok(records) => records,
+        Err(e) if e.stops_run() => return Err(e),
+        Err(e) => {
+            warn!(error = %e, "could not read the CampaignMembers; their messages will be retried");
+            fail_all(report, batch.campaign_members.values());
+            batch.campaign_members.clear();
+            return Ok(());
+        }
+    };
+    let members = std::mem::take(&mut batch.campaign_members);
+    for ((_, mut wanted), record) in members.into_iter().zip(records) {
+        let contact = record
+            .as_ref()
+            .and_then(|r| r.get("ContactId"))
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<SfId>().ok());
+        // A Lead's membership, or one deleted since: nothing a member record could carry that
+        // the Contact's own next read would not.
+        let Some(contact) = contact else { continue };
+        let entry = batch.contacts.entry(contact).or_default();
+        entry.message_ids.append(&mut wanted.message_ids);
+        entry.cursor = entry.cursor.max(wanted.cursor);
+        entry.full = true;
+        entry.force |= wanted.force;
+    }
+    Ok(())
+}
