@@ -50,7 +50,7 @@ HLSYNC_METRICS = {
     "MembersSkipped": ("member-refresh",),
     "MembersDeactivated": ("member-refresh",),
     "MessagesFailed": ("member-refresh",),
-    "EventsPushed": ("member-refresh",),
+    "MeetingsPushed": ("member-refresh",),
     "RegistrationsPushed": ("member-refresh",),
     "FullRefreshQueued": ("periodic-refresh",),
     "OptOutChanges": ("periodic-refresh",),

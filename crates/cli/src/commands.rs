@@ -176,7 +176,7 @@ fn periodic_text(r: &PeriodicReport) -> String {
 fn drain_text(r: &DrainReport) -> String {
     format!(
         "member-refresh: {} messages in {} batches: {} Contacts, {} pushed ({} deactivated, {} deleted), \
-         {} events and {} registrations pushed, \
+         {} meetings pushed, {} registrations carried, \
          {} unchanged, {} dead-lettered, {} failed deliveries; {} Salesforce calls, {} Higher Logic calls\n",
         r.messages,
         r.batches,
@@ -184,7 +184,7 @@ fn drain_text(r: &DrainReport) -> String {
         r.pushed,
         r.deactivated,
         r.deleted,
-        r.events_pushed,
+        r.meetings_pushed,
         r.registrations_pushed,
         r.skipped_unchanged + r.already_current,
         r.dead_lettered,
@@ -446,8 +446,7 @@ pub fn check_report(
     cfg: &hlsync_core::config::Config,
     describe: &hlsync_sync::ports::Describe,
 ) -> Value {
-    let schema = match ContactSchema::build(&describe.fields, &describe.record_types, &cfg.contacts)
-    {
+    let schema = match ContactSchema::build(&describe.fields, &describe.record_types, cfg) {
         Ok(schema) => schema,
         Err(e) => return json!({ "ok": false, "error": e.to_string() }),
     };
@@ -466,26 +465,39 @@ pub fn check_report(
             ) });
         }
     }
-    let field = |f: &hlsync_core::schema::FieldInfo, becomes: &str| {
+    let field = |f: &hlsync_core::schema::FieldInfo, becomes: &str, group_type: Option<&str>| {
         json!({
             "field": f.name,
             "label": f.label,
             "type": f.field_type.as_sf(),
             "formula": f.calculated,
             "becomes": becomes,
+            "group_type": group_type,
         })
     };
+    let security_type = cfg.contacts.security_group_type.as_str();
     let mut fields: Vec<Value> = schema
         .security_group_fields()
         .iter()
-        .map(|f| field(f, "security groups"))
+        .map(|f| field(f, "security groups", Some(security_type)))
         .collect();
-    fields.extend(
-        schema
-            .community_group_fields()
-            .iter()
-            .map(|f| field(f, "community groups")),
-    );
+    fields.extend(schema.community_group_fields().iter().map(|f| {
+        let group_type = cfg.contacts.community_group_type(&f.name);
+        field(f, "community groups", group_type)
+    }));
+    // Prefixed fields that are the cursor or the active field never become groups (SPEC §2).
+    let prefix_lower = cfg.contacts.group_field_prefix.to_ascii_lowercase();
+    for f in describe.fields.iter().filter(|f| {
+        f.name.to_ascii_lowercase().starts_with(&prefix_lower)
+            && !fields.iter().any(|x| x["field"] == json!(f.name))
+    }) {
+        let why = if f.name.eq_ignore_ascii_case(cursor) {
+            "no group (it is salesforce.cursor_field)"
+        } else {
+            "no group (it is contacts.active_field)"
+        };
+        fields.push(field(f, why, None));
+    }
     let formulas: Vec<String> = schema
         .formula_fields()
         .iter()
@@ -493,7 +505,7 @@ pub fn check_report(
         .collect();
     // Checks the schema build leaves to others: each names the config key and what to change.
     let prefix = &cfg.contacts.group_field_prefix;
-    for name in &cfg.contacts.community_fields {
+    for name in cfg.contacts.community_fields.iter().map(|c| &c.field) {
         if !name
             .to_ascii_lowercase()
             .starts_with(&prefix.to_ascii_lowercase())
@@ -550,12 +562,19 @@ fn check_text(v: &Value) -> String {
         v["prefix"].as_str().unwrap_or_default()
     ));
     for f in v["fields"].as_array().into_iter().flatten() {
+        let becomes = match f["group_type"].as_str() {
+            Some(t) => format!(
+                "{} of GroupType {t}",
+                f["becomes"].as_str().unwrap_or_default()
+            ),
+            None => f["becomes"].as_str().unwrap_or_default().to_owned(),
+        };
         out.push_str(&format!(
             "  {:<28} {:<14} {:<18} -> {}{}\n",
             f["field"].as_str().unwrap_or_default(),
             f["type"].as_str().unwrap_or_default(),
             f["label"].as_str().unwrap_or_default(),
-            f["becomes"].as_str().unwrap_or_default(),
+            becomes,
             if f["formula"] == json!(true) {
                 " (formula)"
             } else {

@@ -36,7 +36,7 @@ impl Round {
             deactivated: r.member_refresh.deactivated,
             deleted: r.member_refresh.deleted,
             dead_lettered: r.member_refresh.dead_lettered,
-            events: r.member_refresh.events_pushed,
+            events: r.member_refresh.meetings_pushed,
             registrations: r.member_refresh.registrations_pushed,
             salesforce_calls: r.periodic.salesforce_calls + r.member_refresh.salesforce_calls,
             higher_logic_calls: r.member_refresh.higher_logic_calls,

@@ -27,7 +27,7 @@ pub struct DrainReport {
     pub messages: u64,
     pub contacts: u64,
     pub pushed: u64,
-    pub events_pushed: u64,
+    pub meetings_pushed: u64,
     pub registrations_pushed: u64,
     pub skipped_unchanged: u64,
     pub already_current: u64,
@@ -46,7 +46,7 @@ impl DrainReport {
         self.messages += r.received;
         self.contacts += r.contacts;
         self.pushed += r.pushed;
-        self.events_pushed += r.events_pushed;
+        self.meetings_pushed += r.meetings_pushed;
         self.registrations_pushed += r.registrations_pushed;
         self.skipped_unchanged += r.skipped_unchanged;
         self.already_current += r.already_current;

@@ -103,7 +103,6 @@ impl LocalSystem {
                 "security_token": sfsim::DEFAULT_SECURITY_TOKEN,
             },
             "higher_logic": {
-                "tenant_code": higher_logic.tenant_code(),
                 "api_key": if opts.wrong_api_key { "not-the-api-key" } else { higher_logic.api_key() },
             }
         });
@@ -126,13 +125,17 @@ settle = "60s"
 active_field = "Active__c"
 group_field_prefix = "HL_"
 record_type_groups = true
-community_fields = ["HL_Chapter__c"]
+security_group_type = "Membership"
+community_fields = {{ HL_Chapter__c = "Chapter" }}
 
 [higher_logic]
 base_url = "{hl}"
 max_calls_per_minute = 6000
+batch_size = 200
+email_preferences_url = "{prefs}"
 {extra}"#,
             hl = higher_logic.base_url(),
+            prefs = higher_logic.email_preferences_url(),
             extra = opts.extra_config,
         );
         Config::from_toml_str(&config_toml).context("the generated local config")?;

@@ -63,8 +63,9 @@ pub fn periodic_metrics(report: Option<&PeriodicReport>, m: &RunMeasures) -> Vec
 /// The Member Refresh's metrics. `MembersSkipped` counts Contacts left alone because Higher
 /// Logic already has their current record (covered by an earlier push, or re-read unchanged);
 /// `MembersDeactivated` counts inactive and deleted ones pushed; `MessagesFailed` counts
-/// messages reported back for retry plus those dead-lettered at once. `EventsPushed` and
-/// `RegistrationsPushed` count the Campaigns and CampaignMembers pushed (deletions included).
+/// messages reported back for retry plus those dead-lettered at once. `MeetingsPushed` counts
+/// the meetings (Campaigns) pushed, deletions included, and `RegistrationsPushed` the event
+/// registrations carried on the member records pushed.
 pub fn member_metrics(report: &MemberReport, m: &RunMeasures) -> Vec<(Metric, f64)> {
     let mut values = vec![
         (Metric::MembersPushed, report.pushed as f64),
@@ -80,7 +81,7 @@ pub fn member_metrics(report: &MemberReport, m: &RunMeasures) -> Vec<(Metric, f6
             Metric::MessagesFailed,
             (report.failed_message_ids.len() as u64 + report.dead_lettered) as f64,
         ),
-        (Metric::EventsPushed, report.events_pushed as f64),
+        (Metric::MeetingsPushed, report.meetings_pushed as f64),
         (
             Metric::RegistrationsPushed,
             report.registrations_pushed as f64,
@@ -111,7 +112,7 @@ mod tests {
         Metric::OptOutWritten,
         Metric::OptOutFailed,
     ];
-    const MEMBER_ONLY: [Metric; 2] = [Metric::EventsPushed, Metric::RegistrationsPushed];
+    const MEMBER_ONLY: [Metric; 2] = [Metric::MeetingsPushed, Metric::RegistrationsPushed];
 
     fn value(values: &[(Metric, f64)], metric: Metric) -> Option<f64> {
         values.iter().find(|(m, _)| *m == metric).map(|(_, v)| *v)
@@ -214,19 +215,19 @@ mod tests {
     #[test]
     fn member_refresh_sends_events_and_registrations_and_no_periodic_counts() {
         let report = MemberReport {
-            events_pushed: 3,
+            meetings_pushed: 3,
             registrations_pushed: 41,
             ..MemberReport::default()
         };
         let values = member_metrics(&report, &RunMeasures::default());
-        assert_eq!(value(&values, Metric::EventsPushed), Some(3.0));
+        assert_eq!(value(&values, Metric::MeetingsPushed), Some(3.0));
         assert_eq!(value(&values, Metric::RegistrationsPushed), Some(41.0));
         for metric in PERIODIC_ONLY {
             assert_eq!(value(&values, metric), None, "{metric:?}");
         }
         // A batch without Campaign messages pushed none: a known zero.
         let values = member_metrics(&MemberReport::default(), &RunMeasures::default());
-        assert_eq!(value(&values, Metric::EventsPushed), Some(0.0));
+        assert_eq!(value(&values, Metric::MeetingsPushed), Some(0.0));
         assert_eq!(value(&values, Metric::RegistrationsPushed), Some(0.0));
     }
 

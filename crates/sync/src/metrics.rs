@@ -18,7 +18,7 @@ pub enum Metric {
     AllotmentShare,
     HigherLogicCalls,
     RunDurationMs,
-    EventsPushed,
+    MeetingsPushed,
     RegistrationsPushed,
     FullRefreshQueued,
     OptOutChanges,
@@ -38,7 +38,7 @@ impl Metric {
             Metric::AllotmentShare => "AllotmentShare",
             Metric::HigherLogicCalls => "HigherLogicCalls",
             Metric::RunDurationMs => "RunDurationMs",
-            Metric::EventsPushed => "EventsPushed",
+            Metric::MeetingsPushed => "MeetingsPushed",
             Metric::RegistrationsPushed => "RegistrationsPushed",
             Metric::FullRefreshQueued => "FullRefreshQueued",
             Metric::OptOutChanges => "OptOutChanges",
@@ -109,7 +109,7 @@ mod tests {
     #[test]
     fn worksheet_feature_metrics_are_counts_named_as_the_dashboard_reads_them() {
         let all = [
-            (Metric::EventsPushed, "EventsPushed"),
+            (Metric::MeetingsPushed, "MeetingsPushed"),
             (Metric::RegistrationsPushed, "RegistrationsPushed"),
             (Metric::FullRefreshQueued, "FullRefreshQueued"),
             (Metric::OptOutChanges, "OptOutChanges"),

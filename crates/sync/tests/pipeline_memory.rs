@@ -167,7 +167,7 @@ async fn initial_sync_pushes_every_contact_and_a_second_sync_pushes_nothing() {
     assert_eq!(w.community.len(), 25);
     let m = w.community.member(id(3).as_str()).expect("pushed");
     assert_eq!(m.first_name.as_deref(), Some("First3"));
-    assert!(m.is_active);
+    assert!(m.is_member);
 
     w.crm.set_now(t0() + chrono::Duration::minutes(30));
     let calls = w.community.calls_made();
@@ -379,21 +379,18 @@ async fn deletes_deactivations_and_group_changes_arrive_and_nothing_else_is_push
     assert_eq!(report.deleted, 1);
     assert_eq!(report.deactivated, 1);
     assert_eq!(report.skipped_unchanged, 1);
-    let deleted = w.community.member(id(1).as_str()).expect("pushed");
-    assert!(deleted.is_deleted && !deleted.is_active && deleted.security_groups.is_empty());
+    assert!(w.community.is_deleted(id(1).as_str()));
+    assert!(w.community.member(id(1).as_str()).is_none());
+    let inactive = w.community.member(id(2).as_str()).expect("pushed");
+    assert!(!inactive.is_member);
     assert!(
-        !w.community
-            .member(id(2).as_str())
-            .expect("pushed")
-            .is_active
+        inactive.groups.is_empty(),
+        "an inactive member holds no group: Higher Logic replaces the whole record"
     );
-    let groups = w
-        .community
-        .member(id(3).as_str())
-        .expect("pushed")
-        .security_groups;
+    let groups = w.community.member(id(3).as_str()).expect("pushed").groups;
     assert_eq!(groups.len(), 1);
     assert_eq!(groups[0].name, "Silver");
+    assert_eq!(groups[0].group_type, "Membership");
 }
 
 fn message(n: usize, body: String) -> IncomingMessage {
@@ -436,7 +433,7 @@ async fn a_malformed_message_is_dead_lettered_without_failing_its_batch() {
 }
 
 #[tokio::test]
-async fn one_call_reads_a_whole_batch_and_a_refused_record_fails_only_its_messages() {
+async fn one_call_reads_a_whole_batch_and_a_refused_record_is_dead_lettered_alone() {
     let w = World::new(2000);
     for n in 0..300 {
         w.crm.put("Contact", contact(n, t0()));
@@ -457,7 +454,16 @@ async fn one_call_reads_a_whole_batch_and_a_refused_record_fails_only_its_messag
     let report = member_refresh(&deps, batch, &Deadline::none())
         .await
         .expect("runs");
-    assert_eq!(report.failed_message_ids, vec!["m7".to_string()]);
+    assert!(report.failed_message_ids.is_empty());
+    assert_eq!(report.dead_lettered, 1);
+    let dead = w.queue.dead.lock().expect("lock").clone();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, body(7));
+    assert!(
+        dead[0].1.contains("refused") && dead[0].1.contains(id(7).as_str()),
+        "the reason is Higher Logic's message: {}",
+        dead[0].1
+    );
     assert_eq!(report.pushed, 299);
     assert_eq!(
         report.salesforce_calls, 2,
@@ -495,16 +501,12 @@ async fn a_contact_missing_when_read_is_pushed_as_deleted_only_if_it_was_pushed_
     .await
     .expect("runs");
     assert_eq!(report.deleted, 1);
+    assert!(w.community.is_deleted(id(1).as_str()));
     assert!(
-        w.community
-            .member(id(1).as_str())
-            .expect("pushed")
-            .is_deleted
-    );
-    assert!(
-        w.community.member(id(2).as_str()).is_none(),
+        !w.community.is_deleted(id(2).as_str()),
         "never pushed: nothing to delete"
     );
+    assert_eq!(w.community.pushes.lock().expect("lock").clone(), [1, 1]);
 }
 
 #[tokio::test]

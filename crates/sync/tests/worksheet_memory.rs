@@ -11,7 +11,7 @@ use hlsync_core::id::SfId;
 use hlsync_core::schema::{FieldInfo, FieldType};
 use hlsync_sync::Deadline;
 use hlsync_sync::error::{Service, SyncError};
-use hlsync_sync::faults::{FaultyCommunity, FaultyQueue, Script};
+use hlsync_sync::faults::{FaultyCommunity, FaultyCrm, FaultyQueue, Script};
 use hlsync_sync::full::FEED_FULL_REFRESH;
 use hlsync_sync::member::{MemberDeps, MemberReport, member_refresh};
 use hlsync_sync::memory::{MemoryCommunity, MemoryCrm, MemoryQueue, MemoryState};
@@ -36,6 +36,7 @@ fn config() -> Config {
         registered_statuses = ["Registered", "Attended"]
         [higher_logic]
         base_url = "http://127.0.0.1:1/v2"
+        email_preferences_url = "http://127.0.0.1:1/v2/emailpreferences"
         "#,
     )
     .expect("test config")
@@ -212,62 +213,69 @@ fn events_world() -> World {
     w
 }
 
-fn reg_key(campaign: usize, contact: usize) -> String {
-    format!("{}:{}", sfid("701", campaign), sfid("003", contact))
+fn event_roles(w: &World, contact: usize) -> Vec<(String, String, String)> {
+    w.community
+        .member(sfid("003", contact).as_str())
+        .expect("pushed")
+        .event_groups("Event")
+        .map(|g| (g.key.to_string(), g.name.clone(), g.role.clone()))
+        .collect()
 }
 
 #[tokio::test]
-async fn events_and_registrations_follow_their_campaigns_in_batches() {
+async fn meetings_go_to_meeting_and_registrations_travel_on_the_members_record() {
     let w = events_world();
     let (p, m) = w.sync().await;
     assert!(p.completed());
     let feeds: Vec<&str> = p.feeds.iter().map(|f| f.feed.as_str()).collect();
     assert_eq!(feeds, ["contacts", "campaigns", "campaign-members"]);
-    // Only the Event campaign, and only the registered member of it.
-    let events = w.community.events.lock().expect("events").clone();
+    // Only the Event campaign is a meeting.
+    let meetings = w.community.meetings.lock().expect("meetings").clone();
     assert_eq!(
-        events.keys().cloned().collect::<Vec<_>>(),
+        meetings.keys().cloned().collect::<Vec<_>>(),
         [sfid("701", 1).to_string()]
     );
-    let regs = w.community.registrations.lock().expect("regs").clone();
-    assert_eq!(regs.keys().cloned().collect::<Vec<_>>(), [reg_key(1, 1)]);
-    assert!(!regs[&reg_key(1, 1)].is_deleted);
-    assert_eq!((m.events_pushed, m.registrations_pushed), (1, 1));
-    // Batch reads: describe, Contacts, Accounts none, CampaignMembers, Campaigns.
-    assert!(m.salesforce_calls <= 4, "{} calls", m.salesforce_calls);
+    // Only the registered member of it carries its group, named after it, with the status.
+    let event = sfid("701", 1).to_string();
+    assert_eq!(
+        event_roles(&w, 1),
+        [(event.clone(), "Campaign 1".into(), "Registered".into())]
+    );
+    assert!(event_roles(&w, 2).is_empty(), "Sent is not registered");
+    assert!(event_roles(&w, 3).is_empty(), "a Webinar is not an event");
+    assert_eq!((m.meetings_pushed, m.registrations_pushed), (1, 1));
+    assert!(w.community.orphan_event_groups.lock().expect("lock").is_empty());
 
     // Nothing changed: nothing is pushed again.
     let (_, m) = w.sync().await;
-    assert_eq!(
-        (m.events_pushed, m.registrations_pushed, m.pushed),
-        (0, 0, 0)
-    );
+    assert_eq!((m.meetings_pushed, m.pushed), (0, 0));
 
-    // Member 1 cancels, member 2 registers, the event is renamed.
+    // Member 1 cancels, member 2 registers: each Contact's record is pushed again, whole.
     let now = w.now();
     w.crm
         .put("CampaignMember", campaign_member(1, 1, 1, "Sent", now));
     w.crm
         .put("CampaignMember", campaign_member(2, 1, 2, "Attended", now));
-    let mut renamed = campaign(1, "Event", now);
-    renamed.insert("Name".into(), json!("Annual Meeting"));
-    w.crm.put("Campaign", renamed);
     w.advance(TimeDelta::minutes(2));
-    let (_, m) = w.sync().await;
-    assert_eq!((m.events_pushed, m.registrations_pushed), (1, 2));
-    let regs = w.community.registrations.lock().expect("regs").clone();
-    assert!(
-        regs[&reg_key(1, 1)].is_deleted,
-        "a status not registered removes it"
-    );
-    assert!(!regs[&reg_key(1, 2)].is_deleted);
-    let events = w.community.events.lock().expect("events").clone();
+    let (p, m) = w.sync().await;
+    let members_feed = p.feeds.iter().find(|f| f.feed == "campaign-members").expect("feed");
+    assert_eq!(members_feed.sent, 2, "a CampaignMember change queues its Contact");
+    assert_eq!(m.pushed, 2);
+    assert!(event_roles(&w, 1).is_empty(), "the lost registration is gone");
     assert_eq!(
-        events[&sfid("701", 1).to_string()].name.as_deref(),
-        Some("Annual Meeting")
+        event_roles(&w, 2),
+        [(event.clone(), "Campaign 1".into(), "Attended".into())],
+        "the new registration arrived"
+    );
+    let other = w.community.member(sfid("003", 1).as_str()).expect("kept");
+    assert_eq!(
+        other.groups.len(),
+        1,
+        "the rest of the record is whole: {:?}",
+        other.groups
     );
 
-    // Deletes: the membership and then the campaign.
+    // A deleted membership removes the group; a deleted Campaign deletes the meeting.
     let now = w.now();
     let mut gone = campaign_member(2, 1, 2, "Attended", now);
     gone.insert("IsDeleted".into(), json!(true));
@@ -277,25 +285,20 @@ async fn events_and_registrations_follow_their_campaigns_in_batches() {
     w.crm.put("Campaign", gone);
     w.advance(TimeDelta::minutes(2));
     let (_, m) = w.sync().await;
-    assert_eq!((m.events_pushed, m.registrations_pushed), (1, 1));
-    let regs = w.community.registrations.lock().expect("regs").clone();
-    assert!(
-        regs[&reg_key(1, 2)].is_deleted,
-        "deleted CampaignMember removed without a read"
-    );
-    let events = w.community.events.lock().expect("events").clone();
-    assert!(events[&sfid("701", 1).to_string()].is_deleted);
+    assert_eq!(m.meetings_pushed, 1);
+    assert!(event_roles(&w, 2).is_empty());
+    assert!(w.community.meetings.lock().expect("lock").is_empty());
 }
 
 #[tokio::test]
-async fn a_registration_brings_its_event_along_whatever_the_queue_order() {
+async fn a_member_brings_its_meeting_along_whatever_the_queue_order() {
     let w = events_world();
     w.periodic_with(w.queue.as_ref()).await.expect("periodic");
-    // Only the CampaignMember messages reach the Member Refresh first.
+    // Only the Contact messages reach the Member Refresh first.
     let all = w.queue.take();
-    let (members, rest): (Vec<_>, Vec<_>) = all
+    let (contacts, rest): (Vec<_>, Vec<_>) = all
         .into_iter()
-        .partition(|m| m.body.contains("campaign_member"));
+        .partition(|m| m.body.contains(r#""kind":"contact""#));
     let deps = MemberDeps {
         cfg: &w.cfg,
         crm: w.crm.as_ref(),
@@ -303,7 +306,7 @@ async fn a_registration_brings_its_event_along_whatever_the_queue_order() {
         state: w.state.as_ref(),
         queue: w.queue.as_ref(),
     };
-    let r = member_refresh(&deps, members, &Deadline::none())
+    let r = member_refresh(&deps, contacts, &Deadline::none())
         .await
         .expect("batch");
     assert!(
@@ -311,32 +314,119 @@ async fn a_registration_brings_its_event_along_whatever_the_queue_order() {
         "{:?}",
         r.failed_message_ids
     );
-    assert_eq!((r.events_pushed, r.registrations_pushed), (1, 1));
+    assert_eq!((r.meetings_pushed, r.registrations_pushed), (1, 1));
+    assert!(
+        w.community.orphan_event_groups.lock().expect("lock").is_empty(),
+        "the meeting went first"
+    );
     // The Campaign's own message later finds it current.
     let r = member_refresh(&deps, rest, &Deadline::none())
         .await
         .expect("batch");
-    assert_eq!(r.events_pushed, 0);
+    assert_eq!(r.meetings_pushed, 0);
 }
 
 #[tokio::test]
-async fn a_refused_registration_is_retried_alone() {
+async fn a_contact_is_never_pushed_from_a_partial_read() {
+    let w = events_world();
+    w.periodic_with(w.queue.as_ref()).await.expect("periodic");
+    let script = Arc::new(Script::default());
+    script.fail("find_by", 0, || SyncError::Transient {
+        service: Service::Salesforce,
+        message: "503".into(),
+    });
+    let crm = FaultyCrm {
+        inner: w.crm.clone(),
+        script,
+    };
+    let deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: &crm,
+        community: w.community.as_ref(),
+        state: w.state.as_ref(),
+        queue: w.queue.as_ref(),
+    };
+    let messages = w.queue.take();
+    let contact_messages = messages
+        .iter()
+        .filter(|m| m.body.contains(r#""kind":"contact""#))
+        .count();
+    let r = member_refresh(&deps, messages, &Deadline::none())
+        .await
+        .expect("batch");
+    assert_eq!(r.pushed, 0, "no registrations read: no member pushed");
+    assert!(w.community.is_empty());
+    assert_eq!(r.failed_message_ids.len(), contact_messages, "all retried");
+}
+
+#[tokio::test]
+async fn registrations_cost_one_query_per_500_contacts() {
+    let w = World::new(false, 2000);
+    let at = t0() - TimeDelta::days(1);
+    w.crm.put("Campaign", campaign(1, "Event", at));
+    for n in 1..=1000 {
+        w.crm.put("Contact", contact(n, at));
+        w.crm
+            .put("CampaignMember", campaign_member(n, 1, n, "Registered", at));
+    }
+    let batch: Vec<hlsync_sync::member::IncomingMessage> = (1..=1000)
+        .map(|n| hlsync_sync::member::IncomingMessage {
+            message_id: format!("m{n}"),
+            body: json!({"v":1,"kind":"contact","id":sfid("003", n).to_string(),"run":"r"})
+                .to_string(),
+        })
+        .collect();
+    let deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: w.crm.as_ref(),
+        community: w.community.as_ref(),
+        state: w.state.as_ref(),
+        queue: w.queue.as_ref(),
+    };
+    let r = member_refresh(&deps, batch, &Deadline::none())
+        .await
+        .expect("batch");
+    assert_eq!((r.pushed, r.registrations_pushed), (1000, 1000));
+    // describe + one Contact read + two registration queries + one Campaign read.
+    assert_eq!(r.salesforce_calls, 5);
+}
+
+#[tokio::test]
+async fn a_refused_meeting_is_dead_lettered_and_its_members_wait() {
     let w = events_world();
     w.community
         .refuse
         .lock()
         .expect("refuse")
-        .insert(reg_key(1, 1));
+        .insert(sfid("701", 1).to_string());
     let (_, m) = w.sync().await;
-    assert_eq!(m.failed_message_ids.len(), 1);
-    assert_eq!(m.events_pushed, 1);
+    assert_eq!(m.meetings_pushed, 0);
+    assert!(
+        w.community.member(sfid("003", 1).as_str()).is_none(),
+        "its registrant waits for the meeting"
+    );
+    assert!(w.community.member(sfid("003", 2).as_str()).is_some());
+    let dead = w.queue.dead.lock().expect("dead").clone();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].0.contains(r#""kind":"campaign""#));
     w.community.refuse.lock().expect("refuse").clear();
-    // Redelivered: pushed now.
+    // Redelivered: the member is pushed now, its meeting first.
+    let body = json!({"v":1,"kind":"contact","id":sfid("003", 1).to_string(),"run":"r"})
+        .to_string();
+    w.queue.send(vec![body]).await.expect("send");
+    let m = w.members().await;
+    assert_eq!((m.meetings_pushed, m.pushed), (1, 1));
+}
+
+#[tokio::test]
+async fn an_old_campaign_member_message_queues_its_contact() {
+    let w = events_world();
     let body = json!({"v":1,"kind":"campaign_member","id":sfid("00v", 1).to_string(),"run":"r"})
         .to_string();
     w.queue.send(vec![body]).await.expect("send");
     let m = w.members().await;
-    assert_eq!(m.registrations_pushed, 1);
+    assert_eq!((m.pushed, m.registrations_pushed), (1, 1));
+    assert_eq!(event_roles(&w, 1).len(), 1);
 }
 
 // ----- full refresh -------------------------------------------------------------------------
@@ -380,7 +470,7 @@ async fn a_formula_change_is_found_by_the_full_refresh_once_a_period() {
     let board = w.community.member(sfid("003", 3).as_str()).expect("member");
     assert!(
         board
-            .security_groups
+            .groups
             .iter()
             .any(|g| g.key.as_str() == "HL_Is_Board__c")
     );
@@ -461,7 +551,7 @@ async fn a_members_opt_out_is_written_back_once_and_does_not_bounce() {
         w.community
             .member(key.as_str())
             .expect("member")
-            .email_opt_out
+            .do_not_email
     );
     let mark = w
         .state

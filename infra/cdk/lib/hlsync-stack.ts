@@ -80,7 +80,7 @@ const PLACEHOLDER_SECRET = JSON.stringify({
     client_id: 'REPLACE_ME',
     client_secret: 'REPLACE_ME',
   },
-  higher_logic: { tenant_code: 'REPLACE_ME', api_key: 'REPLACE_ME' },
+  higher_logic: { api_key: 'REPLACE_ME' },
 });
 
 /** `STACK-suffix`, resolved at deploy time as the SAM template's `${AWS::StackName}-suffix`. */
@@ -329,7 +329,7 @@ export class HlsyncStack extends Stack {
     alarm(
       'DeadLetterQueueAlarm',
       'dlq-not-empty',
-      'Members failed 5 times and were dead-lettered. Read the member-refresh logs for the LegacyContactKey, ' +
+      'Members failed 5 times and were dead-lettered. Read the member-refresh logs for the ContactId, ' +
         'fix the cause, then run `hlsync redrive`.',
       dlq.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum', period: fiveMinutes }),
       0,
@@ -451,9 +451,9 @@ export class HlsyncStack extends Stack {
     );
     dashboard.addWidgets(
       new cloudwatch.GraphWidget({
-        title: 'Member Refresh: events and registrations',
+        title: 'Member Refresh: meetings and registrations',
         width: 8,
-        left: ['EventsPushed', 'RegistrationsPushed'].map((m) => hlsyncMetric(m, 'member-refresh', 'Sum')),
+        left: ['MeetingsPushed', 'RegistrationsPushed'].map((m) => hlsyncMetric(m, 'member-refresh', 'Sum')),
       }),
       new cloudwatch.GraphWidget({
         title: 'Periodic Refresh: full refresh (formula fields)',
