@@ -1,11 +1,104 @@
-//! The Higher Logic data push API simulator (SPEC.md §6).
+//! The Higher Logic data Push API v2 simulator (SPEC.md §6).
 //!
-//! It stands in for the tenant's push API in tests, benchmarks and the demo. It deliberately does
-//! not depend on hlsync-core: it validates the JSON it receives on its own, so a client that sends
-//! the wrong shape is caught here instead of being agreed with by shared types.
+//! It stands in for `https://datapushapi.higherlogic.com/v2` in tests, benchmarks and the demo.
+//! It deliberately does not depend on hlsync-core: it checks the JSON it receives on its own, so
+//! a client that sends the wrong shape is caught here instead of being agreed with by shared
+//! types. Where Higher Logic's documentation is silent (the required fields, the answer bodies,
+//! the error format), the simulator is strict and says so below: a client that passes it sends
+//! exactly what SPEC.md §6 describes.
+//!
+//! # Calls
+//!
+//! - Every call carries the header `ApiKey: <key>`. A missing or wrong key answers 401.
+//! - `POST /v2/contactinfo` and `POST /v2/meeting`: `Content-Type: application/json` (or
+//!   `text/json`, which Higher Logic also takes; anything else answers 415), body a JSON array of
+//!   1 to `max_records_per_call` elements (default 200).
+//! - `GET /v2/emailpreferences?since=<ISO-8601>`: the tenant's email-preference feed of SPEC.md
+//!   §6. It is not part of Higher Logic's push API; the simulator serves it so that tests can
+//!   drive the write-back. It answers `{"changes":[{"ContactId","DoNotEmail","UpdatedOn"}]}`:
+//!   every member-made change (`set_email_opt_out`) whose `UpdatedOn` is strictly after `since`,
+//!   oldest first, all of them (a member who changed twice appears twice; the reader keeps the
+//!   later). Pushes are not member changes and never appear in it. A missing or unreadable
+//!   `since` answers 400.
+//!
+//! # Answers
+//!
+//! - An accepted push answers **200 with an empty body**: Higher Logic publishes no per-record
+//!   result, and an empty body makes a client that tries to read one fail at once.
+//! - Every refusal answers a JSON object `{"Message": "<what is wrong>"}` (the .NET style of
+//!   Higher Logic's other APIs): 400 bad body or query, 401 key, 404 path, 415 content type,
+//!   429 rate (with `Retry-After: <seconds>`), 500/503 injected faults.
+//! - A 400 for an element names it by its index in the array (from 0) and its id, then the
+//!   problem with the JSON path of the key:
+//!   `{"Message":"element 3 (ContactId 0030000000000AbAAA): Groups[1].GroupType is required"}`.
+//!   Only the first problem found is reported.
+//!
+//! # Strictness, all or nothing
+//!
+//! Each element is checked against the shapes below; a single bad element (or a refused
+//! ContactId, see `refuse_contacts`) refuses the whole request and nothing of it is stored.
+//! A key not listed for its object is an error (`unknown key ContactDetails.Nickname`).
+//!
+//! - ContactInfo: `ContactDetails` (required object) and the optional arrays `Groups`,
+//!   `Addresses`, `PhoneNumbers`, `EmailAddresses`.
+//!   - `ContactDetails`: `ContactId` (required), `FirstName`, `LastName`, `PrimaryEmailAddress`,
+//!     `OrganizationName`, `Title` (string or null), `IsMember`, `IsOrganization`, `DoNotEmail`,
+//!     `IsDeleted` (booleans; `IsDeleted` true only in the delete shape).
+//!   - `Groups[]`: `GroupId` (required), `GroupName` (required string, may be empty),
+//!     `GroupType` (required), `Role` (string or null). A GroupId + GroupType pair appears once
+//!     per element.
+//!   - `Addresses[]`: `AddressLine1`, `AddressLine2`, `City`, `StateProvince`, `PostalCode`
+//!     (string or null), `CountryCode` (null or two ASCII capitals), `AddressType` (required),
+//!     `IsPrimary` (boolean).
+//!   - `PhoneNumbers[]`: `FormattedNumber`, `PhoneType` (required), `IsPreferred` (boolean).
+//!   - `EmailAddresses[]`: `EmailAddress`, `EmailType` (required), `IsPreferred` (boolean).
+//!   - Delete shape, exactly: `{"ContactDetails":{"ContactId":"…","IsDeleted":true}}`; any other
+//!     key in it, or any collection beside it (even empty), is a 400.
+//! - Meeting: `MeetingId` (required), `Title`, `Description`, `MeetingType` (string or null),
+//!   `BeginDate`, `EndDate` (null or a UTC date-time written exactly `yyyy-MM-ddTHH:mm:ss.fffZ`),
+//!   `IsDeleted` (boolean). Delete shape, exactly: `{"MeetingId":"…","IsDeleted":true}`.
+//!
+//! "Required" keys are ids and types: present, and a string that is not blank (`GroupName` only
+//! needs to be a string). For every other key, **absence means the same as null for text, and
+//! false for booleans** — that is Higher Logic's full-record rule (a field left out is cleared),
+//! so both spellings store the same record and compare equal. A present value must have its type:
+//! null is not a boolean, and a collection, when present, must be an array (not null). An absent
+//! collection is empty. The hlsync client sends every key of `ContactDetails` and every
+//! collection for a live member, so it never relies on the defaults.
+//!
+//! # Stored state
+//!
+//! An accepted element **replaces** the whole stored record (full-record replacement): what it
+//! leaves out is gone. The record is stored normalised: every key of every object present,
+//! absent collections as `[]`. Two elements for the same id in one request are applied in order
+//! (the later wins). A delete removes the member (or meeting) and marks it deleted until a live
+//! push re-creates it. `history` counts pushes per ContactId and whether each changed the stored
+//! state; the order of entries in a collection is not a change.
+//!
+//! Event groups: a `Groups` entry whose `GroupType` is `event_group_type` (default "Event")
+//! names a meeting by its `GroupId`. One that names no meeting the simulator holds is accepted
+//! (what Higher Logic does with it is unknown) and recorded in `orphan_event_groups`, so tests
+//! can check that meetings are pushed before the registrations that name them.
+//!
+//! Email opt-out: `email_opt_out(id)` is the last `DoNotEmail` the simulator saw for the member,
+//! from a push or a member-made change, whichever the simulator saw last (the `at` of
+//! `set_email_opt_out_at` only dates the change in the feed). A member-made change also sets
+//! `DoNotEmail` in the stored record, as Higher Logic would show it; a delete leaves the
+//! preference alone.
+//!
+//! # Order of checks and faults
+//!
+//! Each call is counted, then: key (401); scripted throttling `throttle_next_calls` (429); the
+//! rate limit, `max_calls_per_minute` calls in any 60 s window (429 with the seconds until a
+//! slot frees, rounded up); scripted outages `fail_next_calls` (503); random faults at
+//! `error_rate` (500 or 503, from a seeded generator, so a seed replays the same faults); then
+//! the content type and body (415/400). Every call that passed the key takes a slot in the rate
+//! window, whatever it is answered.
 //!
 //! Time: the rate-limit window uses tokio's clock, so tests that pause tokio's clock see a
-//! consistent simulator; `UpdatedOn` values are wall-clock (`chrono::Utc::now`).
+//! consistent simulator; `set_email_opt_out` dates changes with the wall clock.
+
+mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -18,56 +111,26 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::serve::Server;
+use wire::{ContactPush, MeetingPush};
 
-/// Tenant code the simulator accepts unless told otherwise (a simulator value, not a secret).
-pub const DEFAULT_TENANT_CODE: &str = "hlsync-sim";
 /// API key the simulator accepts unless told otherwise (a simulator value, not a secret).
 pub const DEFAULT_API_KEY: &str = "hl-sim-api-key";
 /// Generous enough that a correctly limited client never meets it unless a test lowers it.
 pub const DEFAULT_MAX_CALLS_PER_MINUTE: u32 = 6_000;
-/// Largest array a push endpoint accepts (SPEC.md §6).
-pub const MAX_RECORDS_PER_CALL: usize = 200;
+/// Largest array a push endpoint accepts unless told otherwise (SPEC.md §3 `batch_size`).
+pub const DEFAULT_MAX_RECORDS_PER_CALL: usize = 200;
+/// The `GroupType` of a registration unless told otherwise (SPEC.md §3 `events.group_type`).
+pub const DEFAULT_EVENT_GROUP_TYPE: &str = "Event";
 /// Path prefix of every endpoint; `base_url()` ends with it.
 pub const API_PREFIX: &str = "/v2";
-
-const CONTACT_FIELDS: &[&str] = &[
-    "LegacyContactKey",
-    "FirstName",
-    "LastName",
-    "EmailAddress",
-    "CompanyName",
-    "Title",
-    "Phone",
-    "MobilePhone",
-    "Address",
-    "IsActive",
-    "IsDeleted",
-    "EmailOptOut",
-    "SecurityGroups",
-    "CommunityGroups",
-    "UpdatedOn",
-];
-const CONTACT_TEXT_FIELDS: &[&str] = &[
-    "FirstName",
-    "LastName",
-    "EmailAddress",
-    "CompanyName",
-    "Title",
-    "Phone",
-    "MobilePhone",
-];
-const ADDRESS_FIELDS: &[&str] = &["Street", "City", "StateProvince", "PostalCode", "Country"];
-const GROUP_FIELDS: &[&str] = &["GroupKey", "GroupName"];
-const EVENT_FIELDS: &[&str] = &["EventKey", "Name", "StartDate", "EndDate", "IsDeleted"];
-const REGISTRATION_FIELDS: &[&str] = &["EventKey", "LegacyContactKey", "Status", "IsDeleted"];
 
 /// Faults the simulator injects, reproducibly (seeded).
 #[derive(Clone, Debug, Default)]
@@ -78,9 +141,9 @@ pub struct HlFaults {
     pub error_rate: f64,
     /// The next N authenticated calls answer 503, then the API recovers.
     pub fail_next_calls: u32,
-    /// Records with these keys (LegacyContactKey or EventKey) get `status:"error"`; the rest of
-    /// their batch is stored as usual.
-    pub failing_keys: BTreeSet<String>,
+    /// A `/contactinfo` request holding any of these ContactIds answers 400 naming it, and
+    /// nothing of it is stored (see `HigherLogicSim::refuse_contacts`).
+    pub refused_contacts: BTreeSet<String>,
 }
 
 /// How to start a [`HigherLogicSim`].
@@ -88,10 +151,14 @@ pub struct HlFaults {
 pub struct HlSimOptions {
     /// Port on 127.0.0.1; 0 picks a free one (what tests want).
     pub port: u16,
-    pub tenant_code: String,
+    /// The `ApiKey` header every call must carry.
     pub api_key: String,
     /// Calls accepted in any 60 s window before answering 429; 0 means unlimited.
     pub max_calls_per_minute: u32,
+    /// Most elements in one push body (at least 1).
+    pub max_records_per_call: usize,
+    /// The `GroupType` whose `GroupId` names a meeting (checked by `orphan_event_groups`).
+    pub event_group_type: String,
     pub faults: HlFaults,
 }
 
@@ -99,9 +166,10 @@ impl Default for HlSimOptions {
     fn default() -> Self {
         Self {
             port: 0,
-            tenant_code: DEFAULT_TENANT_CODE.to_owned(),
             api_key: DEFAULT_API_KEY.to_owned(),
             max_calls_per_minute: DEFAULT_MAX_CALLS_PER_MINUTE,
+            max_records_per_call: DEFAULT_MAX_RECORDS_PER_CALL,
+            event_group_type: DEFAULT_EVENT_GROUP_TYPE.to_owned(),
             faults: HlFaults::default(),
         }
     }
@@ -125,35 +193,30 @@ pub enum HlSimError {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct HlCounters {
     pub contactinfo_calls: u64,
-    pub events_calls: u64,
-    pub registrations_calls: u64,
+    pub meeting_calls: u64,
     pub emailpreferences_calls: u64,
-    /// Records in all push bodies that parsed as an array, valid or not.
+    /// Elements in all push bodies that were arrays of an accepted length, valid or not.
     pub records_received: u64,
-    /// Records answered with `status:"error"`.
-    pub record_errors: u64,
     /// 429 answers.
     pub throttled: u64,
     /// Injected 500/503 answers.
     pub faults_served: u64,
-    /// 401/403 answers.
+    /// 401 answers.
     pub auth_rejected: u64,
-    /// 400 answers (bad body or query).
+    /// 400 answers (bad body, bad element, refused ContactId, bad query) and 415 answers.
     pub bad_requests: u64,
 }
 
 impl HlCounters {
     /// Every call that reached an endpoint, whatever it was answered.
     pub fn total_calls(&self) -> u64 {
-        self.contactinfo_calls
-            + self.events_calls
-            + self.registrations_calls
-            + self.emailpreferences_calls
+        self.contactinfo_calls + self.meeting_calls + self.emailpreferences_calls
     }
 }
 
-/// How often a member was pushed, and whether pushes changed the stored record. `UpdatedOn` and
-/// the order of groups do not count as changes: the push is meant to be idempotent.
+/// How often a ContactId was pushed (live or delete), and whether pushes changed what the
+/// simulator holds for it. The same record again, even with its collections in another order,
+/// is not a change: the push is meant to be idempotent.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PushHistory {
     pub pushes: u64,
@@ -161,19 +224,18 @@ pub struct PushHistory {
     pub last_push_changed: bool,
 }
 
-/// One member-made opt-out change, as `GET /emailpreferences` reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EmailPreferenceChange {
-    pub key: String,
-    pub email_opt_out: bool,
-    pub updated_on: DateTime<Utc>,
+/// One member-made opt-out change, as the feed reports it.
+#[derive(Clone, Debug)]
+struct PreferenceChange {
+    contact_id: String,
+    do_not_email: bool,
+    updated_on: DateTime<Utc>,
 }
 
 #[derive(Clone, Copy)]
 enum Endpoint {
     ContactInfo,
-    Events,
-    Registrations,
+    Meeting,
     EmailPreferences,
 }
 
@@ -184,34 +246,37 @@ struct Inner {
     fail_next: u32,
     throttle_next: u32,
     throttle_retry_after: u64,
-    failing_keys: BTreeSet<String>,
+    refused_contacts: BTreeSet<String>,
     recent_calls: VecDeque<Instant>,
     members: BTreeMap<String, Value>,
+    deleted_members: BTreeSet<String>,
     history: BTreeMap<String, PushHistory>,
     opt_out: BTreeMap<String, bool>,
-    opt_out_changes: Vec<EmailPreferenceChange>,
-    events: BTreeMap<String, Value>,
-    registrations: BTreeMap<(String, String), Value>,
+    preference_changes: Vec<PreferenceChange>,
+    meetings: BTreeMap<String, Value>,
+    deleted_meetings: BTreeSet<String>,
+    orphan_event_groups: BTreeSet<(String, String)>,
     counters: HlCounters,
 }
 
 struct Shared {
-    tenant_code: String,
     api_key: String,
+    max_records_per_call: usize,
+    event_group_type: String,
     inner: Mutex<Inner>,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panicking handler cannot leave the maps half-updated in a way tests care about, so a
-        // poisoned lock is still usable.
+        // Handlers validate before they store, so a panic cannot leave the maps half-updated
+        // in a way tests care about: a poisoned lock is still usable.
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-/// A running Higher Logic push API simulator. Stops when dropped (or on `shutdown`).
+/// A running Higher Logic Push API v2 simulator. Stops when dropped (or on `shutdown`).
 pub struct HigherLogicSim {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -222,7 +287,6 @@ impl std::fmt::Debug for HigherLogicSim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HigherLogicSim")
             .field("addr", &self.addr)
-            .field("tenant_code", &self.shared.tenant_code)
             .finish_non_exhaustive()
     }
 }
@@ -237,9 +301,19 @@ impl HigherLogicSim {
                 opts.faults.error_rate
             )));
         }
-        if opts.tenant_code.is_empty() || opts.api_key.is_empty() {
+        if opts.api_key.is_empty() {
             return Err(HlSimError::InvalidOption(
-                "tenant_code and api_key must not be empty".to_owned(),
+                "api_key must not be empty".to_owned(),
+            ));
+        }
+        if opts.max_records_per_call == 0 {
+            return Err(HlSimError::InvalidOption(
+                "max_records_per_call must be at least 1".to_owned(),
+            ));
+        }
+        if opts.event_group_type.trim().is_empty() {
+            return Err(HlSimError::InvalidOption(
+                "event_group_type must not be empty".to_owned(),
             ));
         }
         let (listener, addr) = crate::serve::bind(opts.port)
@@ -247,8 +321,9 @@ impl HigherLogicSim {
             .map_err(|(addr, source)| HlSimError::Bind { addr, source })?;
 
         let shared = Arc::new(Shared {
-            tenant_code: opts.tenant_code,
             api_key: opts.api_key,
+            max_records_per_call: opts.max_records_per_call,
+            event_group_type: opts.event_group_type,
             inner: Mutex::new(Inner {
                 max_calls_per_minute: opts.max_calls_per_minute,
                 rng: StdRng::seed_from_u64(opts.faults.seed),
@@ -256,25 +331,23 @@ impl HigherLogicSim {
                 fail_next: opts.faults.fail_next_calls,
                 throttle_next: 0,
                 throttle_retry_after: 0,
-                failing_keys: opts.faults.failing_keys,
+                refused_contacts: opts.faults.refused_contacts,
                 recent_calls: VecDeque::new(),
                 members: BTreeMap::new(),
+                deleted_members: BTreeSet::new(),
                 history: BTreeMap::new(),
                 opt_out: BTreeMap::new(),
-                opt_out_changes: Vec::new(),
-                events: BTreeMap::new(),
-                registrations: BTreeMap::new(),
+                preference_changes: Vec::new(),
+                meetings: BTreeMap::new(),
+                deleted_meetings: BTreeSet::new(),
+                orphan_event_groups: BTreeSet::new(),
                 counters: HlCounters::default(),
             }),
         });
 
         let router = Router::new()
             .route(&format!("{API_PREFIX}/contactinfo"), post(post_contactinfo))
-            .route(&format!("{API_PREFIX}/events"), post(post_events))
-            .route(
-                &format!("{API_PREFIX}/registrations"),
-                post(post_registrations),
-            )
+            .route(&format!("{API_PREFIX}/meeting"), post(post_meeting))
             .route(
                 &format!("{API_PREFIX}/emailpreferences"),
                 get(get_emailpreferences),
@@ -294,14 +367,17 @@ impl HigherLogicSim {
         format!("http://{}{API_PREFIX}", self.addr)
     }
 
+    /// `http://127.0.0.1:PORT/v2/emailpreferences`: what goes in
+    /// `[higher_logic] email_preferences_url`.
+    pub fn email_preferences_url(&self) -> String {
+        format!("{}/emailpreferences", self.base_url())
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    pub fn tenant_code(&self) -> &str {
-        &self.shared.tenant_code
-    }
-
+    /// The `ApiKey` the simulator accepts.
     pub fn api_key(&self) -> &str {
         &self.shared.api_key
     }
@@ -311,53 +387,93 @@ impl HigherLogicSim {
         self.server.shutdown().await;
     }
 
-    /// Every member as last pushed, by LegacyContactKey.
+    /// Every member as last pushed (normalised), by ContactId. Deleted members are not here.
     pub fn members(&self) -> BTreeMap<String, Value> {
         self.shared.lock().members.clone()
     }
 
-    pub fn member(&self, key: &str) -> Option<Value> {
-        self.shared.lock().members.get(key).cloned()
+    pub fn member(&self, contact_id: &str) -> Option<Value> {
+        self.shared.lock().members.get(contact_id).cloned()
     }
 
-    pub fn history(&self, key: &str) -> Option<PushHistory> {
-        self.shared.lock().history.get(key).cloned()
+    /// A delete was accepted for this ContactId and no live push re-created it since.
+    pub fn is_deleted(&self, contact_id: &str) -> bool {
+        self.shared.lock().deleted_members.contains(contact_id)
     }
 
-    /// Every event as last pushed, by EventKey.
-    pub fn events(&self) -> BTreeMap<String, Value> {
-        self.shared.lock().events.clone()
+    pub fn history(&self, contact_id: &str) -> Option<PushHistory> {
+        self.shared.lock().history.get(contact_id).cloned()
     }
 
-    pub fn event(&self, key: &str) -> Option<Value> {
-        self.shared.lock().events.get(key).cloned()
+    /// Every meeting as last pushed (normalised), by MeetingId. Deleted meetings are not here.
+    pub fn meetings(&self) -> BTreeMap<String, Value> {
+        self.shared.lock().meetings.clone()
     }
 
-    /// Every registration as last pushed, by (EventKey, LegacyContactKey). Deleted ones stay,
-    /// with `IsDeleted: true`, so tests can see the deletion arrived.
-    pub fn registrations(&self) -> BTreeMap<(String, String), Value> {
-        self.shared.lock().registrations.clone()
+    pub fn meeting(&self, meeting_id: &str) -> Option<Value> {
+        self.shared.lock().meetings.get(meeting_id).cloned()
     }
 
-    /// The member's opt-out as Higher Logic holds it now: the last push or member change.
-    pub fn email_opt_out(&self, key: &str) -> Option<bool> {
-        self.shared.lock().opt_out.get(key).copied()
+    /// A delete was accepted for this MeetingId and no live push re-created it since.
+    pub fn is_meeting_deleted(&self, meeting_id: &str) -> bool {
+        self.shared.lock().deleted_meetings.contains(meeting_id)
     }
 
-    /// A member changes their email opt-out in the community now.
-    pub fn set_email_opt_out(&self, key: &str, opted_out: bool) {
-        self.set_email_opt_out_at(key, opted_out, Utc::now());
+    /// (ContactId, GroupId) of every accepted event group that named a meeting the simulator
+    /// did not hold at the time.
+    pub fn orphan_event_groups(&self) -> BTreeSet<(String, String)> {
+        self.shared.lock().orphan_event_groups.clone()
     }
 
-    /// A member changes their email opt-out in the community at `at`.
-    pub fn set_email_opt_out_at(&self, key: &str, opted_out: bool, at: DateTime<Utc>) {
+    /// The member's `DoNotEmail` as the simulator holds it now: from the last push or the last
+    /// member-made change, whichever the simulator saw last. `None`: never pushed nor changed.
+    pub fn email_opt_out(&self, contact_id: &str) -> Option<bool> {
+        self.shared.lock().opt_out.get(contact_id).copied()
+    }
+
+    /// A member changes their email preference in the community now.
+    pub fn set_email_opt_out(&self, contact_id: &str, do_not_email: bool) {
+        self.set_email_opt_out_at(contact_id, do_not_email, Utc::now());
+    }
+
+    /// A member changes their email preference in the community, dated `at` (kept to the
+    /// millisecond, as the feed writes it). The feed lists it, and the stored member's
+    /// `DoNotEmail` follows it.
+    pub fn set_email_opt_out_at(&self, contact_id: &str, do_not_email: bool, at: DateTime<Utc>) {
         let mut inner = self.shared.lock();
-        inner.opt_out.insert(key.to_owned(), opted_out);
-        inner.opt_out_changes.push(EmailPreferenceChange {
-            key: key.to_owned(),
-            email_opt_out: opted_out,
-            updated_on: at,
+        inner.opt_out.insert(contact_id.to_owned(), do_not_email);
+        if let Some(details) = inner
+            .members
+            .get_mut(contact_id)
+            .and_then(|member| member.get_mut("ContactDetails"))
+            .and_then(Value::as_object_mut)
+        {
+            details.insert("DoNotEmail".to_owned(), Value::Bool(do_not_email));
+        }
+        // Kept to the millisecond the feed shows, so that asking again from a reported
+        // `UpdatedOn` does not report the same change once more.
+        inner.preference_changes.push(PreferenceChange {
+            contact_id: contact_id.to_owned(),
+            do_not_email,
+            updated_on: at.trunc_subsecs(3),
         });
+    }
+
+    /// `/contactinfo` requests holding any of these ContactIds answer 400 naming it, until
+    /// `clear_refusals`.
+    pub fn refuse_contacts<I, S>(&self, contact_ids: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut inner = self.shared.lock();
+        inner
+            .refused_contacts
+            .extend(contact_ids.into_iter().map(Into::into));
+    }
+
+    pub fn clear_refusals(&self) {
+        self.shared.lock().refused_contacts.clear();
     }
 
     /// The next `n` authenticated calls answer 503 (added to any already scripted).
@@ -373,26 +489,12 @@ impl HigherLogicSim {
         inner.throttle_retry_after = retry_after_secs;
     }
 
-    /// Records with these keys get `status:"error"` until `clear_record_failures`.
-    pub fn fail_records<I, S>(&self, keys: I)
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let mut inner = self.shared.lock();
-        inner.failing_keys.extend(keys.into_iter().map(Into::into));
-    }
-
-    pub fn clear_record_failures(&self) {
-        self.shared.lock().failing_keys.clear();
-    }
-
     /// Probability (clamped to 0..=1) that a call answers 500 or 503.
     pub fn set_error_rate(&self, rate: f64) {
         self.shared.lock().error_rate = rate.clamp(0.0, 1.0);
     }
 
-    /// 0 means unlimited.
+    /// 0 means unlimited. Starts a fresh 60 s window.
     pub fn set_max_calls_per_minute(&self, max: u32) {
         let mut inner = self.shared.lock();
         inner.max_calls_per_minute = max;
@@ -408,11 +510,7 @@ impl HigherLogicSim {
     }
 }
 
-fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "message": message.into() }))).into_response()
-}
-
-/// A call answered with an error instead of being handled.
+/// A call answered with an error instead of being handled: `{"Message": …}`.
 #[derive(Debug)]
 struct Refusal {
     status: StatusCode,
@@ -432,7 +530,7 @@ impl Refusal {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let mut response = error_body(self.status, self.message);
+        let mut response = (self.status, Json(json!({ "Message": self.message }))).into_response();
         if let Some(secs) = self.retry_after_secs {
             response
                 .headers_mut()
@@ -442,45 +540,41 @@ impl IntoResponse for Refusal {
     }
 }
 
-async fn not_found() -> Response {
-    error_body(
+/// A 400 (or 415), counted.
+fn bad_request(inner: &mut Inner, status: StatusCode, message: impl Into<String>) -> Refusal {
+    inner.counters.bad_requests += 1;
+    Refusal::new(status, message)
+}
+
+async fn not_found() -> Refusal {
+    Refusal::new(
         StatusCode::NOT_FOUND,
         format!(
-            "no such endpoint: the push API serves {API_PREFIX}/contactinfo, /events, /registrations and /emailpreferences"
+            "no such endpoint: the simulator serves POST {API_PREFIX}/contactinfo, POST {API_PREFIX}/meeting and GET {API_PREFIX}/emailpreferences"
         ),
     )
 }
 
-/// Checks everything that comes before the body: counting, credentials, rate, scripted and
-/// random faults. `Err` is the answer to send instead of handling the call.
+/// Checks everything that comes before the body: counting, the key, throttling, the rate
+/// limit, scripted and random faults.
 fn admit(shared: &Shared, endpoint: Endpoint, headers: &HeaderMap) -> Result<(), Refusal> {
     let mut inner = shared.lock();
     let counters = &mut inner.counters;
     match endpoint {
         Endpoint::ContactInfo => counters.contactinfo_calls += 1,
-        Endpoint::Events => counters.events_calls += 1,
-        Endpoint::Registrations => counters.registrations_calls += 1,
+        Endpoint::Meeting => counters.meeting_calls += 1,
         Endpoint::EmailPreferences => counters.emailpreferences_calls += 1,
     }
 
-    let header_is = |name: &str, expected: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v == expected)
-    };
-    if !header_is("x-api-key", &shared.api_key) {
+    let key_matches = headers
+        .get("ApiKey")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == shared.api_key);
+    if !key_matches {
         inner.counters.auth_rejected += 1;
         return Err(Refusal::new(
             StatusCode::UNAUTHORIZED,
-            "missing or invalid x-api-key",
-        ));
-    }
-    if !header_is("x-tenant-code", &shared.tenant_code) {
-        inner.counters.auth_rejected += 1;
-        return Err(Refusal::new(
-            StatusCode::FORBIDDEN,
-            "the API key is not valid for this x-tenant-code",
+            "missing or invalid ApiKey header",
         ));
     }
 
@@ -541,88 +635,79 @@ fn throttled(inner: &mut Inner, retry_after_secs: u64) -> Refusal {
     }
 }
 
-/// Parses a push body: a JSON array of 1..=200 items. `Err` is the 400 answer.
-fn parse_batch(shared: &Shared, body: &[u8]) -> Result<Vec<Value>, Refusal> {
-    let problem = match serde_json::from_slice::<Value>(body) {
-        Err(e) => format!("the body is not valid JSON: {e}"),
-        Ok(Value::Array(items)) if items.is_empty() => {
-            "the body is an empty array: send 1 to 200 records".to_owned()
-        }
-        Ok(Value::Array(items)) if items.len() > MAX_RECORDS_PER_CALL => format!(
-            "the body holds {} records: send at most {MAX_RECORDS_PER_CALL} per call",
-            items.len()
-        ),
-        Ok(Value::Array(items)) => {
-            shared.lock().counters.records_received += items.len() as u64;
-            return Ok(items);
-        }
-        Ok(_) => "the body must be a JSON array of records".to_owned(),
-    };
-    shared.lock().counters.bad_requests += 1;
-    Err(Refusal::new(StatusCode::BAD_REQUEST, problem))
-}
-
-fn result_entry(ids: &[(&str, Option<String>)], outcome: &Result<(), String>) -> Value {
-    let mut entry = Map::new();
-    for (name, value) in ids {
-        entry.insert(
-            (*name).to_owned(),
-            value.clone().map_or(Value::Null, Value::String),
-        );
-    }
-    match outcome {
-        Ok(()) => {
-            entry.insert("status".to_owned(), json!("ok"));
-            entry.insert("message".to_owned(), Value::Null);
-        }
-        Err(message) => {
-            entry.insert("status".to_owned(), json!("error"));
-            entry.insert("message".to_owned(), json!(message));
-        }
-    }
-    Value::Object(entry)
-}
-
-fn results_response(results: Vec<Value>) -> Response {
-    (StatusCode::OK, Json(json!({ "results": results }))).into_response()
-}
-
-/// What the three push endpoints share: admit the call, parse the batch, then `apply` each
-/// record under one lock and answer one result entry per record, named by its `id_fields`.
-fn push_batch(
+/// Admits a push call and reads its body: a JSON array of 1..=max elements.
+fn push_elements(
     shared: &Shared,
     endpoint: Endpoint,
     headers: &HeaderMap,
     body: &[u8],
-    id_fields: &[&str],
-    mut apply: impl FnMut(&mut Inner, Value) -> Result<(), String>,
-) -> Response {
-    if let Err(answer) = admit(shared, endpoint, headers) {
-        return answer.into_response();
-    }
-    let records = match parse_batch(shared, body) {
-        Ok(records) => records,
-        Err(answer) => return answer.into_response(),
-    };
+) -> Result<Vec<Value>, Refusal> {
+    admit(shared, endpoint, headers)?;
     let mut inner = shared.lock();
-    let results = records
-        .into_iter()
-        .map(|record| {
-            let ids: Vec<(&str, Option<String>)> = id_fields
-                .iter()
-                .map(|&name| {
-                    let id = record.get(name).and_then(Value::as_str).map(str::to_owned);
-                    (name, id)
-                })
-                .collect();
-            let outcome = apply(&mut inner, record);
-            if outcome.is_err() {
-                inner.counters.record_errors += 1;
-            }
-            result_entry(&ids, &outcome)
-        })
-        .collect();
-    results_response(results)
+
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if !matches!(
+        media_type.as_deref(),
+        Some("application/json" | "text/json")
+    ) {
+        return Err(bad_request(
+            &mut inner,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Content-Type must be application/json, got {}",
+                media_type.as_deref().unwrap_or("none")
+            ),
+        ));
+    }
+
+    let max = shared.max_records_per_call;
+    let problem = match serde_json::from_slice::<Value>(body) {
+        Err(e) => format!("the body is not JSON: {e}"),
+        Ok(Value::Array(elements)) if elements.is_empty() => {
+            format!("the body is an empty array: send 1 to {max} elements")
+        }
+        Ok(Value::Array(elements)) if elements.len() > max => format!(
+            "the body holds {} elements: send at most {max} per call",
+            elements.len()
+        ),
+        Ok(Value::Array(elements)) => {
+            inner.counters.records_received += elements.len() as u64;
+            return Ok(elements);
+        }
+        Ok(other) => format!(
+            "the body must be a JSON array of 1 to {max} elements, got {}",
+            json_kind(&other)
+        ),
+    };
+    Err(bad_request(&mut inner, StatusCode::BAD_REQUEST, problem))
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `element 3 (ContactId 003…)`, or `element 3` when the element has no usable id.
+fn element_label(index: usize, id_name: &str, id: Option<&str>) -> String {
+    match id {
+        Some(id) => format!("element {index} ({id_name} {id})"),
+        None => format!("element {index}"),
+    }
+}
+
+/// An accepted push: 200 with an empty body (see the module docs).
+fn accepted() -> Response {
+    StatusCode::OK.into_response()
 }
 
 async fn post_contactinfo(
@@ -630,183 +715,119 @@ async fn post_contactinfo(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    push_batch(
-        &shared,
-        Endpoint::ContactInfo,
-        &headers,
-        &body,
-        &["LegacyContactKey"],
-        |inner, record| {
-            let checked = validate_contact(&record)?;
-            refuse_failing_key(inner, &checked.key)?;
-            store_contact(inner, checked.key, checked.email_opt_out, record);
-            Ok(())
-        },
-    )
-}
-
-/// The injected per-record failure for a key in `failing_keys`.
-fn refuse_failing_key(inner: &Inner, key: &str) -> Result<(), String> {
-    if inner.failing_keys.contains(key) {
-        return Err(format!("simulated failure for record {key}"));
+    let elements = match push_elements(&shared, Endpoint::ContactInfo, &headers, &body) {
+        Ok(elements) => elements,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let mut inner = shared.lock();
+    // All or nothing: every element is checked before any is stored.
+    let mut pushes = Vec::with_capacity(elements.len());
+    for (index, element) in elements.iter().enumerate() {
+        let label = element_label(index, "ContactId", wire::contact_id_of(element));
+        let push = match wire::contact(element) {
+            Ok(push) => push,
+            Err(problem) => {
+                return bad_request(
+                    &mut inner,
+                    StatusCode::BAD_REQUEST,
+                    format!("{label}: {problem}"),
+                )
+                .into_response();
+            }
+        };
+        if inner.refused_contacts.contains(push.contact_id()) {
+            let message = format!(
+                "{label}: Higher Logic refused ContactId {} (simulated refusal)",
+                push.contact_id()
+            );
+            return bad_request(&mut inner, StatusCode::BAD_REQUEST, message).into_response();
+        }
+        pushes.push(push);
     }
-    Ok(())
+    for push in pushes {
+        store_contact(&mut inner, &shared.event_group_type, push);
+    }
+    accepted()
 }
 
-fn store_contact(inner: &mut Inner, key: String, email_opt_out: bool, record: Value) {
-    let changed = inner
-        .members
-        .get(&key)
-        .is_none_or(|old| comparable(old) != comparable(&record));
-    let history = inner.history.entry(key.clone()).or_default();
+fn store_contact(inner: &mut Inner, event_group_type: &str, push: ContactPush) {
+    let (contact_id, changed) = match push {
+        ContactPush::Live { contact_id, record } => {
+            let changed = inner
+                .members
+                .get(&contact_id)
+                .is_none_or(|old| wire::comparable(old) != wire::comparable(&record));
+            for group in record["Groups"].as_array().into_iter().flatten() {
+                let meeting_id = group["GroupId"].as_str().unwrap_or_default();
+                if group["GroupType"] == event_group_type
+                    && !inner.meetings.contains_key(meeting_id)
+                {
+                    inner
+                        .orphan_event_groups
+                        .insert((contact_id.clone(), meeting_id.to_owned()));
+                }
+            }
+            // A push sets the current preference but is not a member-made change: it never
+            // shows in the feed, or hlsync would echo its own writes back to Salesforce.
+            let do_not_email = record["ContactDetails"]["DoNotEmail"] == true;
+            inner.opt_out.insert(contact_id.clone(), do_not_email);
+            inner.deleted_members.remove(&contact_id);
+            inner.members.insert(contact_id.clone(), record);
+            (contact_id, changed)
+        }
+        ContactPush::Delete { contact_id } => {
+            let changed = !inner.deleted_members.contains(&contact_id);
+            inner.members.remove(&contact_id);
+            inner.deleted_members.insert(contact_id.clone());
+            (contact_id, changed)
+        }
+    };
+    let history = inner.history.entry(contact_id).or_default();
     history.pushes += 1;
     if changed {
         history.changes += 1;
     }
     history.last_push_changed = changed;
-    // A push sets the current opt-out but is not a member-made change: it never shows up in
-    // GET /emailpreferences, or hlsync would echo its own writes back to Salesforce.
-    inner.opt_out.insert(key.clone(), email_opt_out);
-    inner.members.insert(key, record);
 }
 
-/// The record as far as "did this push change anything" is concerned.
-fn comparable(record: &Value) -> Value {
-    let mut record = record.clone();
-    if let Some(obj) = record.as_object_mut() {
-        obj.remove("UpdatedOn");
-        for list in ["SecurityGroups", "CommunityGroups"] {
-            if let Some(Value::Array(groups)) = obj.get_mut(list) {
-                groups.sort_by(|a, b| {
-                    let key =
-                        |g: &Value| g.get("GroupKey").and_then(Value::as_str).map(str::to_owned);
-                    key(a).cmp(&key(b))
-                });
-            }
-        }
-    }
-    record
-}
-
-#[derive(Debug)]
-struct CheckedContact {
-    key: String,
-    email_opt_out: bool,
-}
-
-fn validate_contact(record: &Value) -> Result<CheckedContact, String> {
-    let obj = record
-        .as_object()
-        .ok_or("a contact record must be a JSON object")?;
-    let key = sf_id_field(obj, "LegacyContactKey")?;
-    exact_fields(obj, CONTACT_FIELDS, "contact record")?;
-    for &field in CONTACT_TEXT_FIELDS {
-        nullable_text(obj, field)?;
-    }
-    match obj.get("Address") {
-        Some(Value::Null) => {}
-        Some(Value::Object(address)) => {
-            exact_fields(address, ADDRESS_FIELDS, "Address")?;
-            for &field in ADDRESS_FIELDS {
-                nullable_text(address, field).map_err(|e| format!("Address: {e}"))?;
-            }
-        }
-        _ => return Err("Address must be an object or null".to_owned()),
-    }
-    let is_active = bool_field(obj, "IsActive")?;
-    let is_deleted = bool_field(obj, "IsDeleted")?;
-    let email_opt_out = bool_field(obj, "EmailOptOut")?;
-    let security = groups_field(obj, "SecurityGroups")?;
-    let community = groups_field(obj, "CommunityGroups")?;
-    nullable_timestamp(obj, "UpdatedOn")?;
-    if is_deleted && is_active {
-        return Err("a deleted member (IsDeleted true) must have IsActive false".to_owned());
-    }
-    if is_deleted && (security + community) > 0 {
-        return Err("a deleted member (IsDeleted true) must have no groups".to_owned());
-    }
-    Ok(CheckedContact { key, email_opt_out })
-}
-
-async fn post_events(
+async fn post_meeting(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    push_batch(
-        &shared,
-        Endpoint::Events,
-        &headers,
-        &body,
-        &["EventKey"],
-        |inner, record| {
-            let key = validate_event(&record)?;
-            refuse_failing_key(inner, &key)?;
-            inner.events.insert(key, record);
-            Ok(())
-        },
-    )
-}
-
-fn validate_event(record: &Value) -> Result<String, String> {
-    let obj = record
-        .as_object()
-        .ok_or("an event record must be a JSON object")?;
-    let key = sf_id_field(obj, "EventKey")?;
-    exact_fields(obj, EVENT_FIELDS, "event record")?;
-    nullable_text(obj, "Name")?;
-    nullable_date(obj, "StartDate")?;
-    nullable_date(obj, "EndDate")?;
-    bool_field(obj, "IsDeleted")?;
-    Ok(key)
-}
-
-async fn post_registrations(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    push_batch(
-        &shared,
-        Endpoint::Registrations,
-        &headers,
-        &body,
-        &["EventKey", "LegacyContactKey"],
-        |inner, record| {
-            let (event, contact) = validate_registration(&record)?;
-            refuse_failing_key(inner, &event)?;
-            refuse_failing_key(inner, &contact)?;
-            // Higher Logic files registrations under an event it knows.
-            if !inner.events.contains_key(&event) {
-                return Err(format!(
-                    "unknown EventKey {event}: push the event before its registrations"
-                ));
+    let elements = match push_elements(&shared, Endpoint::Meeting, &headers, &body) {
+        Ok(elements) => elements,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let mut inner = shared.lock();
+    let mut pushes = Vec::with_capacity(elements.len());
+    for (index, element) in elements.iter().enumerate() {
+        match wire::meeting(element) {
+            Ok(push) => pushes.push(push),
+            Err(problem) => {
+                let label = element_label(index, "MeetingId", wire::meeting_id_of(element));
+                return bad_request(
+                    &mut inner,
+                    StatusCode::BAD_REQUEST,
+                    format!("{label}: {problem}"),
+                )
+                .into_response();
             }
-            inner.registrations.insert((event, contact), record);
-            Ok(())
-        },
-    )
-}
-
-fn validate_registration(record: &Value) -> Result<(String, String), String> {
-    let obj = record
-        .as_object()
-        .ok_or("a registration record must be a JSON object")?;
-    let event = sf_id_field(obj, "EventKey")?;
-    let contact = sf_id_field(obj, "LegacyContactKey")?;
-    exact_fields(obj, REGISTRATION_FIELDS, "registration record")?;
-    let is_deleted = bool_field(obj, "IsDeleted")?;
-    // A removal may carry no status; a live registration must say what it is.
-    match obj.get("Status") {
-        Some(Value::String(s)) if !s.trim().is_empty() => {}
-        Some(Value::Null) if is_deleted => {}
-        _ => {
-            return Err(
-                "Status must be a non-empty string (null only when IsDeleted is true)".to_owned(),
-            );
         }
     }
-    Ok((event, contact))
+    for push in pushes {
+        match push {
+            MeetingPush::Live { meeting_id, record } => {
+                inner.deleted_meetings.remove(&meeting_id);
+                inner.meetings.insert(meeting_id, record);
+            }
+            MeetingPush::Delete { meeting_id } => {
+                inner.meetings.remove(&meeting_id);
+                inner.deleted_meetings.insert(meeting_id);
+            }
+        }
+    }
+    accepted()
 }
 
 async fn get_emailpreferences(
@@ -814,259 +835,51 @@ async fn get_emailpreferences(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(answer) = admit(&shared, Endpoint::EmailPreferences, &headers) {
-        return answer.into_response();
+    if let Err(refusal) = admit(&shared, Endpoint::EmailPreferences, &headers) {
+        return refusal.into_response();
     }
-    let since = query
-        .as_deref()
-        .and_then(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .find(|(name, _)| name == "since")
-                .map(|(_, value)| value.into_owned())
-        })
-        .ok_or_else(|| "the since query parameter is required (ISO-8601)".to_owned())
-        .and_then(|raw| {
-            DateTime::parse_from_rfc3339(&raw)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| format!("since={raw} is not an ISO-8601 date-time: {e}"))
-        });
-    let since = match since {
+    let since = match parse_since(query.as_deref()) {
         Ok(since) => since,
         Err(message) => {
-            shared.lock().counters.bad_requests += 1;
-            return error_body(StatusCode::BAD_REQUEST, message);
+            return bad_request(&mut shared.lock(), StatusCode::BAD_REQUEST, message)
+                .into_response();
         }
     };
 
     let inner = shared.lock();
-    // One entry per member: the latest change after `since`, as a preferences feed reports state.
-    let mut latest: BTreeMap<&str, &EmailPreferenceChange> = BTreeMap::new();
-    for change in inner
-        .opt_out_changes
+    let mut changes: Vec<&PreferenceChange> = inner
+        .preference_changes
         .iter()
-        .filter(|c| c.updated_on > since)
-    {
-        let slot = latest.entry(change.key.as_str()).or_insert(change);
-        if change.updated_on >= slot.updated_on {
-            *slot = change;
-        }
-    }
-    let mut changes: Vec<&EmailPreferenceChange> = latest.into_values().collect();
-    changes.sort_by(|a, b| (a.updated_on, &a.key).cmp(&(b.updated_on, &b.key)));
+        .filter(|change| change.updated_on > since)
+        .collect();
+    // Stable: changes with the same UpdatedOn stay in the order they were made.
+    changes.sort_by_key(|change| change.updated_on);
     let changes: Vec<Value> = changes
         .into_iter()
-        .map(|c| {
+        .map(|change| {
             json!({
-                "LegacyContactKey": c.key,
-                "EmailOptOut": c.email_opt_out,
-                "UpdatedOn": c.updated_on.to_rfc3339_opts(SecondsFormat::Millis, true),
+                "ContactId": change.contact_id,
+                "DoNotEmail": change.do_not_email,
+                "UpdatedOn": change.updated_on.to_rfc3339_opts(SecondsFormat::Millis, true),
             })
         })
         .collect();
     (StatusCode::OK, Json(json!({ "changes": changes }))).into_response()
 }
 
-fn exact_fields(obj: &Map<String, Value>, expected: &[&str], what: &str) -> Result<(), String> {
-    if let Some(missing) = expected.iter().find(|f| !obj.contains_key(**f)) {
-        return Err(format!("{what}: missing field {missing}"));
-    }
-    if let Some(unknown) = obj.keys().find(|k| !expected.contains(&k.as_str())) {
-        return Err(format!("{what}: unknown field {unknown}"));
-    }
-    Ok(())
-}
-
-/// An 18-character case-safe Salesforce Id: 15 characters would be case-sensitive and collide.
-fn sf_id_field(obj: &Map<String, Value>, name: &str) -> Result<String, String> {
-    match obj.get(name) {
-        Some(Value::String(id))
-            if id.len() == 18 && id.bytes().all(|b| b.is_ascii_alphanumeric()) =>
-        {
-            Ok(id.clone())
-        }
-        Some(Value::String(id)) => Err(format!(
-            "{name} must be an 18-character Salesforce Id, got {id:?}"
-        )),
-        Some(_) => Err(format!("{name} must be a string")),
-        None => Err(format!("missing field {name}")),
-    }
-}
-
-fn nullable_text(obj: &Map<String, Value>, name: &str) -> Result<(), String> {
-    match obj.get(name) {
-        Some(Value::Null | Value::String(_)) => Ok(()),
-        _ => Err(format!("{name} must be a string or null")),
-    }
-}
-
-fn bool_field(obj: &Map<String, Value>, name: &str) -> Result<bool, String> {
-    obj.get(name)
-        .and_then(Value::as_bool)
-        .ok_or_else(|| format!("{name} must be true or false"))
-}
-
-fn nullable_timestamp(obj: &Map<String, Value>, name: &str) -> Result<(), String> {
-    match obj.get(name) {
-        Some(Value::Null) => Ok(()),
-        Some(Value::String(s)) if DateTime::parse_from_rfc3339(s).is_ok() => Ok(()),
-        _ => Err(format!(
-            "{name} must be null or an ISO-8601 date-time such as 2026-11-24T10:00:00.000Z"
-        )),
-    }
-}
-
-/// Campaign dates are dates; a date-time is accepted too.
-fn nullable_date(obj: &Map<String, Value>, name: &str) -> Result<(), String> {
-    match obj.get(name) {
-        Some(Value::Null) => Ok(()),
-        Some(Value::String(s))
-            if NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
-                || DateTime::parse_from_rfc3339(s).is_ok() =>
-        {
-            Ok(())
-        }
-        _ => Err(format!("{name} must be null or a date such as 2026-11-24")),
-    }
-}
-
-fn groups_field(obj: &Map<String, Value>, name: &str) -> Result<usize, String> {
-    let groups = obj
-        .get(name)
-        .and_then(Value::as_array)
-        .ok_or_else(|| format!("{name} must be an array of {{GroupKey, GroupName}}"))?;
-    let mut seen = BTreeSet::new();
-    for group in groups {
-        let group = group
-            .as_object()
-            .ok_or_else(|| format!("{name}: each group must be an object"))?;
-        exact_fields(group, GROUP_FIELDS, name)?;
-        for field in GROUP_FIELDS {
-            match group.get(*field) {
-                Some(Value::String(s)) if !s.trim().is_empty() => {}
-                _ => return Err(format!("{name}: {field} must be a non-empty string")),
-            }
-        }
-        if let Some(key) = group.get("GroupKey").and_then(Value::as_str)
-            && !seen.insert(key)
-        {
-            return Err(format!("{name}: GroupKey {key} appears twice"));
-        }
-    }
-    Ok(groups.len())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn contact(key: &str) -> Value {
-        json!({
-            "LegacyContactKey": key, "FirstName": "Ada", "LastName": "Lovelace",
-            "EmailAddress": "ada@example.org", "CompanyName": null, "Title": null,
-            "Phone": null, "MobilePhone": null,
-            "Address": {"Street": null, "City": "Columbus", "StateProvince": "OH",
-                        "PostalCode": null, "Country": "US"},
-            "IsActive": true, "IsDeleted": false, "EmailOptOut": false,
-            "SecurityGroups": [{"GroupKey": "HL_Member_Type__c:Gold", "GroupName": "Gold"}],
-            "CommunityGroups": [],
-            "UpdatedOn": "2026-11-24T10:00:00.000Z"
+fn parse_since(query: Option<&str>) -> Result<DateTime<Utc>, String> {
+    let raw = query
+        .and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(name, _)| name == "since")
+                .map(|(_, value)| value.into_owned())
         })
-    }
-
-    const KEY: &str = "003000000000001AAA";
-
-    #[test]
-    fn a_complete_contact_is_valid() {
-        let checked = validate_contact(&contact(KEY)).unwrap();
-        assert_eq!(checked.key, KEY);
-    }
-
-    #[test]
-    fn shape_errors_are_named() {
-        let mut c = contact("003000000000001");
-        assert!(validate_contact(&c).unwrap_err().contains("18-character"));
-
-        c = contact(KEY);
-        c.as_object_mut().unwrap().remove("Title");
-        assert!(
-            validate_contact(&c)
-                .unwrap_err()
-                .contains("missing field Title")
-        );
-
-        c = contact(KEY);
-        c["Email"] = json!("x");
-        assert!(
-            validate_contact(&c)
-                .unwrap_err()
-                .contains("unknown field Email")
-        );
-
-        c = contact(KEY);
-        c["IsActive"] = json!("true");
-        assert!(validate_contact(&c).unwrap_err().contains("IsActive"));
-
-        c = contact(KEY);
-        c["SecurityGroups"] = json!([{"GroupKey": "k"}]);
-        assert!(validate_contact(&c).unwrap_err().contains("GroupName"));
-
-        c = contact(KEY);
-        c["UpdatedOn"] = json!("yesterday");
-        assert!(validate_contact(&c).unwrap_err().contains("UpdatedOn"));
-    }
-
-    #[test]
-    fn a_deleted_member_is_inactive_and_has_no_groups() {
-        let mut c = contact(KEY);
-        c["IsDeleted"] = json!(true);
-        c["IsActive"] = json!(false);
-        assert!(validate_contact(&c).unwrap_err().contains("no groups"));
-        c["SecurityGroups"] = json!([]);
-        assert!(validate_contact(&c).is_ok());
-        c["IsActive"] = json!(true);
-        assert!(validate_contact(&c).unwrap_err().contains("IsActive false"));
-    }
-
-    #[test]
-    fn duplicate_group_keys_are_rejected() {
-        let mut c = contact(KEY);
-        c["CommunityGroups"] = json!([
-            {"GroupKey": "HL_Chapter__c:Ohio", "GroupName": "Ohio"},
-            {"GroupKey": "HL_Chapter__c:Ohio", "GroupName": "Ohio"}
-        ]);
-        assert!(validate_contact(&c).unwrap_err().contains("appears twice"));
-    }
-
-    #[test]
-    fn group_order_and_updated_on_do_not_count_as_changes() {
-        let mut a = contact(KEY);
-        a["SecurityGroups"] = json!([
-            {"GroupKey": "A", "GroupName": "A"}, {"GroupKey": "B", "GroupName": "B"}
-        ]);
-        let mut b = a.clone();
-        b["SecurityGroups"] = json!([
-            {"GroupKey": "B", "GroupName": "B"}, {"GroupKey": "A", "GroupName": "A"}
-        ]);
-        b["UpdatedOn"] = json!("2026-11-25T10:00:00.000Z");
-        assert_eq!(comparable(&a), comparable(&b));
-        b["Title"] = json!("Countess");
-        assert_ne!(comparable(&a), comparable(&b));
-    }
-
-    #[test]
-    fn events_and_registrations_validate_their_fields() {
-        let event = json!({"EventKey": "701000000000001AAA", "Name": "Gala",
-                           "StartDate": "2026-12-01", "EndDate": null, "IsDeleted": false});
-        assert!(validate_event(&event).is_ok());
-        let mut bad = event.clone();
-        bad["StartDate"] = json!("December");
-        assert!(validate_event(&bad).unwrap_err().contains("StartDate"));
-
-        let reg = json!({"EventKey": "701000000000001AAA", "LegacyContactKey": KEY,
-                         "Status": "Registered", "IsDeleted": false});
-        assert!(validate_registration(&reg).is_ok());
-        let mut bad = reg.clone();
-        bad["Status"] = json!("");
-        assert!(validate_registration(&bad).unwrap_err().contains("Status"));
-    }
+        .ok_or("the since query parameter is required: an ISO-8601 date-time such as 2026-11-24T10:00:00.000Z")?;
+    DateTime::parse_from_rfc3339(&raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            format!(
+                "since={raw} is not an ISO-8601 date-time with a zone ({e}); a '+' in a query must be sent as %2B"
+            )
+        })
 }

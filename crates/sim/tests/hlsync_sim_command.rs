@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use hlsync_sim::higher_logic::{DEFAULT_API_KEY, DEFAULT_TENANT_CODE};
+use hlsync_sim::higher_logic::DEFAULT_API_KEY;
 use serde_json::Value;
 
 /// Kills the child however the test ends, so no simulator outlives it.
@@ -41,12 +41,21 @@ async fn prints_endpoints_and_credentials_then_serves() {
         summary["secret"]["higher_logic"]["api_key"],
         DEFAULT_API_KEY
     );
+    assert_eq!(
+        summary["secret"]["higher_logic"],
+        serde_json::json!({ "api_key": DEFAULT_API_KEY }),
+        "the Higher Logic part of the secret is the ApiKey alone"
+    );
     assert_eq!(summary["contacts"], 10);
     let hl = summary["higher_logic_url"].as_str().unwrap();
+    assert!(hl.ends_with("/v2"), "{hl}");
+    let prefs = summary["higher_logic_email_preferences_url"]
+        .as_str()
+        .unwrap();
+    assert_eq!(prefs, format!("{hl}/emailpreferences"));
     let answer = reqwest::Client::new()
-        .get(format!("{hl}/emailpreferences?since=2020-01-01T00:00:00Z"))
-        .header("x-api-key", DEFAULT_API_KEY)
-        .header("x-tenant-code", DEFAULT_TENANT_CODE)
+        .get(format!("{prefs}?since=2020-01-01T00:00:00.000Z"))
+        .header("ApiKey", DEFAULT_API_KEY)
         .send()
         .await
         .unwrap();

@@ -83,7 +83,6 @@ async fn main() -> anyhow::Result<()> {
             "security_token": salesforce::DEFAULT_SECURITY_TOKEN,
         },
         "higher_logic": {
-            "tenant_code": hl.tenant_code(),
             "api_key": hl.api_key(),
         }
     });
@@ -92,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         let summary = json!({
             "salesforce_url": sf.base_url(),
             "higher_logic_url": hl.base_url(),
+            "higher_logic_email_preferences_url": hl.email_preferences_url(),
             "contacts": args.contacts,
             "seed": args.seed,
             "secret": secret,
@@ -101,12 +101,13 @@ async fn main() -> anyhow::Result<()> {
         let secret_text = serde_json::to_string_pretty(&secret).context("formatting the secret")?;
         println!(
             "Salesforce simulator:   {sf_url}  (login URL and instance URL; {contacts} contacts, seed {seed})\n\
-             Higher Logic simulator: {hl_url}\n\
+             Higher Logic simulator: {hl_url}  (Push API v2; email-preference feed {prefs_url})\n\
              \n\
              Config (TOML):\n\
              allow_insecure_http = true\n\
              [higher_logic]\n\
              base_url = \"{hl_url}\"\n\
+             email_preferences_url = \"{prefs_url}\"\n\
              \n\
              Secret (JSON; simulator values, not secrets; save as a file for `hlsync provision --secret-file`):\n\
              {secret_text}\n\
@@ -114,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
              Serving until Ctrl-C.",
             sf_url = sf.base_url(),
             hl_url = hl.base_url(),
+            prefs_url = hl.email_preferences_url(),
             contacts = args.contacts,
             seed = args.seed,
         );
