@@ -1,37 +1,63 @@
-//! The push API client: batching, pacing, retries, and per-record results.
+//! The Push API client: batching, halving refused requests, pacing, retries, and the
+//! email-preference feed.
 
-use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use hlsync_core::SfId;
+use hlsync_core::config::MAX_BATCH_SIZE;
+use hlsync_core::{HigherLogicConfig, Meeting, Member, SfId, check_url};
 use rand::Rng;
-use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
 use url::Url;
 
 use crate::error::HlError;
 use crate::rate::{IntervalLimiter, RateLimiter};
-use crate::wire::{self, PushRecord, PushResponse};
+use crate::wire;
+
+const BASE_URL_KEY: &str = "higher_logic.base_url";
+const EMAIL_PREFERENCES_URL_KEY: &str = "higher_logic.email_preferences_url";
+const API_KEY_KEY: &str = "higher_logic.api_key (secret)";
+
+/// Who a request is for: what its errors name, and whether its answer's body matters.
+#[derive(Clone, Copy)]
+struct Target {
+    /// The config key of the URL, for error messages.
+    setting: &'static str,
+    /// Only the feed reads a 2xx body; a push's 2xx accepts the request whatever follows it.
+    reads_body: bool,
+}
+
+const PUSH: Target = Target {
+    setting: BASE_URL_KEY,
+    reads_body: false,
+};
+
+const FEED: Target = Target {
+    setting: EMAIL_PREFERENCES_URL_KEY,
+    reads_body: true,
+};
 
 /// What Higher Logic needs to know who is calling: the `higher_logic` part of the secret.
 #[derive(Clone, Debug)]
 pub struct HigherLogicCredentials {
-    pub tenant_code: String,
-    /// Never printed: `SecretString`'s `Debug` is redacted.
+    /// The tenant's Push API key. Never printed: `SecretString`'s `Debug` is redacted.
     pub api_key: SecretString,
 }
 
-/// The outcome of one record of a push, in the order the records were given.
+/// The outcome of one record of a push. A push returns one per record, in input order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordResult {
-    /// LegacyContactKey, EventKey, or `EventKey:LegacyContactKey` for a registration.
+    /// The record's 18-character key: `ContactId` for a member, `MeetingId` for a meeting.
     pub key: String,
-    /// `Err` holds Higher Logic's message: this record (only) should be retried or dead-lettered.
+    /// `Err` holds Higher Logic's message for a record it refused on its own (HTTP 400): this
+    /// record, and only it, should be dead-lettered.
     pub outcome: Result<(), String>,
 }
 
@@ -41,12 +67,12 @@ impl RecordResult {
     }
 }
 
-/// A member changed their email opt-out in the community.
+/// A member changed their email preference in Higher Logic (read from the tenant's feed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EmailPreferenceChange {
-    /// The member's LegacyContactKey.
+    /// The member's `ContactId`.
     pub key: SfId,
-    pub email_opt_out: bool,
+    pub do_not_email: bool,
     pub updated_on: DateTime<Utc>,
 }
 
@@ -55,7 +81,7 @@ pub struct EmailPreferenceChange {
 pub struct RetryPolicy {
     /// Tries per request, the first included.
     pub max_attempts: u32,
-    /// Backoff before the second try after a 5xx or connection error; doubles each time.
+    /// Backoff before the second try after a 5xx, a 408 or a connection error; doubles each time.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     /// The longest `Retry-After` the client sleeps through. A longer one ends the request with
@@ -94,17 +120,18 @@ impl RetryPolicy {
     }
 }
 
-/// Default per-request timeout: generous for 200 records, short enough for a Lambda to recover.
+/// Default per-request timeout: generous for a full batch, short enough for a Lambda to recover.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Client of Higher Logic's data push API. Cheap to share behind an `Arc`; one per cold start.
+/// Client of Higher Logic's data Push API v2. Cheap to share behind an `Arc`; one per cold start.
 pub struct HigherLogicClient {
     http: reqwest::Client,
     /// Always ends with `/`, so that joining an endpoint name appends to it.
     base: Url,
-    tenant_code: HeaderValue,
+    email_preferences: Option<Url>,
     /// Marked sensitive, so the HTTP stack never prints it; built from the `SecretString` once.
     api_key: HeaderValue,
+    batch_size: usize,
     limiter: Arc<dyn RateLimiter>,
     retry: RetryPolicy,
     timeout: Option<Duration>,
@@ -115,56 +142,88 @@ impl std::fmt::Debug for HigherLogicClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HigherLogicClient")
             .field("base", &self.base.as_str())
-            .field("tenant_code", &self.tenant_code)
+            .field(
+                "email_preferences",
+                &self.email_preferences.as_ref().map(Url::as_str),
+            )
+            // A sensitive `HeaderValue` prints as `Sensitive`.
             .field("api_key", &self.api_key)
+            .field("batch_size", &self.batch_size)
             .field("retry", &self.retry)
             .field("calls", &self.calls_made())
             .finish_non_exhaustive()
     }
 }
 
+/// How Higher Logic answered one request, once retries are over.
+enum Answer {
+    /// 2xx: every record of the request is accepted. The body, for the feed's GET only (empty
+    /// for a push: Higher Logic publishes no per-record result body).
+    Accepted(Vec<u8>),
+    /// 400: the request is refused, with Higher Logic's explanation.
+    Refused(String),
+}
+
+/// How one HTTP attempt ended.
+enum Attempt {
+    Done(Answer),
+    Fatal(HlError),
+    Retry {
+        error: HlError,
+        /// `None`: back off by the policy.
+        wait: Option<Duration>,
+    },
+}
+
 impl HigherLogicClient {
-    /// `base_url` must already have passed the config's URL check (https unless insecure http is
-    /// allowed); see `new` in lib.rs.
-    pub(crate) fn from_parts(
-        base_url: &Url,
-        max_calls_per_minute: u32,
+    /// A client for the tenant at `cfg.base_url`, paced at `cfg.max_calls_per_minute` in this
+    /// process, pushing `cfg.batch_size` records per request. Both URLs must be https unless
+    /// `allow_insecure_http` (emulators and tests).
+    pub fn new(
+        cfg: &HigherLogicConfig,
         creds: HigherLogicCredentials,
+        allow_insecure_http: bool,
     ) -> Result<Self, HlError> {
-        let per_minute = NonZeroU32::new(max_calls_per_minute).ok_or(HlError::Config {
+        let mut base = parse_url(&cfg.base_url, allow_insecure_http, BASE_URL_KEY)?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let email_preferences = match cfg.email_preferences_url.as_deref().map(str::trim) {
+            // The config reads `email_preferences_url = ""` as unset; so does the client.
+            None | Some("") => None,
+            Some(url) => Some(parse_url(
+                url,
+                allow_insecure_http,
+                EMAIL_PREFERENCES_URL_KEY,
+            )?),
+        };
+        let per_minute = NonZeroU32::new(cfg.max_calls_per_minute).ok_or(HlError::Config {
             key: "higher_logic.max_calls_per_minute",
             reason: "must be at least 1".to_owned(),
         })?;
-        if creds.tenant_code.trim().is_empty() {
+        if !(1..=MAX_BATCH_SIZE).contains(&cfg.batch_size) {
             return Err(HlError::Config {
-                key: "higher_logic.tenant_code (secret)",
-                reason: "is empty".to_owned(),
+                key: "higher_logic.batch_size",
+                reason: format!(
+                    "must be between 1 and {MAX_BATCH_SIZE} records per push request, got {}",
+                    cfg.batch_size
+                ),
             });
         }
         if creds.api_key.expose_secret().trim().is_empty() {
             return Err(HlError::Config {
-                key: "higher_logic.api_key (secret)",
+                key: API_KEY_KEY,
                 reason: "is empty".to_owned(),
             });
         }
         let mut api_key =
             HeaderValue::from_str(creds.api_key.expose_secret()).map_err(|_| HlError::Config {
-                key: "higher_logic.api_key (secret)",
+                key: API_KEY_KEY,
                 reason: "holds characters an HTTP header cannot carry (check for a stray newline)"
                     .to_owned(),
             })?;
         api_key.set_sensitive(true);
-        let tenant_code =
-            HeaderValue::from_str(&creds.tenant_code).map_err(|_| HlError::Config {
-                key: "higher_logic.tenant_code (secret)",
-                reason: "holds characters an HTTP header cannot carry (check for a stray newline)"
-                    .to_owned(),
-            })?;
-        let mut base = base_url.clone();
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
         let http = reqwest::Client::builder()
             .user_agent(concat!("hlsync/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -175,8 +234,9 @@ impl HigherLogicClient {
         Ok(Self {
             http,
             base,
-            tenant_code,
+            email_preferences,
             api_key,
+            batch_size: cfg.batch_size,
             limiter: Arc::new(IntervalLimiter::per_minute(per_minute)),
             retry: RetryPolicy::default(),
             timeout: Some(DEFAULT_REQUEST_TIMEOUT),
@@ -197,98 +257,196 @@ impl HigherLogicClient {
     }
 
     /// `None`: no per-request timeout (tests on tokio's paused clock, where a pending timeout
-    /// would be reached by auto-advance while the simulator is still answering).
+    /// would be reached by auto-advance while the server is still answering).
     pub fn with_request_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
         self
     }
 
-    /// HTTP calls sent so far, retries included (each one counts against the tenant's limit).
+    /// HTTP calls sent so far: every attempt, halvings and retries included (each one counts
+    /// against the tenant's limit).
     pub fn calls_made(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
 
+    /// The Push API's root, ending with `/`.
     pub fn base_url(&self) -> &Url {
         &self.base
     }
 
-    /// Pushes records in calls of at most 200 and returns one result per record, in input
-    /// order. A request that fails as a whole (after retries) ends the push with that error;
-    /// calls already made stay made, which is safe because a push is idempotent.
-    pub(crate) async fn push<R: PushRecord>(
-        &self,
-        records: &[R],
-    ) -> Result<Vec<RecordResult>, HlError> {
-        let mut results = Vec::with_capacity(records.len());
-        for chunk in records.chunks(wire::MAX_RECORDS_PER_CALL) {
-            let body = serde_json::to_vec(chunk).map_err(|e| HlError::BadRequest {
-                message: format!("the records could not be encoded as JSON: {e}"),
-            })?;
-            let url = self.endpoint(R::PATH)?;
-            let answer = self.call(Method::POST, &url, Some(body)).await?;
-            let answer: PushResponse =
-                serde_json::from_slice(&answer).map_err(|e| HlError::BadResponse {
-                    url: url.to_string(),
-                    message: format!("expected {{\"results\":[…]}}: {e}"),
-                })?;
-            let matched = match_results(chunk, answer);
-            tracing::debug!(
-                endpoint = R::PATH,
-                records = chunk.len(),
-                failed = matched.iter().filter(|r| !r.is_ok()).count(),
-                "pushed to Higher Logic"
-            );
-            results.extend(matched);
-        }
-        Ok(results)
+    /// The most records one request carries (`higher_logic.batch_size`).
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
     }
 
-    /// Opt-out changes members made in Higher Logic strictly after `since`.
+    /// Whether the tenant has an email-preference feed (`higher_logic.email_preferences_url`).
+    pub fn has_email_preferences(&self) -> bool {
+        self.email_preferences.is_some()
+    }
+
+    /// Pushes members to `POST /contactinfo` (whole records: Higher Logic replaces what it
+    /// holds; a deleted member is sent as the delete shape).
+    ///
+    /// Returns one result per member, in input order. See [`Self::push_meetings`] for how a
+    /// refused request is narrowed down to its refused records.
+    pub async fn push_members(&self, members: &[Member]) -> Result<Vec<RecordResult>, HlError> {
+        let records: Vec<wire::ContactInfo> = members.iter().map(wire::contact_info).collect();
+        let outcomes = self.push(wire::CONTACT_INFO_PATH, &records).await?;
+        Ok(members
+            .iter()
+            .zip(outcomes)
+            .map(|(member, outcome)| RecordResult {
+                key: member.contact_id.as_str().to_owned(),
+                outcome,
+            })
+            .collect())
+    }
+
+    /// Pushes meetings to `POST /meeting`; push them before the members whose groups name them.
+    ///
+    /// Returns one result per meeting, in input order. Records go in requests of at most
+    /// `batch_size`. A 2xx accepts a whole request. A 400 refuses it: the client then pushes
+    /// each half on its own, and so on down to single records, so that only a record refused
+    /// alone gets `Err(Higher Logic's message)` and its neighbours go through (one refused
+    /// record among 200 costs at most 17 requests). Any other failure, after retries, ends the
+    /// push with an [`HlError`]; requests already accepted stay accepted, which is harmless
+    /// because a push is idempotent.
+    pub async fn push_meetings(&self, meetings: &[Meeting]) -> Result<Vec<RecordResult>, HlError> {
+        let records: Vec<wire::MeetingRecord> = meetings.iter().map(wire::meeting).collect();
+        let outcomes = self.push(wire::MEETING_PATH, &records).await?;
+        Ok(meetings
+            .iter()
+            .zip(outcomes)
+            .map(|(meeting, outcome)| RecordResult {
+                key: meeting.meeting_id.as_str().to_owned(),
+                outcome,
+            })
+            .collect())
+    }
+
+    /// Pushes `records` to `POST {base}/{path}` and returns one outcome per record, in order.
+    ///
+    /// A stack of index ranges stands in for recursion: it starts with the batches (the first
+    /// on top); a refused range of two or more records is replaced by its two halves (the
+    /// first on top). The ranges on the stack are always contiguous and in order from the top,
+    /// so the range popped always starts at the first record without an outcome, and outcomes
+    /// are appended in input order.
+    async fn push<R: Serialize>(
+        &self,
+        path: &'static str,
+        records: &[R],
+    ) -> Result<Vec<Result<(), String>>, HlError> {
+        let url = self.endpoint(path)?;
+        let mut outcomes: Vec<Result<(), String>> = Vec::with_capacity(records.len());
+        let mut pending: Vec<Range<usize>> =
+            batches(records.len(), self.batch_size).rev().collect();
+        while let Some(range) = pending.pop() {
+            debug_assert_eq!(range.start, outcomes.len());
+            let body =
+                serde_json::to_vec(&records[range.clone()]).map_err(|e| HlError::Encoding {
+                    message: e.to_string(),
+                })?;
+            match self.send(Method::POST, &url, Some(body), PUSH).await? {
+                Answer::Accepted(_) => {
+                    outcomes.extend(range.map(|_| Ok(())));
+                }
+                Answer::Refused(message) if range.len() == 1 => {
+                    tracing::warn!(endpoint = path, record = range.start, %message, "Higher Logic refused a record");
+                    outcomes.push(Err(message));
+                }
+                Answer::Refused(message) => {
+                    let (first, second) = halves(range);
+                    tracing::info!(
+                        endpoint = path,
+                        records = first.len() + second.len(),
+                        %message,
+                        "Higher Logic refused a request; pushing each half on its own to find the refused records"
+                    );
+                    pending.push(second);
+                    pending.push(first);
+                }
+            }
+        }
+        tracing::debug!(
+            endpoint = path,
+            records = records.len(),
+            refused = outcomes.iter().filter(|o| o.is_err()).count(),
+            "pushed to Higher Logic"
+        );
+        Ok(outcomes)
+    }
+
+    /// Email-preference changes members made in Higher Logic strictly after `since`, read from
+    /// the tenant's feed: `GET {email_preferences_url}?since=…` with the same `ApiKey`.
+    ///
+    /// `Ok(vec![])` without any call when the tenant has no feed. An entry whose `ContactId` or
+    /// `UpdatedOn` cannot be read is skipped with a warning, so that it does not hold back every
+    /// other member's change.
     pub async fn email_preferences_since(
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<EmailPreferenceChange>, HlError> {
-        let mut url = self.endpoint(wire::EMAIL_PREFERENCES_PATH)?;
+        let Some(feed) = &self.email_preferences else {
+            return Ok(Vec::new());
+        };
+        let mut url = feed.clone();
         url.query_pairs_mut()
-            .append_pair(wire::SINCE_PARAM, &wire::format_timestamp(since));
-        let answer = self.call(Method::GET, &url, None).await?;
-        let answer: wire::EmailPreferencesResponse =
-            serde_json::from_slice(&answer).map_err(|e| HlError::BadResponse {
+            .append_pair(wire::SINCE_PARAM, &wire::format_date_time(since));
+        let body = match self.send(Method::GET, &url, None, FEED).await? {
+            Answer::Accepted(body) => body,
+            Answer::Refused(message) => {
+                return Err(HlError::UnexpectedStatus {
+                    status: StatusCode::BAD_REQUEST.as_u16(),
+                    url: url.to_string(),
+                    setting: EMAIL_PREFERENCES_URL_KEY,
+                    message,
+                });
+            }
+        };
+        let answer: wire::EmailPreferencesAnswer =
+            serde_json::from_slice(&body).map_err(|e| HlError::BadResponse {
                 url: url.to_string(),
-                message: format!("expected {{\"changes\":[…]}}: {e}"),
+                message: e.to_string(),
             })?;
         Ok(answer
             .changes
             .into_iter()
-            .filter_map(|c| match c.legacy_contact_key.parse::<SfId>() {
-                Ok(key) => Some(EmailPreferenceChange {
+            .filter_map(|entry| {
+                let key = match entry.contact_id.parse::<SfId>() {
+                    Ok(key) => key,
+                    Err(error) => {
+                        tracing::warn!(%error, "skipping an email preference change with a bad ContactId");
+                        return None;
+                    }
+                };
+                let Some(updated_on) = wire::parse_date_time(&entry.updated_on) else {
+                    tracing::warn!(contact = %key, updated_on = %entry.updated_on, "skipping an email preference change with a bad UpdatedOn");
+                    return None;
+                };
+                Some(EmailPreferenceChange {
                     key,
-                    email_opt_out: c.email_opt_out,
-                    updated_on: c.updated_on,
-                }),
-                Err(error) => {
-                    // One unreadable entry must not hold back every other member's change.
-                    tracing::warn!(%error, "skipping an email preference change with a bad LegacyContactKey");
-                    None
-                }
+                    do_not_email: entry.do_not_email,
+                    updated_on,
+                })
             })
             .collect())
     }
 
     fn endpoint(&self, name: &str) -> Result<Url, HlError> {
         self.base.join(name).map_err(|e| HlError::Config {
-            key: "higher_logic.base_url",
+            key: BASE_URL_KEY,
             reason: format!("cannot append /{name} to it: {e}"),
         })
     }
 
-    /// One request, paced and retried; returns the body of a 2xx answer.
-    async fn call(
+    /// One request, paced and retried, until it is accepted, refused, or fails for good.
+    async fn send(
         &self,
         method: Method,
         url: &Url,
         body: Option<Vec<u8>>,
-    ) -> Result<Vec<u8>, HlError> {
+        target: Target,
+    ) -> Result<Answer, HlError> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -299,19 +457,18 @@ impl HigherLogicClient {
                 .http
                 .request(method.clone(), url.clone())
                 .header(wire::API_KEY_HEADER, self.api_key.clone())
-                .header(wire::TENANT_CODE_HEADER, self.tenant_code.clone())
-                .header(reqwest::header::ACCEPT, "application/json");
+                .header(ACCEPT, wire::JSON_CONTENT_TYPE);
             if let Some(body) = &body {
                 request = request
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(CONTENT_TYPE, wire::JSON_CONTENT_TYPE)
                     .body(body.clone());
             }
             if let Some(timeout) = self.timeout {
                 request = request.timeout(timeout);
             }
 
-            let (error, wait) = match self.send_once(request, url, attempt).await {
-                Attempt::Done(body) => return Ok(body),
+            let (error, wait) = match self.send_once(request, url, target, attempt).await {
+                Attempt::Done(answer) => return Ok(answer),
                 Attempt::Fatal(error) => return Err(error),
                 Attempt::Retry { error, wait } => (error, wait),
             };
@@ -328,31 +485,42 @@ impl HigherLogicClient {
         &self,
         request: reqwest::RequestBuilder,
         url: &Url,
+        target: Target,
         attempt: u32,
     ) -> Attempt {
-        let transport = |e: reqwest::Error| Attempt::Retry {
+        let setting = target.setting;
+        let transport = |message: String| Attempt::Retry {
             error: HlError::Transport {
                 url: url.to_string(),
+                setting,
                 attempts: attempt,
-                message: error_chain(&e),
+                message,
             },
             wait: None,
         };
         let response = match request.send().await {
             Ok(response) => response,
-            Err(e) => return transport(e),
+            Err(e) => return transport(error_chain(&e)),
         };
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let body = match response.bytes().await {
-            Ok(body) => body.to_vec(),
-            Err(e) => return transport(e),
-        };
+        let body = response.bytes().await;
         if status.is_success() {
-            return Attempt::Done(body);
+            return match body {
+                Ok(body) if target.reads_body => Attempt::Done(Answer::Accepted(body.to_vec())),
+                // The body was still read (so the connection can be reused), never parsed.
+                Ok(_) => Attempt::Done(Answer::Accepted(Vec::new())),
+                // The status already says the request was accepted.
+                Err(_) if !target.reads_body => Attempt::Done(Answer::Accepted(Vec::new())),
+                Err(e) => transport(error_chain(&e)),
+            };
         }
-        let message = server_message(&body);
+        let message = match &body {
+            Ok(body) => server_message(body),
+            Err(e) => format!("the answer's body could not be read: {}", error_chain(e)),
+        };
         match status {
+            StatusCode::BAD_REQUEST => Attempt::Done(Answer::Refused(message)),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Attempt::Fatal(HlError::Rejected {
                 status: status.as_u16(),
                 message,
@@ -367,9 +535,9 @@ impl HigherLogicClient {
                     wait => Attempt::Retry { error, wait },
                 }
             }
-            StatusCode::BAD_REQUEST => Attempt::Fatal(HlError::BadRequest { message }),
             s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => Attempt::Retry {
                 error: HlError::Unavailable {
+                    url: url.to_string(),
                     status: s.as_u16(),
                     attempts: attempt,
                     message,
@@ -380,77 +548,33 @@ impl HigherLogicClient {
             s => Attempt::Fatal(HlError::UnexpectedStatus {
                 status: s.as_u16(),
                 url: url.to_string(),
+                setting,
                 message,
             }),
         }
     }
 }
 
-enum Attempt {
-    Done(Vec<u8>),
-    Fatal(HlError),
-    Retry {
-        error: HlError,
-        /// `None`: back off by the policy.
-        wait: Option<Duration>,
-    },
+/// Parses a URL the config check already accepts (https, or http when allowed), naming `key` in
+/// any error.
+fn parse_url(text: &str, allow_insecure_http: bool, key: &'static str) -> Result<Url, HlError> {
+    check_url(text, allow_insecure_http, key)?;
+    Url::parse(text).map_err(|e| HlError::Config {
+        key,
+        reason: e.to_string(),
+    })
 }
 
-/// Pairs each record with its result by key, so that an answer in another order still lands on
-/// the right record; a record without a result is an error result of its own.
-fn match_results<R: PushRecord>(records: &[R], answer: PushResponse) -> Vec<RecordResult> {
-    let mut by_key: HashMap<String, VecDeque<Result<(), String>>> = HashMap::new();
-    for result in answer.results {
-        let Some(key) = R::result_key(&result) else {
-            tracing::warn!(
-                ?result,
-                "Higher Logic returned a result that names no record"
-            );
-            continue;
-        };
-        let outcome = if result.is_ok() {
-            Ok(())
-        } else {
-            Err(result
-                .message
-                .filter(|m| !m.trim().is_empty())
-                .unwrap_or_else(|| format!("Higher Logic answered status {:?}", result.status)))
-        };
-        by_key
-            .entry(canonical_key(&key))
-            .or_default()
-            .push_back(outcome);
-    }
-    records
-        .iter()
-        .map(|record| {
-            let key = record.key();
-            let outcome = by_key
-                .get_mut(&key)
-                .and_then(VecDeque::pop_front)
-                .unwrap_or_else(|| {
-                    Err(
-                        "Higher Logic returned no result for this record; it will be sent again"
-                            .to_owned(),
-                    )
-                });
-            RecordResult { key, outcome }
-        })
-        .collect()
+/// The requests of a push before any refusal: consecutive ranges of at most `size` records.
+fn batches(len: usize, size: usize) -> impl DoubleEndedIterator<Item = Range<usize>> {
+    let size = size.max(1);
+    (0..len.div_ceil(size)).map(move |i| i * size..((i + 1) * size).min(len))
 }
 
-/// A result key with each Salesforce Id in it in its 18-character form, so that an answer that
-/// quotes a 15-character or re-cased Id still names its record (`EventKey:LegacyContactKey`
-/// keys have two).
-fn canonical_key(key: &str) -> String {
-    key.split(':')
-        .map(|part| {
-            part.trim()
-                .parse::<SfId>()
-                .map_or_else(|_| part.to_owned(), |id| id.as_str().to_owned())
-        })
-        .collect::<Vec<_>>()
-        .join(":")
+/// A refused range of two or more records, split in two (the first half the larger one).
+fn halves(range: Range<usize>) -> (Range<usize>, Range<usize>) {
+    let mid = range.start + range.len().div_ceil(2);
+    (range.start..mid, mid..range.end)
 }
 
 /// `Retry-After` as seconds or as an HTTP date.
@@ -467,13 +591,19 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
-/// The server's explanation, short enough for a log line: its `message` field if the body is
-/// JSON, else the start of the body.
+/// The server's explanation, short enough for a log line and a dead-letter reason: the first of
+/// [`wire::ERROR_MESSAGE_FIELDS`] that the body holds as text if it is a JSON object, else the
+/// start of the body.
 fn server_message(body: &[u8]) -> String {
-    const MAX: usize = 300;
+    const MAX: usize = 500;
     let from_json = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned));
+        .and_then(|value| {
+            wire::ERROR_MESSAGE_FIELDS
+                .iter()
+                .find_map(|field| value.get(*field)?.as_str().map(str::to_owned))
+        })
+        .filter(|m| !m.trim().is_empty());
     let text = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
     if text.is_empty() {
         return "no message".to_owned();
@@ -498,117 +628,42 @@ fn error_chain(error: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn result_keys_name_records_by_their_18_character_ids() {
-        assert_eq!(canonical_key("003000000000001"), "003000000000001AAA");
-        assert_eq!(canonical_key("003000000000001aaa"), "003000000000001AAA");
-        assert_eq!(
-            canonical_key("701000000000001:003000000000001"),
-            "701000000000001AAA:003000000000001AAA"
-        );
-        assert_eq!(canonical_key("not-an-id"), "not-an-id");
-    }
-
     use reqwest::header::HeaderValue;
 
     use super::*;
-    use crate::wire::{ContactRecord, PushResult};
 
-    fn record(key: &str) -> ContactRecord {
-        ContactRecord {
-            legacy_contact_key: key.into(),
-            first_name: None,
-            last_name: None,
-            email_address: None,
-            company_name: None,
-            title: None,
-            phone: None,
-            mobile_phone: None,
-            address: crate::wire::AddressRecord {
-                street: None,
-                city: None,
-                state_province: None,
-                postal_code: None,
-                country: None,
-            },
-            is_active: true,
-            is_deleted: false,
-            email_opt_out: false,
-            security_groups: vec![],
-            community_groups: vec![],
-            updated_on: None,
-        }
-    }
-
-    fn result(key: &str, status: &str, message: Option<&str>) -> PushResult {
-        PushResult {
-            legacy_contact_key: Some(key.into()),
-            event_key: None,
-            status: status.into(),
-            message: message.map(Into::into),
-        }
+    #[test]
+    fn batches_cover_the_records_in_order() {
+        let all: Vec<Range<usize>> = batches(450, 200).collect();
+        assert_eq!(all, [0..200, 200..400, 400..450]);
+        assert_eq!(batches(0, 200).count(), 0);
+        let whole: Vec<Range<usize>> = batches(200, 200).collect();
+        assert_eq!((whole.len(), whole[0].clone()), (1, 0..200));
     }
 
     #[test]
-    fn results_are_matched_by_key_in_input_order() {
-        let records = [record("A"), record("B"), record("C"), record("A")];
-        let answer = PushResponse {
-            results: vec![
-                result("B", "error", Some("bad email")),
-                result("A", "ok", None),
-                result("A", "error", None),
-            ],
-        };
-        let results = match_results(&records, answer);
-        let keys: Vec<&str> = results.iter().map(|r| r.key.as_str()).collect();
-        assert_eq!(keys, ["A", "B", "C", "A"]);
-        assert_eq!(results[0].outcome, Ok(()));
-        assert_eq!(results[1].outcome, Err("bad email".into()));
-        assert!(
-            results[2]
-                .outcome
-                .as_ref()
-                .unwrap_err()
-                .contains("no result")
-        );
-        assert!(
-            results[3]
-                .outcome
-                .as_ref()
-                .unwrap_err()
-                .contains("\"error\"")
-        );
+    fn halves_split_evenly_with_the_larger_first() {
+        assert_eq!(halves(0..200), (0..100, 100..200));
+        assert_eq!(halves(100..125), (100..113, 113..125));
+        assert_eq!(halves(7..9), (7..8, 8..9));
     }
 
-    proptest::proptest! {
-        /// Whatever order the answer lists results in, and whichever it leaves out, each record
-        /// gets its own outcome, in input order.
-        #[test]
-        fn every_record_gets_its_own_result(
-            answered in proptest::collection::vec((proptest::bool::ANY, proptest::bool::ANY), 1..60),
-            seed in proptest::num::u64::ANY,
-        ) {
-            let keys: Vec<String> = (0..answered.len()).map(|i| format!("K{i}")).collect();
-            let records: Vec<ContactRecord> = keys.iter().map(|k| record(k)).collect();
-            let mut results: Vec<PushResult> = keys
-                .iter()
-                .zip(&answered)
-                .filter(|(_, (present, _))| *present)
-                .map(|(k, (_, ok))| result(k, if *ok { "ok" } else { "error" }, Some("no")))
-                .collect();
-            // A deterministic shuffle driven by the generated seed.
-            let len = results.len();
-            for i in (1..len).rev() {
-                let j = (seed.rotate_left(i as u32) % (i as u64 + 1)) as usize;
-                results.swap(i, j);
+    /// The promise of the docs: one refused record among 200 is found in at most 17 requests
+    /// (the request, then two per halving: 100, 50, 25, 13, 7, 4, 2, 1).
+    #[test]
+    fn one_refused_record_costs_at_most_seventeen_requests() {
+        for bad in 0..200 {
+            let mut requests = 0;
+            let mut pending: Vec<Range<usize>> = batches(200, 200).collect();
+            while let Some(range) = pending.pop() {
+                requests += 1;
+                if range.contains(&bad) && range.len() > 1 {
+                    let (a, b) = halves(range);
+                    pending.push(b);
+                    pending.push(a);
+                }
             }
-            let matched = match_results(&records, PushResponse { results });
-            proptest::prop_assert_eq!(matched.len(), records.len());
-            for ((out, key), (present, ok)) in matched.iter().zip(&keys).zip(&answered) {
-                proptest::prop_assert_eq!(&out.key, key);
-                proptest::prop_assert_eq!(out.is_ok(), *present && *ok);
-            }
+            assert!(requests <= 17, "record {bad}: {requests} requests");
         }
     }
 
@@ -649,10 +704,67 @@ mod tests {
     }
 
     #[test]
-    fn server_messages_are_short() {
+    fn server_messages_are_short_and_found_where_aspnet_puts_them() {
+        assert_eq!(
+            server_message(br#"{"Message":"The request is invalid."}"#),
+            "The request is invalid."
+        );
         assert_eq!(server_message(br#"{"message":"nope"}"#), "nope");
+        assert_eq!(
+            server_message(br#"{"Errors":["ContactId is required"]}"#),
+            r#"{"Errors":["ContactId is required"]}"#
+        );
+        assert_eq!(server_message(b"plain text "), "plain text");
         assert_eq!(server_message(b""), "no message");
         let long = "x".repeat(1000);
-        assert!(server_message(long.as_bytes()).chars().count() <= 301);
+        assert!(server_message(long.as_bytes()).chars().count() <= 501);
+    }
+
+    fn config() -> HigherLogicConfig {
+        HigherLogicConfig::new("https://datapushapi.example.org/v2")
+    }
+
+    fn creds(key: &str) -> HigherLogicCredentials {
+        HigherLogicCredentials {
+            api_key: key.to_owned().into(),
+        }
+    }
+
+    #[test]
+    fn the_key_never_shows_in_debug_output() {
+        let client = HigherLogicClient::new(&config(), creds("s3cret-key"), false).unwrap();
+        let text = format!("{client:?}");
+        assert!(!text.contains("s3cret-key"), "{text}");
+        let text = format!("{:?}", creds("s3cret-key"));
+        assert!(!text.contains("s3cret-key"), "{text}");
+    }
+
+    #[test]
+    fn settings_are_checked_and_errors_name_them() {
+        let error = |cfg: &HigherLogicConfig, key: &str, insecure: bool| {
+            HigherLogicClient::new(cfg, creds(key), insecure)
+                .unwrap_err()
+                .to_string()
+        };
+        let mut cfg = config();
+        cfg.email_preferences_url = Some("http://relay.example.org/prefs".into());
+        assert!(error(&cfg, "k", false).contains("higher_logic.email_preferences_url"));
+        let client = HigherLogicClient::new(&cfg, creds("k"), true).unwrap();
+        assert!(client.has_email_preferences());
+
+        cfg.email_preferences_url = Some(String::new());
+        let client = HigherLogicClient::new(&cfg, creds("k"), false).unwrap();
+        assert!(!client.has_email_preferences());
+
+        let mut cfg = config();
+        cfg.base_url = "http://datapushapi.example.org/v2".into();
+        assert!(error(&cfg, "k", false).contains("higher_logic.base_url"));
+
+        let mut cfg = config();
+        cfg.batch_size = 0;
+        assert!(error(&cfg, "k", false).contains("higher_logic.batch_size"));
+
+        assert!(error(&config(), " ", false).contains("higher_logic.api_key"));
+        assert!(error(&config(), "k\n", false).contains("stray newline"));
     }
 }

@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use crate::rate::RateLimitError;
 
-/// An error from the Higher Logic client. Record-level failures are not errors: they come back
-/// as [`crate::RecordResult`]s; an `HlError` means a whole request (or the client) failed.
+/// An error from the Higher Logic client: a whole push (or the client) failed.
+///
+/// A record that Higher Logic refuses (HTTP 400 on a request holding it alone) is not an error:
+/// it comes back as an `Err` in its [`crate::RecordResult`], and its neighbours go through.
 #[derive(Debug, thiserror::Error)]
 pub enum HlError {
     #[error("invalid Higher Logic setting `{key}`: {reason}; fix it in the hlsync config")]
@@ -15,14 +17,9 @@ pub enum HlError {
     InvalidConfig(#[from] hlsync_core::ConfigError),
 
     #[error(
-        "Higher Logic rejected the credentials (HTTP {status}: {message}); check tenant_code and api_key under higher_logic in the secret. hlsync will not retry with these credentials"
+        "Higher Logic refused the API key (HTTP {status}: {message}); check higher_logic.api_key in the secret; hlsync will not retry with this key, and resumes by itself when the secret changes"
     )]
     Rejected { status: u16, message: String },
-
-    #[error(
-        "Higher Logic refused the request as malformed (HTTP 400: {message}); retrying will not help: compare crates/higher-logic/src/wire.rs with the tenant's API documentation"
-    )]
-    BadRequest { message: String },
 
     #[error(
         "Higher Logic is still answering 429 Too Many Requests after {attempts} tries{}; the work will be retried later. If this persists, lower higher_logic.max_calls_per_minute",
@@ -34,36 +31,46 @@ pub enum HlError {
     },
 
     #[error(
-        "Higher Logic is unavailable (HTTP {status}: {message}) after {attempts} tries; the work will be retried later"
+        "Higher Logic is unavailable at {url} (HTTP {status}: {message}) after {attempts} tries; the work will be retried later"
     )]
     Unavailable {
+        url: String,
         status: u16,
         attempts: u32,
         message: String,
     },
 
     #[error(
-        "could not reach Higher Logic at {url} after {attempts} tries: {message}; check higher_logic.base_url and the network path to it"
+        "could not reach Higher Logic at {url} after {attempts} tries: {message}; check {setting} and the network path to it"
     )]
     Transport {
         url: String,
+        /// The config key of the URL (`higher_logic.base_url` or
+        /// `higher_logic.email_preferences_url`).
+        setting: &'static str,
         attempts: u32,
         message: String,
     },
 
     #[error(
-        "Higher Logic answered HTTP {status} ({message}) at {url}; check that higher_logic.base_url points at the data push API (it ends in /v2 or similar)"
+        "Higher Logic answered HTTP {status} ({message}) at {url}; check that {setting} is right (base_url is the data Push API v2 root, such as https://datapushapi.higherlogic.com/v2)"
     )]
     UnexpectedStatus {
         status: u16,
         url: String,
+        setting: &'static str,
         message: String,
     },
 
     #[error(
-        "Higher Logic's answer from {url} could not be read ({message}); check that higher_logic.base_url points at the data push API"
+        "the email-preference feed at {url} answered something other than {{\"changes\":[…]}} ({message}); check higher_logic.email_preferences_url and the feed's format (SPEC.md §6)"
     )]
     BadResponse { url: String, message: String },
+
+    #[error(
+        "the records could not be encoded as JSON ({message}); this is a bug in hlsync, please report it"
+    )]
+    Encoding { message: String },
 
     #[error(transparent)]
     RateLimiter(#[from] RateLimitError),
@@ -81,13 +88,14 @@ impl HlError {
             HlError::Config { .. }
             | HlError::InvalidConfig(_)
             | HlError::Rejected { .. }
-            | HlError::BadRequest { .. }
             | HlError::UnexpectedStatus { .. }
-            | HlError::BadResponse { .. } => false,
+            | HlError::BadResponse { .. }
+            | HlError::Encoding { .. } => false,
         }
     }
 
-    /// Whether Higher Logic refused the credentials: callers stop calling it altogether.
+    /// Whether Higher Logic refused the API key: callers record it against the secret's version
+    /// and stop calling Higher Logic with that key.
     pub fn is_credentials_rejected(&self) -> bool {
         matches!(self, HlError::Rejected { .. })
     }
@@ -98,25 +106,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retryable_split() {
+    fn messages_say_what_to_do_and_retries_follow_the_kind() {
         let rejected = HlError::Rejected {
             status: 401,
-            message: "bad key".into(),
+            message: "Invalid API key".into(),
         };
         assert!(!rejected.is_retryable());
         assert!(rejected.is_credentials_rejected());
-        assert!(rejected.to_string().contains("api_key"));
+        let text = rejected.to_string();
+        assert!(
+            text.contains("check higher_logic.api_key in the secret"),
+            "{text}"
+        );
+        assert!(text.contains("will not retry with this key"), "{text}");
+
         let throttled = HlError::Throttled {
             attempts: 3,
             retry_after: Some(Duration::from_secs(30)),
         };
         assert!(throttled.is_retryable());
+        assert!(!throttled.is_credentials_rejected());
         assert!(throttled.to_string().contains("wait 30s"));
+
+        let feed = HlError::UnexpectedStatus {
+            status: 404,
+            url: "https://relay.example.org/prefs".into(),
+            setting: "higher_logic.email_preferences_url",
+            message: "Not Found".into(),
+        };
+        assert!(!feed.is_retryable());
         assert!(
-            !HlError::BadRequest {
-                message: "x".into()
-            }
-            .is_retryable()
+            feed.to_string()
+                .contains("check that higher_logic.email_preferences_url")
         );
     }
 }

@@ -1,298 +1,673 @@
-//! The wire format of Higher Logic's data push API (SPEC.md §6), and nothing else.
+//! The wire format of Higher Logic's data Push API v2 (SPEC.md §6), and nothing else.
 //!
-//! Everything that names a path, a header or a JSON field lives here, so that this one file can
-//! be compared line by line with the tenant's API documentation at deployment.
+//! Everything that names a path, a header, a query parameter or a JSON field lives here, so that
+//! this one file can be compared line by line with the tenant's API documentation at deployment.
+//! Parts that no Higher Logic page confirms (see `shared/reference/higher-logic-push-api.md`)
+//! are constants or single functions marked **unconfirmed**, so that matching them to the
+//! tenant's documentation is a one-line change:
+//!
+//! - the header that carries the key ([`API_KEY_HEADER`]);
+//! - the path of meetings ([`MEETING_PATH`]);
+//! - whether dates must carry milliseconds ([`DATE_TIME_FORMAT`]);
+//! - where an error answer puts its explanation ([`ERROR_MESSAGE_FIELDS`]);
+//! - the email-preference feed as a whole (a tenant's relay, not a Higher Logic API:
+//!   [`SINCE_PARAM`], [`EmailPreferencesAnswer`]).
+//!
+//! Higher Logic replaces the whole record it holds with each element it receives, so every
+//! element of a live record carries every key this client knows (null when empty) and every
+//! collection (empty when there is nothing): a key left out would clear the value anyway, and
+//! sending it explicitly keeps what hlsync means visible in the request.
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use hlsync_core::{Address, Email, Group, Meeting, Member, Phone};
 use serde::{Deserialize, Serialize};
 
-pub const API_KEY_HEADER: &str = "x-api-key";
-pub const TENANT_CODE_HEADER: &str = "x-tenant-code";
+/// The header that carries the tenant's API key. Unconfirmed spelling: a production client sends
+/// exactly `ApiKey`. HTTP header names are case-insensitive, and HTTP/1.1 clients here send it
+/// lower-cased (`apikey`).
+pub const API_KEY_HEADER: &str = "ApiKey";
 
-pub const CONTACTS_PATH: &str = "contactinfo";
-pub const EVENTS_PATH: &str = "events";
-pub const REGISTRATIONS_PATH: &str = "registrations";
-pub const EMAIL_PREFERENCES_PATH: &str = "emailpreferences";
+/// The `Content-Type` (and `Accept`) of every request: the API takes JSON only.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+/// `POST {base_url}/contactinfo`: a JSON array of [`ContactInfo`].
+pub const CONTACT_INFO_PATH: &str = "contactinfo";
+
+/// `POST {base_url}/meeting`: a JSON array of [`MeetingRecord`]. Unconfirmed spelling (seen in a
+/// production client; Higher Logic's page names the Meeting object but was not readable).
+pub const MEETING_PATH: &str = "meeting";
+
+/// The query parameter of `GET {email_preferences_url}?since=…`.
 pub const SINCE_PARAM: &str = "since";
 
-/// The most records one push call may carry.
-pub const MAX_RECORDS_PER_CALL: usize = 200;
+/// Dates as the API reads them: UTC, `yyyy-MM-ddTHH:mm:ss.fffZ` in .NET terms (chrono's
+/// strftime syntax here). Higher Logic documents this form; whether it also takes a value
+/// without the milliseconds is unconfirmed, so they are always sent.
+pub const DATE_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
 
-/// `status` of a record that Higher Logic accepted.
-pub const STATUS_OK: &str = "ok";
+/// The JSON fields of an error answer that hold its explanation, in order of preference.
+/// Unconfirmed: Higher Logic publishes no error format; ASP.NET Web API (which the API's help
+/// pages come from) writes `Message`. An answer with none of these is quoted as it is.
+pub const ERROR_MESSAGE_FIELDS: &[&str] = &["Message", "message", "error"];
 
-/// Timestamps as the API writes them: `2026-11-24T10:00:00.000Z`.
-pub fn format_timestamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+/// An instant as the API writes it: `2026-11-24T10:00:00.000Z` (sub-millisecond digits are cut,
+/// not rounded, so the text never stands for a later instant).
+pub fn format_date_time(at: DateTime<Utc>) -> String {
+    at.format(DATE_TIME_FORMAT).to_string()
 }
 
-/// Dates as the API writes them: `2026-12-01`.
+/// A Salesforce date (no time of day, no zone) as the API's date-time: midnight UTC,
+/// `2026-12-01T00:00:00.000Z`.
 pub fn format_date(date: NaiveDate) -> String {
-    date.format("%Y-%m-%d").to_string()
+    format_date_time(date.and_time(NaiveTime::MIN).and_utc())
 }
 
-/// One member profile: the body of `POST /contactinfo` is an array of these. Every field is
-/// always sent (null when empty) because the API replaces the whole record.
+/// Reads a date-time in either form .NET writes: `…Z` or with an offset (`…-05:00`), with or
+/// without fractional seconds. `None` when the text is not one.
+pub fn parse_date_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|at| at.with_timezone(&Utc))
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /contactinfo
+// ---------------------------------------------------------------------------------------------
+
+/// One element of the `POST /contactinfo` array: a member's whole record, or its deletion.
+/// Serialised without a tag: each variant is exactly the JSON object the API reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct ContactRecord {
-    pub legacy_contact_key: String,
+#[serde(untagged)]
+pub enum ContactInfo {
+    /// `{"ContactDetails":{"ContactId":"…","IsDeleted":true}}`. Listed first so that reading a
+    /// body back (tests, the simulator) tries the stricter shape first.
+    Deleted(DeletedContact),
+    Full(Box<FullContact>),
+}
+
+impl ContactInfo {
+    /// The delete shape for the Contact with 18-character Id `contact_id`.
+    pub fn deleted(contact_id: impl Into<String>) -> Self {
+        ContactInfo::Deleted(DeletedContact {
+            contact_details: DeletedContactDetails {
+                contact_id: contact_id.into(),
+                is_deleted: true,
+            },
+        })
+    }
+
+    /// `ContactDetails.ContactId`.
+    pub fn contact_id(&self) -> &str {
+        match self {
+            ContactInfo::Deleted(d) => &d.contact_details.contact_id,
+            ContactInfo::Full(f) => &f.contact_details.contact_id,
+        }
+    }
+}
+
+/// A live member: every key present, every collection present (possibly empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FullContact {
+    #[serde(rename = "ContactDetails")]
+    pub contact_details: ContactDetails,
+    #[serde(rename = "Groups")]
+    pub groups: Vec<GroupEntry>,
+    #[serde(rename = "Addresses")]
+    pub addresses: Vec<AddressEntry>,
+    #[serde(rename = "PhoneNumbers")]
+    pub phone_numbers: Vec<PhoneNumberEntry>,
+    #[serde(rename = "EmailAddresses")]
+    pub email_addresses: Vec<EmailAddressEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactDetails {
+    /// The Contact's 18-character Id: the key Higher Logic files the record under.
+    #[serde(rename = "ContactId")]
+    pub contact_id: String,
+    #[serde(rename = "FirstName")]
     pub first_name: Option<String>,
+    #[serde(rename = "LastName")]
     pub last_name: Option<String>,
-    pub email_address: Option<String>,
-    pub company_name: Option<String>,
+    #[serde(rename = "PrimaryEmailAddress")]
+    pub primary_email_address: Option<String>,
+    /// The Contact's Account name.
+    #[serde(rename = "OrganizationName")]
+    pub organization_name: Option<String>,
+    #[serde(rename = "Title")]
     pub title: Option<String>,
-    pub phone: Option<String>,
-    pub mobile_phone: Option<String>,
-    pub address: AddressRecord,
-    pub is_active: bool,
+    /// Active: a site user. An inactive member is sent with `false` and no groups.
+    #[serde(rename = "IsMember")]
+    pub is_member: bool,
+    /// Always `false`: hlsync pushes people (Contacts), never organisation records.
+    #[serde(rename = "IsOrganization")]
+    pub is_organization: bool,
+    #[serde(rename = "DoNotEmail")]
+    pub do_not_email: bool,
+    /// Always `false` here; a deletion is a [`DeletedContact`].
+    #[serde(rename = "IsDeleted")]
     pub is_deleted: bool,
-    pub email_opt_out: bool,
-    pub security_groups: Vec<GroupRecord>,
-    pub community_groups: Vec<GroupRecord>,
-    /// The Contact's last modification (`SystemModstamp`); null when unknown (a Contact found
-    /// missing has none).
-    pub updated_on: Option<String>,
+}
+
+/// The delete shape: the key and `IsDeleted`, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeletedContact {
+    #[serde(rename = "ContactDetails")]
+    pub contact_details: DeletedContactDetails,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct AddressRecord {
-    pub street: Option<String>,
-    pub city: Option<String>,
-    pub state_province: Option<String>,
-    pub postal_code: Option<String>,
-    pub country: Option<String>,
+#[serde(deny_unknown_fields)]
+pub struct DeletedContactDetails {
+    #[serde(rename = "ContactId")]
+    pub contact_id: String,
+    /// Always `true` (see [`ContactInfo::deleted`]).
+    #[serde(rename = "IsDeleted")]
+    pub is_deleted: bool,
 }
 
+/// One `Groups` entry: a security group, a community group or an event registration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct GroupRecord {
-    pub group_key: String,
+#[serde(deny_unknown_fields)]
+pub struct GroupEntry {
+    #[serde(rename = "GroupId")]
+    pub group_id: String,
+    #[serde(rename = "GroupName")]
     pub group_name: String,
+    #[serde(rename = "GroupType")]
+    pub group_type: String,
+    /// The registration status for an event group; `""` for the others.
+    #[serde(rename = "Role")]
+    pub role: String,
 }
 
-/// An event (a Salesforce Campaign): the body of `POST /events` is an array of these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct EventRecord {
-    pub event_key: String,
-    pub name: Option<String>,
-    /// `YYYY-MM-DD`.
-    pub start_date: Option<String>,
-    /// `YYYY-MM-DD`.
+#[serde(deny_unknown_fields)]
+pub struct AddressEntry {
+    #[serde(rename = "AddressLine1")]
+    pub address_line1: Option<String>,
+    #[serde(rename = "AddressLine2")]
+    pub address_line2: Option<String>,
+    #[serde(rename = "City")]
+    pub city: Option<String>,
+    #[serde(rename = "StateProvince")]
+    pub state_province: Option<String>,
+    #[serde(rename = "PostalCode")]
+    pub postal_code: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    #[serde(rename = "CountryCode")]
+    pub country_code: Option<String>,
+    #[serde(rename = "AddressType")]
+    pub address_type: String,
+    #[serde(rename = "IsPrimary")]
+    pub is_primary: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneNumberEntry {
+    #[serde(rename = "FormattedNumber")]
+    pub formatted_number: String,
+    #[serde(rename = "PhoneType")]
+    pub phone_type: String,
+    #[serde(rename = "IsPreferred")]
+    pub is_preferred: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailAddressEntry {
+    #[serde(rename = "EmailAddress")]
+    pub email_address: String,
+    #[serde(rename = "EmailType")]
+    pub email_type: String,
+    #[serde(rename = "IsPreferred")]
+    pub is_preferred: bool,
+}
+
+/// The `/contactinfo` element for `member`: the delete shape for a deleted one, else its whole
+/// record. The mapping rules (SPEC.md §2: which groups an inactive member keeps, which phone is
+/// preferred) were applied when the `Member` was built; this only renames.
+pub fn contact_info(member: &Member) -> ContactInfo {
+    if member.is_deleted {
+        return ContactInfo::deleted(member.contact_id.as_str());
+    }
+    ContactInfo::Full(Box::new(FullContact {
+        contact_details: ContactDetails {
+            contact_id: member.contact_id.as_str().to_owned(),
+            first_name: member.first_name.clone(),
+            last_name: member.last_name.clone(),
+            primary_email_address: member.primary_email.clone(),
+            organization_name: member.organization_name.clone(),
+            title: member.title.clone(),
+            is_member: member.is_member,
+            is_organization: false,
+            do_not_email: member.do_not_email,
+            is_deleted: false,
+        },
+        groups: member.groups.iter().map(group_entry).collect(),
+        addresses: member.addresses.iter().map(address_entry).collect(),
+        phone_numbers: member.phones.iter().map(phone_number_entry).collect(),
+        email_addresses: member.emails.iter().map(email_address_entry).collect(),
+    }))
+}
+
+fn group_entry(group: &Group) -> GroupEntry {
+    GroupEntry {
+        group_id: group.key.as_str().to_owned(),
+        group_name: group.name.clone(),
+        group_type: group.group_type.clone(),
+        role: group.role.clone(),
+    }
+}
+
+fn address_entry(address: &Address) -> AddressEntry {
+    AddressEntry {
+        address_line1: address.line1.clone(),
+        address_line2: address.line2.clone(),
+        city: address.city.clone(),
+        state_province: address.state_province.clone(),
+        postal_code: address.postal_code.clone(),
+        country_code: address.country_code.clone(),
+        address_type: address.address_type.clone(),
+        is_primary: address.is_primary,
+    }
+}
+
+fn phone_number_entry(phone: &Phone) -> PhoneNumberEntry {
+    PhoneNumberEntry {
+        formatted_number: phone.number.clone(),
+        phone_type: phone.phone_type.clone(),
+        is_preferred: phone.is_preferred,
+    }
+}
+
+fn email_address_entry(email: &Email) -> EmailAddressEntry {
+    EmailAddressEntry {
+        email_address: email.address.clone(),
+        email_type: email.email_type.clone(),
+        is_preferred: email.is_preferred,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /meeting
+// ---------------------------------------------------------------------------------------------
+
+/// One element of the `POST /meeting` array: an event's whole record, or its deletion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MeetingRecord {
+    /// `{"MeetingId":"…","IsDeleted":true}`.
+    Deleted(DeletedMeeting),
+    Full(FullMeeting),
+}
+
+impl MeetingRecord {
+    /// The delete shape for the Campaign with 18-character Id `meeting_id`.
+    pub fn deleted(meeting_id: impl Into<String>) -> Self {
+        MeetingRecord::Deleted(DeletedMeeting {
+            meeting_id: meeting_id.into(),
+            is_deleted: true,
+        })
+    }
+
+    /// `MeetingId`.
+    pub fn meeting_id(&self) -> &str {
+        match self {
+            MeetingRecord::Deleted(d) => &d.meeting_id,
+            MeetingRecord::Full(f) => &f.meeting_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FullMeeting {
+    /// The Campaign's 18-character Id; also the `GroupId` of its registrations.
+    #[serde(rename = "MeetingId")]
+    pub meeting_id: String,
+    #[serde(rename = "Title")]
+    pub title: Option<String>,
+    #[serde(rename = "Description")]
+    pub description: Option<String>,
+    #[serde(rename = "MeetingType")]
+    pub meeting_type: Option<String>,
+    /// [`format_date`] of the Campaign's `StartDate`.
+    #[serde(rename = "BeginDate")]
+    pub begin_date: Option<String>,
+    /// [`format_date`] of the Campaign's `EndDate`.
+    #[serde(rename = "EndDate")]
     pub end_date: Option<String>,
+    /// Always `false` here; a deletion is a [`DeletedMeeting`].
+    #[serde(rename = "IsDeleted")]
     pub is_deleted: bool,
 }
 
-/// A registration (a CampaignMember): the body of `POST /registrations` is an array of these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct RegistrationRecord {
-    pub event_key: String,
-    pub legacy_contact_key: String,
-    /// The CampaignMember's status; may be null on a deletion.
-    pub status: Option<String>,
+#[serde(deny_unknown_fields)]
+pub struct DeletedMeeting {
+    #[serde(rename = "MeetingId")]
+    pub meeting_id: String,
+    /// Always `true` (see [`MeetingRecord::deleted`]).
+    #[serde(rename = "IsDeleted")]
     pub is_deleted: bool,
 }
 
-/// The answer to every push: one result per record received.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PushResponse {
-    pub results: Vec<PushResult>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct PushResult {
-    #[serde(rename = "LegacyContactKey", default)]
-    pub legacy_contact_key: Option<String>,
-    #[serde(rename = "EventKey", default)]
-    pub event_key: Option<String>,
-    pub status: String,
-    #[serde(default)]
-    pub message: Option<String>,
-}
-
-impl PushResult {
-    pub fn is_ok(&self) -> bool {
-        self.status.eq_ignore_ascii_case(STATUS_OK)
+/// The `/meeting` element for `meeting`: the delete shape for a deleted (or no longer matching)
+/// Campaign, else its whole record.
+pub fn meeting(meeting: &Meeting) -> MeetingRecord {
+    if meeting.is_deleted {
+        return MeetingRecord::deleted(meeting.meeting_id.as_str());
     }
+    MeetingRecord::Full(FullMeeting {
+        meeting_id: meeting.meeting_id.as_str().to_owned(),
+        title: meeting.title.clone(),
+        description: meeting.description.clone(),
+        meeting_type: meeting.meeting_type.clone(),
+        begin_date: meeting.begin_date.map(format_date),
+        end_date: meeting.end_date.map(format_date),
+        is_deleted: false,
+    })
 }
 
-/// The answer to `GET /emailpreferences?since=…`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct EmailPreferencesResponse {
-    pub changes: Vec<EmailPreferenceRecord>,
+// ---------------------------------------------------------------------------------------------
+// GET {email_preferences_url}?since=…
+// ---------------------------------------------------------------------------------------------
+
+/// The answer of the tenant's email-preference feed: `{"changes":[…]}`, the changes strictly
+/// after `since`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailPreferencesAnswer {
+    #[serde(rename = "changes")]
+    pub changes: Vec<EmailPreferenceEntry>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct EmailPreferenceRecord {
-    pub legacy_contact_key: String,
-    pub email_opt_out: bool,
-    pub updated_on: DateTime<Utc>,
-}
-
-/// How the records of one push endpoint are named in requests and matched in answers.
-pub(crate) trait PushRecord: Serialize {
-    const PATH: &'static str;
-
-    /// The key this record's result carries: [`crate::RecordResult::key`].
-    fn key(&self) -> String;
-
-    /// The same key read from a result; `None` when the result does not name its record.
-    fn result_key(result: &PushResult) -> Option<String>;
-}
-
-impl PushRecord for ContactRecord {
-    const PATH: &'static str = CONTACTS_PATH;
-
-    fn key(&self) -> String {
-        self.legacy_contact_key.clone()
-    }
-
-    fn result_key(result: &PushResult) -> Option<String> {
-        result.legacy_contact_key.clone()
-    }
-}
-
-impl PushRecord for EventRecord {
-    const PATH: &'static str = EVENTS_PATH;
-
-    fn key(&self) -> String {
-        self.event_key.clone()
-    }
-
-    fn result_key(result: &PushResult) -> Option<String> {
-        result.event_key.clone()
-    }
-}
-
-/// A registration is named by its event and its member: `EventKey:LegacyContactKey`.
-pub fn registration_key(event_key: &str, legacy_contact_key: &str) -> String {
-    format!("{event_key}:{legacy_contact_key}")
-}
-
-impl PushRecord for RegistrationRecord {
-    const PATH: &'static str = REGISTRATIONS_PATH;
-
-    fn key(&self) -> String {
-        registration_key(&self.event_key, &self.legacy_contact_key)
-    }
-
-    fn result_key(result: &PushResult) -> Option<String> {
-        Some(registration_key(
-            result.event_key.as_deref()?,
-            result.legacy_contact_key.as_deref()?,
-        ))
-    }
+/// One change as the feed writes it. `ContactId` and `UpdatedOn` stay text here so that one
+/// unreadable entry is skipped on its own instead of failing the whole answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailPreferenceEntry {
+    #[serde(rename = "ContactId")]
+    pub contact_id: String,
+    #[serde(rename = "DoNotEmail")]
+    pub do_not_email: bool,
+    /// A date-time in either .NET form (see [`parse_date_time`]).
+    #[serde(rename = "UpdatedOn")]
+    pub updated_on: String,
 }
 
 #[cfg(test)]
 mod tests {
+    use chrono::TimeZone;
+    use hlsync_core::{GroupKey, SfId};
     use serde_json::{Value, json};
 
     use super::*;
 
-    /// The example record of SPEC.md §6, typed out by hand: the serialised record must be it.
-    #[test]
-    fn contact_record_matches_the_spec_example() {
-        let record = ContactRecord {
-            legacy_contact_key: "003000000000001AAA".into(),
+    fn id(text: &str) -> SfId {
+        text.parse().unwrap()
+    }
+
+    /// A member as the mapping of SPEC.md §2 builds it: every kind of group, an address without a
+    /// second line, two phones, the primary email.
+    fn full_member() -> Member {
+        let campaign = id("701000000000001AAA");
+        Member {
+            contact_id: id("003000000000001AAA"),
             first_name: Some("Ada".into()),
             last_name: Some("Lovelace".into()),
-            email_address: Some("ada@example.org".into()),
-            company_name: Some("Analytical Engines".into()),
+            primary_email: Some("ada@example.org".into()),
+            organization_name: Some("Analytical Engines".into()),
             title: Some("Countess".into()),
-            phone: None,
-            mobile_phone: Some("+1 555 0100".into()),
-            address: AddressRecord {
-                street: Some("1 Main St".into()),
+            is_member: true,
+            do_not_email: false,
+            groups: vec![
+                Group::new(
+                    "Membership",
+                    GroupKey::field_value("HL_Member_Type__c", "Gold"),
+                    "Gold",
+                ),
+                Group::new(
+                    "Chapter",
+                    GroupKey::field_value("HL_Chapter__c", "Ohio"),
+                    "Ohio",
+                ),
+                Group {
+                    group_type: "Event".into(),
+                    key: GroupKey::event(&campaign),
+                    name: "Annual Conference".into(),
+                    role: "Registered".into(),
+                },
+            ],
+            addresses: vec![Address {
+                line1: Some("1 Main St".into()),
+                line2: None,
                 city: Some("Columbus".into()),
                 state_province: Some("OH".into()),
                 postal_code: Some("43004".into()),
-                country: Some("US".into()),
-            },
-            is_active: true,
+                country_code: Some("US".into()),
+                address_type: "Main".into(),
+                is_primary: true,
+            }],
+            phones: vec![
+                Phone {
+                    number: "614-555-0100".into(),
+                    phone_type: "Work".into(),
+                    is_preferred: true,
+                },
+                Phone {
+                    number: "614-555-0199".into(),
+                    phone_type: "Mobile".into(),
+                    is_preferred: false,
+                },
+            ],
+            emails: vec![Email {
+                address: "ada@example.org".into(),
+                email_type: "Primary Email".into(),
+                is_preferred: true,
+            }],
             is_deleted: false,
-            email_opt_out: false,
-            security_groups: vec![GroupRecord {
-                group_key: "HL_Member_Type__c:Gold".into(),
-                group_name: "Gold".into(),
-            }],
-            community_groups: vec![GroupRecord {
-                group_key: "HL_Chapter__c:Ohio".into(),
-                group_name: "Ohio".into(),
-            }],
-            updated_on: Some("2026-11-24T10:00:00.000Z".into()),
-        };
+            modstamp: Some(Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()),
+        }
+    }
+
+    /// The `/contactinfo` example of SPEC.md §6, typed out by hand with its "…" filled in.
+    #[test]
+    fn a_member_becomes_the_spec_example() {
         let expected: Value = serde_json::from_str(
-            r#"{"LegacyContactKey":"003000000000001AAA","FirstName":"Ada","LastName":"Lovelace",
-                "EmailAddress":"ada@example.org","CompanyName":"Analytical Engines",
-                "Title":"Countess","Phone":null,"MobilePhone":"+1 555 0100",
-                "Address":{"Street":"1 Main St","City":"Columbus","StateProvince":"OH",
-                           "PostalCode":"43004","Country":"US"},
-                "IsActive":true,"IsDeleted":false,"EmailOptOut":false,
-                "SecurityGroups":[{"GroupKey":"HL_Member_Type__c:Gold","GroupName":"Gold"}],
-                "CommunityGroups":[{"GroupKey":"HL_Chapter__c:Ohio","GroupName":"Ohio"}],
-                "UpdatedOn":"2026-11-24T10:00:00.000Z"}"#,
+            r#"{"ContactDetails": {"ContactId": "003000000000001AAA", "FirstName": "Ada",
+                                   "LastName": "Lovelace", "PrimaryEmailAddress": "ada@example.org",
+                                   "OrganizationName": "Analytical Engines", "Title": "Countess",
+                                   "IsMember": true, "IsOrganization": false, "DoNotEmail": false,
+                                   "IsDeleted": false},
+                "Groups": [{"GroupId": "HL_Member_Type__c:Gold", "GroupName": "Gold",
+                            "GroupType": "Membership", "Role": ""},
+                           {"GroupId": "HL_Chapter__c:Ohio", "GroupName": "Ohio",
+                            "GroupType": "Chapter", "Role": ""},
+                           {"GroupId": "701000000000001AAA", "GroupName": "Annual Conference",
+                            "GroupType": "Event", "Role": "Registered"}],
+                "Addresses": [{"AddressLine1": "1 Main St", "AddressLine2": null, "City": "Columbus",
+                               "StateProvince": "OH", "PostalCode": "43004", "CountryCode": "US",
+                               "AddressType": "Main", "IsPrimary": true}],
+                "PhoneNumbers": [{"FormattedNumber": "614-555-0100", "PhoneType": "Work",
+                                  "IsPreferred": true},
+                                 {"FormattedNumber": "614-555-0199", "PhoneType": "Mobile",
+                                  "IsPreferred": false}],
+                "EmailAddresses": [{"EmailAddress": "ada@example.org", "EmailType": "Primary Email",
+                                    "IsPreferred": true}]}"#,
         )
         .unwrap();
-        assert_eq!(serde_json::to_value(&record).unwrap(), expected);
+        let element = contact_info(&full_member());
+        assert_eq!(element.contact_id(), "003000000000001AAA");
+        assert_eq!(serde_json::to_value(&element).unwrap(), expected);
+    }
+
+    /// Higher Logic replaces the whole record: an inactive member with nothing filled in still
+    /// sends every key (null) and every collection (empty), so that each is cleared.
+    #[test]
+    fn an_empty_inactive_member_sends_every_key() {
+        let member = Member {
+            is_deleted: false,
+            ..Member::deleted(id("003000000000002AAA"), None)
+        };
+        assert_eq!(
+            serde_json::to_value(contact_info(&member)).unwrap(),
+            json!({"ContactDetails": {"ContactId": "003000000000002AAA", "FirstName": null,
+                                      "LastName": null, "PrimaryEmailAddress": null,
+                                      "OrganizationName": null, "Title": null, "IsMember": false,
+                                      "IsOrganization": false, "DoNotEmail": false,
+                                      "IsDeleted": false},
+                   "Groups": [], "Addresses": [], "PhoneNumbers": [], "EmailAddresses": []})
+        );
     }
 
     #[test]
-    fn event_and_registration_records_match_the_spec() {
-        let event = EventRecord {
-            event_key: "701000000000001AAA".into(),
-            name: Some("Gala".into()),
-            start_date: Some("2026-12-01".into()),
+    fn a_deleted_member_is_its_id_and_nothing_else() {
+        // Fields a deleted record should not hold are not sent even if it does.
+        let mut member = full_member();
+        member.is_deleted = true;
+        let text = serde_json::to_string(&contact_info(&member)).unwrap();
+        assert_eq!(
+            text,
+            r#"{"ContactDetails":{"ContactId":"003000000000001AAA","IsDeleted":true}}"#
+        );
+    }
+
+    #[test]
+    fn a_meeting_with_dates_and_its_delete_shape() {
+        let campaign = Meeting {
+            meeting_id: id("701000000000001"),
+            title: Some("Annual Conference".into()),
+            description: Some("Two days in Columbus".into()),
+            meeting_type: Some("Event".into()),
+            begin_date: NaiveDate::from_ymd_opt(2026, 12, 1),
             end_date: None,
             is_deleted: false,
         };
+        let element = meeting(&campaign);
+        assert_eq!(element.meeting_id(), "701000000000001AAA");
         assert_eq!(
-            serde_json::to_value(&event).unwrap(),
-            json!({"EventKey":"701000000000001AAA","Name":"Gala","StartDate":"2026-12-01",
-                   "EndDate":null,"IsDeleted":false})
+            serde_json::to_value(&element).unwrap(),
+            json!({"MeetingId": "701000000000001AAA", "Title": "Annual Conference",
+                   "Description": "Two days in Columbus", "MeetingType": "Event",
+                   "BeginDate": "2026-12-01T00:00:00.000Z", "EndDate": null, "IsDeleted": false})
         );
-        let registration = RegistrationRecord {
-            event_key: "701000000000001AAA".into(),
-            legacy_contact_key: "003000000000001AAA".into(),
-            status: Some("Registered".into()),
-            is_deleted: false,
-        };
+        let gone = meeting(&Meeting {
+            is_deleted: true,
+            ..campaign
+        });
         assert_eq!(
-            serde_json::to_value(&registration).unwrap(),
-            json!({"EventKey":"701000000000001AAA","LegacyContactKey":"003000000000001AAA",
-                   "Status":"Registered","IsDeleted":false})
+            serde_json::to_string(&gone).unwrap(),
+            r#"{"MeetingId":"701000000000001AAA","IsDeleted":true}"#
         );
-        assert_eq!(registration.key(), "701000000000001AAA:003000000000001AAA");
     }
 
-    /// An answer written from SPEC.md §6 by hand.
     #[test]
-    fn push_and_preference_answers_parse() {
-        let answer: PushResponse = serde_json::from_str(
-            r#"{"results":[
-                {"LegacyContactKey":"003000000000001AAA","status":"ok","message":""},
-                {"LegacyContactKey":"003000000000002AAA","status":"error","message":"EmailAddress is invalid"}]}"#,
-        )
-        .unwrap();
-        assert!(answer.results[0].is_ok());
-        assert!(!answer.results[1].is_ok());
+    fn dates_are_utc_with_milliseconds() {
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 14, 5, 9).unwrap()
+            + chrono::Duration::microseconds(120_999);
+        assert_eq!(format_date_time(at), "2026-03-01T14:05:09.120Z");
         assert_eq!(
-            ContactRecord::result_key(&answer.results[1]).as_deref(),
-            Some("003000000000002AAA")
-        );
-        let prefs: EmailPreferencesResponse = serde_json::from_str(
-            r#"{"changes":[{"LegacyContactKey":"003000000000001AAA","EmailOptOut":true,
-                            "UpdatedOn":"2026-11-24T10:00:00.000Z"}]}"#,
-        )
-        .unwrap();
-        assert!(prefs.changes[0].email_opt_out);
-        assert_eq!(
-            format_timestamp(prefs.changes[0].updated_on),
+            format_date_time(Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()),
             "2026-11-24T10:00:00.000Z"
         );
+        assert_eq!(
+            format_date(NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()),
+            "2026-12-01T00:00:00.000Z"
+        );
+        // Both .NET forms read back to the same instant.
+        let expected = Utc.with_ymd_and_hms(2026, 3, 1, 14, 5, 9).unwrap()
+            + chrono::Duration::milliseconds(120);
+        assert_eq!(parse_date_time("2026-03-01T14:05:09.120Z"), Some(expected));
+        assert_eq!(
+            parse_date_time("2026-03-01T09:05:09.120-05:00"),
+            Some(expected)
+        );
+        assert_eq!(parse_date_time("yesterday"), None);
+    }
+
+    #[test]
+    fn the_email_preference_feed_answer_parses() {
+        let answer: EmailPreferencesAnswer = serde_json::from_str(
+            r#"{"changes":[
+                {"ContactId":"003000000000001AAA","DoNotEmail":true,"UpdatedOn":"2026-11-24T10:00:00.000Z"},
+                {"ContactId":"003000000000002","DoNotEmail":false,"UpdatedOn":"2026-11-24T06:30:00.000-05:00"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(answer.changes.len(), 2);
+        assert_eq!(answer.changes[0].contact_id, "003000000000001AAA");
+        assert!(answer.changes[0].do_not_email);
+        assert!(!answer.changes[1].do_not_email);
+        assert_eq!(
+            parse_date_time(&answer.changes[1].updated_on),
+            Some(Utc.with_ymd_and_hms(2026, 11, 24, 11, 30, 0).unwrap())
+        );
+    }
+
+    /// Bodies read back (by tests and tools) land on the shape they were written from.
+    #[test]
+    fn elements_read_back_as_their_own_shape() {
+        let full = contact_info(&full_member());
+        let deleted = ContactInfo::deleted("003000000000001AAA");
+        for element in [full, deleted] {
+            let text = serde_json::to_string(&element).unwrap();
+            assert_eq!(serde_json::from_str::<ContactInfo>(&text).unwrap(), element);
+        }
+        let gone = MeetingRecord::deleted("701000000000001AAA");
+        let text = serde_json::to_string(&gone).unwrap();
+        assert_eq!(serde_json::from_str::<MeetingRecord>(&text).unwrap(), gone);
+    }
+
+    proptest::proptest! {
+        /// Whatever a live member holds, its element carries every ContactDetails key and every
+        /// collection; whatever a deleted one holds, its element carries only the two keys.
+        #[test]
+        fn every_key_is_always_sent(
+            first in proptest::option::of("[a-z]{1,8}"),
+            email in proptest::option::of("[a-z]{1,8}@example.org"),
+            title in proptest::option::of("[A-Za-z ]{1,12}"),
+            is_member in proptest::bool::ANY,
+            do_not_email in proptest::bool::ANY,
+            is_deleted in proptest::bool::ANY,
+        ) {
+            let member = Member {
+                first_name: first,
+                primary_email: email,
+                title,
+                is_member,
+                do_not_email,
+                is_deleted,
+                ..full_member()
+            };
+            let value = serde_json::to_value(contact_info(&member)).unwrap();
+            let object = value.as_object().unwrap();
+            let details = object["ContactDetails"].as_object().unwrap();
+            let mut detail_keys: Vec<&str> = details.keys().map(String::as_str).collect();
+            detail_keys.sort_unstable();
+            let mut top_keys: Vec<&str> = object.keys().map(String::as_str).collect();
+            top_keys.sort_unstable();
+            if is_deleted {
+                proptest::prop_assert_eq!(top_keys, ["ContactDetails"]);
+                proptest::prop_assert_eq!(detail_keys, ["ContactId", "IsDeleted"]);
+                proptest::prop_assert_eq!(&details["IsDeleted"], &json!(true));
+            } else {
+                proptest::prop_assert_eq!(
+                    top_keys,
+                    ["Addresses", "ContactDetails", "EmailAddresses", "Groups", "PhoneNumbers"]
+                );
+                proptest::prop_assert_eq!(
+                    detail_keys,
+                    ["ContactId", "DoNotEmail", "FirstName", "IsDeleted", "IsMember",
+                     "IsOrganization", "LastName", "OrganizationName", "PrimaryEmailAddress",
+                     "Title"]
+                );
+                proptest::prop_assert_eq!(&details["IsMember"], &json!(is_member));
+                proptest::prop_assert_eq!(&details["DoNotEmail"], &json!(do_not_email));
+                proptest::prop_assert_eq!(&details["IsOrganization"], &json!(false));
+            }
+        }
     }
 }

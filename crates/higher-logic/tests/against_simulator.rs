@@ -1,17 +1,21 @@
-//! The client against the Higher Logic simulator, over real HTTP.
+//! The client against the Higher Logic Push API v2 simulator (`hlsync-sim`), over real HTTP.
 //!
-//! Waits are checked on tokio's paused clock (virtual time), never on the wall clock.
+//! The simulator checks every element strictly (unknown keys, types, the exact delete shapes,
+//! `.fffZ` dates), so a push it accepts is one SPEC.md §6 describes. Waits are checked on
+//! tokio's paused clock (virtual time), never on the wall clock.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use hlsync_core::{Address, Event, Group, GroupKey, HigherLogicConfig, Member, Registration, SfId};
+use hlsync_core::{
+    Address, Email, Group, GroupKey, HigherLogicConfig, Meeting, Member, Phone, SfId,
+};
 use hlsync_higher_logic::rate::Acquire;
-use hlsync_higher_logic::wire::{EventRecord, RegistrationRecord};
 use hlsync_higher_logic::{
-    HigherLogicClient, HigherLogicCredentials, HlError, RateLimiter, RetryPolicy, Unlimited,
+    HigherLogicClient, HigherLogicCredentials, HlError, RateLimiter, RecordResult, RetryPolicy,
+    Unlimited, wire,
 };
 use hlsync_sim::higher_logic::{HigherLogicSim, HlSimOptions};
 use serde_json::json;
@@ -22,29 +26,54 @@ fn key(i: usize) -> SfId {
     format!("003{i:012}AAA").parse().expect("valid id")
 }
 
+fn campaign(i: usize) -> SfId {
+    format!("701{i:012}AAA").parse().expect("valid id")
+}
+
 fn member(i: usize) -> Member {
     Member {
-        legacy_contact_key: key(i),
+        contact_id: key(i),
         first_name: Some(format!("First{i}")),
         last_name: Some("Member".into()),
-        email_address: Some(format!("m{i}@example.org")),
-        company_name: None,
+        primary_email: Some(format!("m{i}@example.org")),
+        organization_name: Some("Example Labs".into()),
         title: None,
-        phone: None,
-        mobile_phone: None,
-        address: Address {
+        is_member: true,
+        do_not_email: false,
+        groups: vec![
+            Group::new(
+                "Chapter",
+                GroupKey::field_value("HL_Chapter__c", "Ohio"),
+                "Ohio",
+            ),
+            Group::new(
+                "Membership",
+                GroupKey::field_value("HL_Member_Type__c", "Gold"),
+                "Gold",
+            ),
+        ],
+        addresses: vec![Address {
+            line1: Some("1 Main St".into()),
+            line2: None,
             city: Some("Columbus".into()),
-            ..Address::default()
-        },
-        is_active: true,
-        is_deleted: false,
-        email_opt_out: false,
-        security_groups: vec![Group {
-            key: GroupKey::field_value("HL_Member_Type__c", "Gold"),
-            name: "Gold".into(),
+            state_province: Some("OH".into()),
+            postal_code: Some("43004".into()),
+            country_code: Some("US".into()),
+            address_type: "Main".into(),
+            is_primary: true,
         }],
-        community_groups: vec![],
-        updated_on: Some(Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()),
+        phones: vec![Phone {
+            number: "614-555-0100".into(),
+            phone_type: "Work".into(),
+            is_preferred: true,
+        }],
+        emails: vec![Email {
+            address: format!("m{i}@example.org"),
+            email_type: "Primary Email".into(),
+            is_preferred: true,
+        }],
+        is_deleted: false,
+        modstamp: Some(Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()),
     }
 }
 
@@ -52,28 +81,40 @@ fn members(n: usize) -> Vec<Member> {
     (0..n).map(member).collect()
 }
 
+fn meeting(i: usize) -> Meeting {
+    Meeting {
+        meeting_id: campaign(i),
+        title: Some(format!("Conference {i}")),
+        description: Some("Two days".into()),
+        meeting_type: Some("Event".into()),
+        begin_date: NaiveDate::from_ymd_opt(2026, 12, 1),
+        end_date: NaiveDate::from_ymd_opt(2026, 12, 2),
+        is_deleted: false,
+    }
+}
+
 fn creds(sim: &HigherLogicSim) -> HigherLogicCredentials {
     HigherLogicCredentials {
-        tenant_code: sim.tenant_code().to_owned(),
         api_key: sim.api_key().to_owned().into(),
+    }
+}
+
+fn config(sim: &HigherLogicSim) -> HigherLogicConfig {
+    HigherLogicConfig {
+        base_url: sim.base_url(),
+        max_calls_per_minute: 6_000,
+        batch_size: 200,
+        email_preferences_url: Some(sim.email_preferences_url()),
     }
 }
 
 /// Fast retries, no request timeout (see `with_request_timeout`), a generous rate.
 fn client(sim: &HigherLogicSim) -> HigherLogicClient {
-    client_with(sim, creds(sim), 6_000)
+    client_with(&config(sim), creds(sim))
 }
 
-fn client_with(
-    sim: &HigherLogicSim,
-    creds: HigherLogicCredentials,
-    per_minute: u32,
-) -> HigherLogicClient {
-    let cfg = HigherLogicConfig {
-        base_url: sim.base_url(),
-        max_calls_per_minute: per_minute,
-    };
-    HigherLogicClient::new(&cfg, creds, true)
+fn client_with(cfg: &HigherLogicConfig, creds: HigherLogicCredentials) -> HigherLogicClient {
+    HigherLogicClient::new(cfg, creds, true)
         .expect("client builds")
         .with_request_timeout(None)
         .with_retry_policy(RetryPolicy {
@@ -90,68 +131,145 @@ async fn sim() -> HigherLogicSim {
         .expect("simulator starts")
 }
 
+fn all_ok(results: &[RecordResult]) -> bool {
+    results.iter().all(RecordResult::is_ok)
+}
+
 #[tokio::test]
-async fn pushes_450_members_in_3_calls_with_results_in_order() {
+async fn pushes_450_members_in_3_calls_and_the_simulator_holds_exactly_what_was_sent() {
     let sim = sim().await;
     let client = client(&sim);
     let input = members(450);
-    let results = client.push_contacts(&input).await.unwrap();
+    let results = client.push_members(&input).await.unwrap();
 
     assert_eq!(client.calls_made(), 3);
     assert_eq!(sim.counters().contactinfo_calls, 3);
     assert_eq!(sim.counters().records_received, 450);
+    assert_eq!(sim.counters().bad_requests, 0);
     assert_eq!(results.len(), 450);
     for (result, member) in results.iter().zip(&input) {
-        assert_eq!(result.key, member.legacy_contact_key.as_str());
+        assert_eq!(result.key, member.contact_id.as_str());
         assert_eq!(result.outcome, Ok(()));
     }
+    assert_eq!(sim.members().len(), 450);
+    // The client sends every key, so the simulator's normalised record is the element itself.
     let stored = sim.member(key(7).as_str()).unwrap();
-    assert_eq!(stored["FirstName"], "First7");
     assert_eq!(
-        stored["SecurityGroups"],
-        json!([{"GroupKey": "HL_Member_Type__c:Gold", "GroupName": "Gold"}])
+        stored,
+        serde_json::to_value(wire::contact_info(&member(7))).unwrap()
     );
-    assert_eq!(stored["UpdatedOn"], "2026-11-24T10:00:00.000Z");
+    assert_eq!(stored["ContactDetails"]["FirstName"], "First7");
+    assert_eq!(stored["Addresses"][0]["AddressLine2"], json!(null));
 }
 
 #[tokio::test]
 async fn an_empty_push_makes_no_call() {
     let sim = sim().await;
     let client = client(&sim);
-    assert!(client.push_contacts(&[]).await.unwrap().is_empty());
+    assert!(client.push_members(&[]).await.unwrap().is_empty());
+    assert!(client.push_meetings(&[]).await.unwrap().is_empty());
     assert_eq!(client.calls_made(), 0);
+    assert_eq!(sim.counters().total_calls(), 0);
 }
 
 #[tokio::test]
-async fn a_failing_record_is_reported_alone() {
+async fn a_refused_contact_among_200_is_found_by_halving_and_its_neighbours_stored() {
     let sim = sim().await;
-    sim.fail_records([key(1).as_str()]);
+    let bad = key(61);
+    sim.refuse_contacts([bad.as_str()]);
     let client = client(&sim);
-    let results = client.push_contacts(&members(3)).await.unwrap();
-    assert!(results[0].is_ok());
-    let message = results[1].outcome.as_ref().unwrap_err();
-    assert!(message.contains("simulated failure"), "{message}");
-    assert!(results[2].is_ok());
-    assert_eq!(sim.members().len(), 2);
+    let results = client.push_members(&members(200)).await.unwrap();
+
+    let failed: Vec<&RecordResult> = results.iter().filter(|r| !r.is_ok()).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].key, bad.as_str());
+    let message = failed[0].outcome.as_ref().unwrap_err();
+    assert!(
+        message.contains(bad.as_str()) && message.contains("refused"),
+        "{message}"
+    );
+    // The neighbours went through; the refused one was never stored.
+    assert_eq!(sim.members().len(), 199);
+    assert!(sim.member(bad.as_str()).is_none());
+    assert!(client.calls_made() <= 17, "{} calls", client.calls_made());
+    assert_eq!(sim.counters().contactinfo_calls, client.calls_made());
 }
 
 #[tokio::test]
-async fn a_deleted_member_and_a_repeat_push_are_accepted_by_the_api() {
+async fn a_batch_larger_than_the_server_takes_is_halved_until_it_fits() {
+    // A tenant limit below batch_size: the 400 that refuses the whole array is met by halving.
+    let sim = HigherLogicSim::start(HlSimOptions {
+        max_records_per_call: 100,
+        ..HlSimOptions::default()
+    })
+    .await
+    .unwrap();
+    let client = client(&sim);
+    let results = client.push_members(&members(200)).await.unwrap();
+    assert!(all_ok(&results));
+    assert_eq!(client.calls_made(), 3, "200 refused, then 100 and 100");
+    assert_eq!(sim.members().len(), 200);
+}
+
+#[tokio::test]
+async fn inactive_deleted_and_repeated_pushes() {
     let sim = sim().await;
     let client = client(&sim);
-    client.push_contacts(&members(1)).await.unwrap();
-    let again = client.push_contacts(&members(1)).await.unwrap();
-    assert!(again[0].is_ok());
+    client.push_members(&members(2)).await.unwrap();
+
+    // The same record again changes nothing.
+    assert!(all_ok(&client.push_members(&members(1)).await.unwrap()));
     assert!(!sim.history(key(0).as_str()).unwrap().last_push_changed);
 
-    let gone = Member::deleted(key(0), None);
-    let results = client.push_contacts(&[gone]).await.unwrap();
-    assert_eq!(results[0].outcome, Ok(()));
+    // Inactive: IsMember false and no groups, the rest of the record kept.
+    let inactive = Member {
+        is_member: false,
+        groups: Vec::new(),
+        ..member(0)
+    };
+    // Deleted: the delete shape.
+    let gone = Member::deleted(key(1), None);
+    let results = client.push_members(&[inactive, gone]).await.unwrap();
+    assert!(all_ok(&results));
     let stored = sim.member(key(0).as_str()).unwrap();
-    assert_eq!(stored["IsDeleted"], true);
-    assert_eq!(stored["IsActive"], false);
-    assert_eq!(stored["SecurityGroups"], json!([]));
-    assert_eq!(stored["UpdatedOn"], serde_json::Value::Null);
+    assert_eq!(stored["ContactDetails"]["IsMember"], false);
+    assert_eq!(stored["Groups"], json!([]));
+    assert_eq!(stored["ContactDetails"]["FirstName"], "First0");
+    assert!(sim.is_deleted(key(1).as_str()));
+    assert!(sim.member(key(1).as_str()).is_none());
+}
+
+#[tokio::test]
+async fn meetings_go_first_and_registrations_name_them() {
+    let sim = sim().await;
+    let client = client(&sim);
+    let results = client
+        .push_meetings(&[meeting(1), Meeting::deleted(campaign(2))])
+        .await
+        .unwrap();
+    assert_eq!(results[0].key, campaign(1).as_str());
+    assert_eq!(results[1].key, campaign(2).as_str());
+    assert!(all_ok(&results));
+    let stored = sim.meeting(campaign(1).as_str()).unwrap();
+    assert_eq!(stored["BeginDate"], "2026-12-01T00:00:00.000Z");
+    assert_eq!(stored["EndDate"], "2026-12-02T00:00:00.000Z");
+    assert!(sim.is_meeting_deleted(campaign(2).as_str()));
+
+    let mut registered = member(5);
+    registered.groups.push(Group {
+        group_type: "Event".into(),
+        key: GroupKey::event(&campaign(1)),
+        name: "Conference 1".into(),
+        role: "Registered".into(),
+    });
+    assert!(all_ok(&client.push_members(&[registered]).await.unwrap()));
+    assert!(sim.orphan_event_groups().is_empty());
+    let stored = sim.member(key(5).as_str()).unwrap();
+    assert!(stored["Groups"].as_array().unwrap().contains(
+        &json!({"GroupId": campaign(1).as_str(), "GroupName": "Conference 1",
+                              "GroupType": "Event", "Role": "Registered"})
+    ));
+    assert_eq!(sim.counters().meeting_calls, 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -160,8 +278,8 @@ async fn waits_for_retry_after_then_succeeds() {
     sim.throttle_next_calls(1, 3);
     let client = client(&sim);
     let start = Instant::now();
-    let results = client.push_contacts(&members(2)).await.unwrap();
-    assert!(results.iter().all(|r| r.is_ok()));
+    let results = client.push_members(&members(2)).await.unwrap();
+    assert!(all_ok(&results));
     assert!(
         start.elapsed() >= Duration::from_secs(3),
         "{:?}",
@@ -176,9 +294,10 @@ async fn a_retry_after_beyond_the_cap_ends_the_request_at_once() {
     let sim = sim().await;
     sim.throttle_next_calls(1, 3_600);
     let client = client(&sim);
-    let error = client.push_contacts(&members(1)).await.unwrap_err();
+    let error = client.push_members(&members(1)).await.unwrap_err();
     assert!(
-        matches!(error, HlError::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(3_600))
+        matches!(error, HlError::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(3_600)),
+        "{error}"
     );
     assert!(error.is_retryable());
     assert_eq!(client.calls_made(), 1);
@@ -197,8 +316,8 @@ async fn a_server_side_limit_too_long_to_wait_out_is_reported() {
         max_retry_after: Duration::ZERO,
         ..RetryPolicy::default()
     });
-    client.push_contacts(&members(400)).await.unwrap();
-    let error = client.push_contacts(&members(1)).await.unwrap_err();
+    client.push_members(&members(400)).await.unwrap();
+    let error = client.push_members(&members(1)).await.unwrap_err();
     assert!(matches!(error, HlError::Throttled { .. }), "{error}");
     assert_eq!(sim.counters().throttled, 1);
 }
@@ -208,8 +327,8 @@ async fn a_503_burst_is_retried_until_it_passes() {
     let sim = sim().await;
     sim.fail_next_calls(3);
     let client = client(&sim);
-    let results = client.push_contacts(&members(5)).await.unwrap();
-    assert!(results.iter().all(|r| r.is_ok()));
+    let results = client.push_members(&members(5)).await.unwrap();
+    assert!(all_ok(&results));
     assert_eq!(client.calls_made(), 4);
     assert_eq!(sim.counters().faults_served, 3);
 }
@@ -219,7 +338,7 @@ async fn a_longer_outage_ends_with_a_retryable_error() {
     let sim = sim().await;
     sim.fail_next_calls(10);
     let client = client(&sim);
-    let error = client.push_contacts(&members(1)).await.unwrap_err();
+    let error = client.push_members(&members(1)).await.unwrap_err();
     assert!(
         matches!(
             error,
@@ -236,77 +355,45 @@ async fn a_longer_outage_ends_with_a_retryable_error() {
 }
 
 #[tokio::test]
-async fn rejected_credentials_are_not_retried() {
+async fn a_refused_key_is_not_retried() {
     let sim = sim().await;
     let wrong_key = HigherLogicCredentials {
-        tenant_code: sim.tenant_code().to_owned(),
         api_key: "not-the-key".to_owned().into(),
     };
-    let client = client_with(&sim, wrong_key, 6_000);
-    let error = client.push_contacts(&members(1)).await.unwrap_err();
+    let client = client_with(&config(&sim), wrong_key);
+    let error = client.push_members(&members(1)).await.unwrap_err();
     assert!(
         matches!(error, HlError::Rejected { status: 401, .. }),
         "{error}"
     );
-    assert!(!error.is_retryable());
-    assert!(error.to_string().contains("api_key"));
+    assert!(error.is_credentials_rejected());
+    assert!(error.to_string().contains("higher_logic.api_key"));
     assert_eq!(client.calls_made(), 1);
 
-    let wrong_tenant = HigherLogicCredentials {
-        tenant_code: "another-tenant".to_owned(),
-        api_key: sim.api_key().to_owned().into(),
-    };
-    let client = client_with(&sim, wrong_tenant, 6_000);
     let error = client
         .email_preferences_since(Utc::now())
         .await
         .unwrap_err();
     assert!(
-        matches!(error, HlError::Rejected { status: 403, .. }),
+        matches!(error, HlError::Rejected { status: 401, .. }),
         "{error}"
     );
+    assert_eq!(client.calls_made(), 2);
     assert_eq!(sim.counters().auth_rejected, 2);
     assert!(sim.members().is_empty());
-}
-
-#[tokio::test]
-async fn an_unreachable_server_is_a_retryable_transport_error() {
-    // A socket bound but not listening holds the port (no other test can take it) and refuses
-    // connections.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let cfg = HigherLogicConfig {
-        base_url: format!("http://{}/v2", socket.local_addr().unwrap()),
-        max_calls_per_minute: 6_000,
-    };
-    let creds = HigherLogicCredentials {
-        tenant_code: "t".into(),
-        api_key: "k".to_owned().into(),
-    };
-    let client = HigherLogicClient::new(&cfg, creds, true)
-        .unwrap()
-        .with_retry_policy(RetryPolicy {
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(5),
-            ..RetryPolicy::default()
-        });
-    let error = client.push_contacts(&members(1)).await.unwrap_err();
-    assert!(
-        matches!(error, HlError::Transport { attempts: 4, .. }),
-        "{error}"
-    );
-    assert!(error.is_retryable());
-    assert_eq!(client.calls_made(), 4);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_rate_limiter_spaces_calls_in_virtual_time() {
     let sim = sim().await;
     // 60 a minute: one call a second. 450 records are 3 calls: the 3rd goes 2 s after the 1st.
-    let client = client_with(&sim, creds(&sim), 60);
+    let cfg = HigherLogicConfig {
+        max_calls_per_minute: 60,
+        ..config(&sim)
+    };
+    let client = client_with(&cfg, creds(&sim));
     let start = Instant::now();
-    client.push_contacts(&members(450)).await.unwrap();
+    client.push_members(&members(450)).await.unwrap();
     assert!(
         start.elapsed() >= Duration::from_secs(2),
         "{:?}",
@@ -315,7 +402,7 @@ async fn the_rate_limiter_spaces_calls_in_virtual_time() {
     assert_eq!(client.calls_made(), 3);
 }
 
-/// A limiter that counts permissions, to show every call (retries too) asks for one.
+/// A limiter that counts permissions, to show every call (retries and halvings too) asks one.
 struct Counting {
     granted: AtomicU64,
 }
@@ -331,94 +418,25 @@ impl RateLimiter for Counting {
 async fn a_plugged_in_limiter_is_asked_before_every_call() {
     let sim = sim().await;
     sim.fail_next_calls(1);
+    sim.refuse_contacts([key(3).as_str()]);
     let limiter = Arc::new(Counting {
         granted: AtomicU64::new(0),
     });
     let client = client(&sim).with_rate_limiter(limiter.clone());
-    client.push_contacts(&members(250)).await.unwrap();
-    assert_eq!(client.calls_made(), 3);
-    assert_eq!(limiter.granted.load(Ordering::SeqCst), 3);
+    // 250 records: a 503 and a retry, the first 200 refused and halved down to key(3)
+    // (200, 100, 50, 25, 13, 7, 4, 2, 1: 17 requests), then 50.
+    let results = client.push_members(&members(250)).await.unwrap();
+    assert_eq!(results.iter().filter(|r| !r.is_ok()).count(), 1);
+    assert_eq!(client.calls_made(), 1 + 17 + 1);
+    assert_eq!(limiter.granted.load(Ordering::SeqCst), client.calls_made());
+    assert_eq!(sim.counters().contactinfo_calls, client.calls_made());
 }
 
 #[tokio::test]
-async fn events_and_registrations_round_trip() {
+async fn email_preference_changes_are_read_strictly_after_since() {
     let sim = sim().await;
     let client = client(&sim);
-    let event_key: SfId = "701000000000001AAA".parse().unwrap();
-    let events = [Event {
-        event_key: event_key.clone(),
-        name: Some("Annual Meeting".into()),
-        start_date: NaiveDate::from_ymd_opt(2026, 12, 1),
-        end_date: None,
-        is_deleted: false,
-    }];
-    let results = client.push_events(&events).await.unwrap();
-    assert_eq!(results[0].key, event_key.as_str());
-    assert!(results[0].is_ok());
-    let stored = sim.event(event_key.as_str()).unwrap();
-    assert_eq!(stored["StartDate"], "2026-12-01");
-    assert_eq!(stored["EndDate"], serde_json::Value::Null);
-
-    let registration = |event: &SfId, status: Option<&str>, is_deleted: bool| Registration {
-        event_key: event.clone(),
-        legacy_contact_key: key(1),
-        status: status.map(Into::into),
-        is_deleted,
-    };
-    let unknown_event: SfId = "701000000000002AAA".parse().unwrap();
-    let results = client
-        .push_registrations(&[
-            registration(&event_key, Some("Registered"), false),
-            registration(&unknown_event, Some("Registered"), false),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(results[0].key, format!("{event_key}:{}", key(1)));
-    assert!(results[0].is_ok());
-    let message = results[1].outcome.as_ref().unwrap_err();
-    assert!(message.contains("unknown EventKey"), "{message}");
-
-    // A removal may carry no status.
-    let results = client
-        .push_registrations(&[registration(&event_key, None, true)])
-        .await
-        .unwrap();
-    assert!(results[0].is_ok());
-    let registrations = sim.registrations();
-    assert_eq!(registrations.len(), 1);
-    let stored = &registrations[&(event_key.to_string(), key(1).to_string())];
-    assert_eq!(stored["IsDeleted"], true);
-}
-
-#[tokio::test]
-async fn raw_wire_records_can_be_pushed_too() {
-    let sim = sim().await;
-    let client = client(&sim);
-    let events = [EventRecord {
-        event_key: "701000000000003AAA".into(),
-        name: None,
-        start_date: None,
-        end_date: None,
-        is_deleted: true,
-    }];
-    assert!(client.push_event_records(&events).await.unwrap()[0].is_ok());
-    let registrations = [RegistrationRecord {
-        event_key: "701000000000003AAA".into(),
-        legacy_contact_key: key(2).to_string(),
-        status: Some("Attended".into()),
-        is_deleted: false,
-    }];
-    let results = client
-        .push_registration_records(&registrations)
-        .await
-        .unwrap();
-    assert!(results[0].is_ok());
-}
-
-#[tokio::test]
-async fn email_preferences_since() {
-    let sim = sim().await;
-    let client = client(&sim);
+    assert!(client.has_email_preferences());
     let t0 = Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap();
     sim.set_email_opt_out_at(key(1).as_str(), true, t0);
     sim.set_email_opt_out_at(key(2).as_str(), true, t0 + chrono::Duration::minutes(5));
@@ -427,40 +445,66 @@ async fn email_preferences_since() {
         true,
         t0 + chrono::Duration::minutes(6),
     );
+    sim.set_email_opt_out_at(
+        &key(1).as_str()[..15],
+        false,
+        t0 + chrono::Duration::minutes(7),
+    );
 
     let changes = client.email_preferences_since(t0).await.unwrap();
-    assert_eq!(changes.len(), 1, "strictly after since; bad keys skipped");
+    assert_eq!(changes.len(), 2, "strictly after since; bad ids skipped");
     assert_eq!(changes[0].key, key(2));
-    assert!(changes[0].email_opt_out);
+    assert!(changes[0].do_not_email);
     assert_eq!(changes[0].updated_on, t0 + chrono::Duration::minutes(5));
+    assert_eq!(changes[1].key, key(1), "a 15-character Id is made 18");
+    assert!(!changes[1].do_not_email);
+
     let all = client
         .email_preferences_since(t0 - chrono::Duration::seconds(1))
         .await
         .unwrap();
-    assert_eq!(all.len(), 2);
+    assert_eq!(all.len(), 3);
+    assert_eq!(sim.counters().emailpreferences_calls, 2);
 }
 
 #[tokio::test]
-async fn construction_checks_its_settings_and_hides_the_key() {
+async fn without_a_feed_url_the_feed_is_never_called() {
     let sim = sim().await;
+    sim.set_email_opt_out(key(1).as_str(), true);
     let cfg = HigherLogicConfig {
-        base_url: sim.base_url(),
-        max_calls_per_minute: 180,
+        email_preferences_url: None,
+        ..config(&sim)
     };
-    let error = HigherLogicClient::new(&cfg, creds(&sim), false).unwrap_err();
+    let client = client_with(&cfg, creds(&sim));
+    assert!(!client.has_email_preferences());
+    assert!(
+        client
+            .email_preferences_since(Utc::now() - chrono::Duration::days(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(client.calls_made(), 0);
+    assert_eq!(sim.counters().emailpreferences_calls, 0);
+}
+
+#[tokio::test]
+async fn construction_checks_its_settings() {
+    let sim = sim().await;
+    let error = HigherLogicClient::new(&config(&sim), creds(&sim), false).unwrap_err();
     assert!(error.to_string().contains("https"), "{error}");
+    assert!(
+        error.to_string().contains("higher_logic.base_url"),
+        "{error}"
+    );
     assert!(!error.is_retryable());
 
     let zero = HigherLogicConfig {
         max_calls_per_minute: 0,
-        ..cfg.clone()
+        ..config(&sim)
     };
     assert!(matches!(
         HigherLogicClient::new(&zero, creds(&sim), true),
         Err(HlError::Config { .. })
     ));
-
-    let client = HigherLogicClient::new(&cfg, creds(&sim), true).unwrap();
-    let printed = format!("{client:?} {:?}", creds(&sim));
-    assert!(!printed.contains(sim.api_key()), "{printed}");
 }
