@@ -278,8 +278,8 @@ cdk_mutant "opt-out alarm removed" \
   'del R[next(k for k, r in R.items() if r["Properties"].get("MetricName") == "OptOutFailed")]'
 cdk_mutant "opt-out alarm every 5 minutes, not every run" \
   'next(r for r in res("AWS::CloudWatch::Alarm") if r["Properties"].get("MetricName") == "OptOutFailed")["Properties"]["Period"] = 300'
-cdk_mutant "dashboard without EventsPushed" \
-  'd = res("AWS::CloudWatch::Dashboard")[0]["Properties"]; d["DashboardBody"] = json.loads(json.dumps(d["DashboardBody"]).replace("EventsPushed", "EventPushed"))'
+cdk_mutant "dashboard without MeetingsPushed" \
+  'd = res("AWS::CloudWatch::Dashboard")[0]["Properties"]; d["DashboardBody"] = json.loads(json.dumps(d["DashboardBody"]).replace("MeetingsPushed", "MeetingPushed"))'
 cdk_mutant "schedule every 15 minutes" 'res("AWS::Scheduler::Schedule")[0]["Properties"]["ScheduleExpression"] = "rate(15 minutes)"'
 cdk_mutant "periodic-refresh may also read the DLQ" \
   'next(r for r in res("AWS::IAM::Policy") if "PeriodicRefresh" in json.dumps(r))["Properties"]["PolicyDocument"]["Statement"].append({"Effect": "Allow", "Action": "sqs:ReceiveMessage", "Resource": "*"})'

@@ -9,6 +9,7 @@ use hlsync_cli::demo::edit_contacts;
 use hlsync_cli::local::{LocalOptions, LocalSystem};
 use hlsync_core::mapping::{ContactInput, map_contact};
 use hlsync_core::schema::ContactSchema;
+use hlsync_higher_logic::wire::contact_info;
 use hlsync_salesforce::ClientOptions;
 use hlsync_sync::periodic::FEED_CONTACTS;
 use hlsync_sync::ports::{Crm as _, StateStore as _};
@@ -32,12 +33,13 @@ fn id_of(c: &Map<String, Value>) -> String {
     c["Id"].as_str().expect("Id").to_string()
 }
 
-/// What Higher Logic must hold: the mapping of every Contact as Salesforce has it now.
-async fn expected_members(sys: &LocalSystem, rt: &Runtime) -> BTreeMap<String, Value> {
+/// The mapping of every live Contact as Salesforce has it now, in the wire form Higher Logic
+/// stores, and whether it is a member (an inactive Contact never pushed is not in Higher Logic).
+async fn expected_members(sys: &LocalSystem, rt: &Runtime) -> BTreeMap<String, (bool, Value)> {
     let describe = rt.crm.describe_contact(true).await.expect("describe");
     let cfg = sys.config();
-    let schema = ContactSchema::build(&describe.fields, &describe.record_types, &cfg.contacts)
-        .expect("schema");
+    let schema =
+        ContactSchema::build(&describe.fields, &describe.record_types, &cfg).expect("schema");
     let accounts: BTreeMap<String, String> = sys
         .salesforce
         .all("Account")
@@ -63,14 +65,18 @@ async fn expected_members(sys: &LocalSystem, rt: &Runtime) -> BTreeMap<String, V
                 &ContactInput {
                     fields: &c,
                     account_name,
+                    registrations: &[],
                 },
                 &schema,
-                &cfg.contacts,
+                &cfg,
             )
             .expect("maps");
             (
                 id_of(&c),
-                serde_json::to_value(&member).expect("serialises"),
+                (
+                    member.is_member,
+                    serde_json::to_value(contact_info(&member)).expect("serialises"),
+                ),
             )
         })
         .collect()
@@ -85,15 +91,23 @@ async fn initial_sync_makes_higher_logic_equal_the_mapping_of_every_contact() {
     assert_eq!(report.member_refresh.failed_deliveries, 0);
 
     let expected = expected_members(&sys, &rt).await;
-    let actual: BTreeMap<String, Value> = sys
-        .higher_logic
-        .members()
-        .into_iter()
-        .filter(|(_, m)| m["IsDeleted"] != json!(true))
-        .collect();
-    assert_eq!(actual.len(), expected.len(), "one member per live Contact");
-    for (key, want) in &expected {
-        assert_eq!(actual.get(key), Some(want), "member {key}");
+    let actual = sys.higher_logic.members();
+    let members = expected.values().filter(|(member, _)| *member).count();
+    assert!(
+        members > 0 && members < expected.len(),
+        "some Contacts are inactive"
+    );
+    assert_eq!(actual.len(), members, "one member per active live Contact");
+    for (key, (member, want)) in &expected {
+        if *member {
+            assert_eq!(actual.get(key), Some(want), "member {key}");
+        } else {
+            assert_eq!(
+                actual.get(key),
+                None,
+                "an inactive Contact never pushed: {key}"
+            );
+        }
     }
     // Batch reads: a describe, one Contact read and one Account read per batch of up to 500
     // messages, plus the status call and the query pages.
@@ -131,24 +145,34 @@ async fn incremental_sync_carries_every_kind_of_change_and_nothing_else() {
         "nothing else pushed"
     );
 
-    // Higher Logic equals the mapping again, deleted Contacts included as deleted.
+    // Higher Logic equals the mapping again, deleted Contacts deleted.
     let expected = expected_members(&sys, &rt).await;
     let members = sys.higher_logic.members();
-    for (key, want) in &expected {
-        assert_eq!(members.get(key), Some(want), "member {key}");
+    for (key, (member, want)) in &expected {
+        match members.get(key) {
+            Some(got) => assert_eq!(got, want, "member {key}"),
+            None => assert!(!member, "an active Contact missing: {key}"),
+        }
     }
-    let deleted: Vec<&Value> = members
+    let deleted = sys
+        .salesforce
+        .all("Contact")
+        .into_iter()
+        .filter(|c| c.get("IsDeleted") == Some(&json!(true)))
+        .filter(|c| sys.higher_logic.is_deleted(&id_of(c)))
+        .count();
+    assert!(deleted >= edits.deleted);
+    let inactive: Vec<&Value> = members
         .values()
-        .filter(|m| m["IsDeleted"] == json!(true))
+        .filter(|m| m["ContactDetails"]["IsMember"] == json!(false))
         .collect();
-    assert!(deleted.len() >= edits.deleted);
-    for m in deleted {
-        assert_eq!(m["IsActive"], json!(false));
-        assert_eq!(m["SecurityGroups"], json!([]));
+    assert!(inactive.len() >= edits.deactivated);
+    for m in inactive {
+        assert_eq!(m["Groups"], json!([]), "an inactive member holds no group");
     }
     let opted_out = members
         .values()
-        .filter(|m| m["EmailOptOut"] == json!(true))
+        .filter(|m| m["ContactDetails"]["DoNotEmail"] == json!(true))
         .count();
     assert!(opted_out >= edits.opted_out);
 }
@@ -204,7 +228,7 @@ async fn a_late_commit_within_the_lookback_is_not_lost() {
         .higher_logic
         .member(&id)
         .expect("the late commit arrived");
-    assert_eq!(member["LastName"], "Commit");
+    assert_eq!(member["ContactDetails"]["LastName"], "Commit");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -252,10 +276,12 @@ async fn two_periodic_refreshes_at_once_lose_nothing_and_keep_the_watermark_cons
         .await
         .expect("drain");
     assert_eq!(drained.contacts, 300);
-    assert_eq!(
-        sys.higher_logic.members().len(),
-        expected_members(&sys, &a).await.len()
-    );
+    let members = expected_members(&sys, &a)
+        .await
+        .into_values()
+        .filter(|(member, _)| *member)
+        .count();
+    assert_eq!(sys.higher_logic.members().len(), members);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,4 +1,4 @@
-//! The rest of the worksheet end to end (issue 6): events and registrations, community groups,
+//! The rest of the worksheet end to end: meetings and registrations, community groups,
 //! formula fields and the full refresh, the GDPR opt-out write-back, and `hlsync check`; against
 //! moto server, the simulators, the real SDKs and real HTTP.
 
@@ -54,7 +54,18 @@ fn endpoint_calls(sys: &LocalSystem, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// What Higher Logic must hold: (event keys, registered (event, contact) pairs).
+/// The Contacts Higher Logic holds as members (active: they carry their groups).
+fn active_contacts(sys: &LocalSystem) -> BTreeSet<String> {
+    sys.salesforce
+        .all("Contact")
+        .iter()
+        .filter(|c| live(c) && c.get("Active__c") == Some(&json!(true)))
+        .map(|c| text(c, "Id").to_string())
+        .collect()
+}
+
+/// What Higher Logic must hold: (meeting ids, registered (event, contact) pairs of active
+/// members).
 fn expected_events(sys: &LocalSystem) -> (BTreeSet<String>, BTreeSet<(String, String)>) {
     let events: BTreeSet<String> = sys
         .salesforce
@@ -63,12 +74,14 @@ fn expected_events(sys: &LocalSystem) -> (BTreeSet<String>, BTreeSet<(String, St
         .filter(|c| live(c) && text(c, "Type") == "Event")
         .map(|c| text(c, "Id").to_string())
         .collect();
+    let active = active_contacts(sys);
     let registered: BTreeSet<(String, String)> = sys
         .salesforce
         .all("CampaignMember")
         .iter()
         .filter(|m| live(m) && events.contains(text(m, "CampaignId")))
         .filter(|m| ["Registered", "Attended"].contains(&text(m, "Status")))
+        .filter(|m| active.contains(text(m, "ContactId")))
         .map(|m| {
             (
                 text(m, "CampaignId").to_string(),
@@ -79,26 +92,33 @@ fn expected_events(sys: &LocalSystem) -> (BTreeSet<String>, BTreeSet<(String, St
     (events, registered)
 }
 
+/// What Higher Logic holds: its meetings, and the `Event` groups on its members' records.
 fn actual_events(sys: &LocalSystem) -> (BTreeSet<String>, BTreeSet<(String, String)>) {
-    let events = sys
-        .higher_logic
-        .events()
-        .into_iter()
-        .filter(|(_, e)| e["IsDeleted"] != json!(true))
-        .map(|(k, _)| k)
-        .collect();
+    let meetings = sys.higher_logic.meetings().into_keys().collect();
     let registrations = sys
         .higher_logic
-        .registrations()
+        .members()
         .into_iter()
-        .filter(|(_, r)| r["IsDeleted"] != json!(true))
-        .map(|(k, _)| k)
+        .flat_map(|(contact, record)| {
+            record["Groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|g| g["GroupType"] == "Event")
+                .map(|g| {
+                    (
+                        g["GroupId"].as_str().unwrap_or_default().to_string(),
+                        contact.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
         .collect();
-    (events, registrations)
+    (meetings, registrations)
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn events_and_registrations_reach_higher_logic_in_batches_and_follow_changes() {
+async fn meetings_and_registrations_reach_higher_logic_in_batches_and_follow_changes() {
     let sys = system(200, EVENTS).await;
     // An event nobody registered for, to be deleted later.
     let dropped_event = sys.salesforce.insert(
@@ -117,18 +137,24 @@ async fn events_and_registrations_reach_higher_logic_in_batches_and_follow_chang
         actual_events(&sys),
         (want_events.clone(), want_regs.clone())
     );
-    // Batch reads: per Member Refresh batch one read each of Contacts, Accounts, CampaignMembers
-    // and Campaigns; never a single-record read.
+    assert!(
+        sys.higher_logic.orphan_event_groups().is_empty(),
+        "every meeting was pushed before the records that name it"
+    );
+    // Batch reads: per Member Refresh batch one read each of Contacts, Accounts and Campaigns,
+    // and one query of the registrations per 500 Contacts; never a single-record read.
     let batches = report.member_refresh.batches;
-    assert!(endpoint_calls(&sys, "composite_retrieve") <= 4 * batches);
+    assert!(endpoint_calls(&sys, "composite_retrieve") <= 3 * batches);
     assert_eq!(endpoint_calls(&sys, "sobject"), 0);
 
     // A cancellation, a deletion, a new registration and a deleted event.
+    let active = active_contacts(&sys);
     let members: Vec<Map<String, Value>> = sys
         .salesforce
         .all("CampaignMember")
         .into_iter()
         .filter(|m| live(m) && want_events.contains(text(m, "CampaignId")))
+        .filter(|m| active.contains(text(m, "ContactId")))
         .collect();
     let registered: Vec<&Map<String, Value>> = members
         .iter()
@@ -137,7 +163,7 @@ async fn events_and_registrations_reach_higher_logic_in_batches_and_follow_chang
     let not_registered = members
         .iter()
         .find(|m| !["Registered", "Attended"].contains(&text(m, "Status")))
-        .expect("a member who has not registered");
+        .expect("an active member who has not registered");
     assert!(registered.len() >= 2);
     let cancelled = registered[0];
     let removed = registered[1];
@@ -158,41 +184,58 @@ async fn events_and_registrations_reach_higher_logic_in_batches_and_follow_chang
     let report = sync(&rt).await;
     assert_eq!(report.member_refresh.failed_deliveries, 0);
 
-    let (want_events, want_regs) = expected_events(&sys);
-    let (events, regs) = actual_events(&sys);
-    assert_eq!(events, want_events);
-    assert!(!events.contains(&dropped_event));
-    assert_eq!(
-        sys.higher_logic.event(&dropped_event).expect("pushed")["IsDeleted"],
-        json!(true)
-    );
-    // Registrations under a deleted event stay as Higher Logic filed them; all others match.
-    let under_live: BTreeSet<(String, String)> = regs
-        .into_iter()
-        .filter(|(e, _)| *e != dropped_event)
-        .collect();
-    let want_live: BTreeSet<(String, String)> = want_regs
-        .into_iter()
-        .filter(|(e, _)| *e != dropped_event)
-        .collect();
-    assert_eq!(under_live, want_live);
     let key = |m: &Map<String, Value>| {
         (
             text(m, "CampaignId").to_string(),
             text(m, "ContactId").to_string(),
         )
     };
-    assert!(!under_live.contains(&key(cancelled)));
-    assert!(under_live.contains(&key(not_registered)));
+    let (want_events, want_regs) = expected_events(&sys);
+    let (events, regs) = actual_events(&sys);
+    assert_eq!(events, want_events);
+    assert!(!events.contains(&dropped_event));
+    assert!(sys.higher_logic.is_meeting_deleted(&dropped_event));
+    assert_eq!(
+        regs, want_regs,
+        "registrations follow, through each Contact's record"
+    );
+    assert!(
+        !regs.contains(&key(cancelled)),
+        "a cancelled registration is gone"
+    );
+    assert!(
+        !regs.contains(&key(removed)),
+        "a deleted registration is gone"
+    );
+    assert!(
+        regs.contains(&key(not_registered)),
+        "a new registration arrived"
+    );
+    // The Contacts that lost a registration keep the rest of their record.
+    let lost = sys
+        .higher_logic
+        .member(text(removed, "ContactId"))
+        .expect("still a member");
+    assert_eq!(lost["ContactDetails"]["IsMember"], json!(true));
 
-    // Nothing changed since: no event or registration push at all.
+    // Nothing changed since: no push at all.
     sys.salesforce.advance(Duration::from_secs(120));
     let before = sys.higher_logic.counters();
     let report = sync(&rt).await;
     let after = sys.higher_logic.counters();
     assert_eq!(report.member_refresh.pushed, 0);
-    assert_eq!(after.events_calls, before.events_calls);
-    assert_eq!(after.registrations_calls, before.registrations_calls);
+    assert_eq!(after.meeting_calls, before.meeting_calls);
+    assert_eq!(after.contactinfo_calls, before.contactinfo_calls);
+}
+
+fn groups_of(record: &Value, group_type: &str) -> Vec<Value> {
+    record["Groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| g["GroupType"] == group_type)
+        .cloned()
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -225,8 +268,10 @@ async fn a_contact_moving_chapter_changes_community_groups_only() {
     sync(&rt).await;
     let before = sys.higher_logic.member(&id).expect("pushed");
     assert_eq!(
-        before["CommunityGroups"],
-        json!([{"GroupKey": "HL_Chapter__c:Ohio", "GroupName": "Ohio"}])
+        groups_of(&before, "Chapter"),
+        [
+            json!({"GroupId": "HL_Chapter__c:Ohio", "GroupName": "Ohio", "GroupType": "Chapter", "Role": ""})
+        ]
     );
 
     assert!(
@@ -238,14 +283,19 @@ async fn a_contact_moving_chapter_changes_community_groups_only() {
     assert_eq!(report.member_refresh.pushed, 1);
     let after = sys.higher_logic.member(&id).expect("pushed");
     assert_eq!(
-        after["CommunityGroups"],
-        json!([{"GroupKey": "HL_Chapter__c:Texas", "GroupName": "Texas"}]),
+        groups_of(&after, "Chapter"),
+        [
+            json!({"GroupId": "HL_Chapter__c:Texas", "GroupName": "Texas", "GroupType": "Chapter", "Role": ""})
+        ],
         "the old community group is gone, the new one present"
     );
-    assert_eq!(after["SecurityGroups"], before["SecurityGroups"]);
-    let security = after["SecurityGroups"].as_array().expect("array");
+    assert_eq!(
+        groups_of(&after, "Membership"),
+        groups_of(&before, "Membership")
+    );
+    let security = groups_of(&after, "Membership");
     assert!(
-        security.iter().all(|g| !g["GroupKey"]
+        security.iter().all(|g| !g["GroupId"]
             .as_str()
             .unwrap_or_default()
             .starts_with("HL_Chapter__c")),
@@ -303,11 +353,9 @@ async fn a_formula_change_is_pushed_by_the_daily_full_refresh_and_nothing_else_i
         "exactly the changed member"
     );
     let member = sys.higher_logic.member(&id).expect("member");
-    let has_board = member["SecurityGroups"]
-        .as_array()
-        .expect("array")
+    let has_board = groups_of(&member, "Membership")
         .iter()
-        .any(|g| g["GroupKey"] == "HL_Is_Board__c");
+        .any(|g| g["GroupId"] == "HL_Is_Board__c");
     assert_eq!(has_board, !board);
     // It costs Salesforce reads in batches, and one Higher Logic push.
     let sf_after = sys.salesforce.counters();
@@ -382,7 +430,7 @@ async fn a_members_opt_out_is_written_back_once_without_ping_pong() {
     assert_eq!(sf["HasOptedOutOfEmail"], json!(true));
     assert_eq!(sys.higher_logic.email_opt_out(&id), Some(true));
     assert_eq!(
-        sys.higher_logic.member(&id).expect("member")["EmailOptOut"],
+        sys.higher_logic.member(&id).expect("member")["ContactDetails"]["DoNotEmail"],
         json!(true)
     );
     // The write-back's SystemModstamp bump is pushed once; then all is quiet.
@@ -411,8 +459,8 @@ async fn check_lists_the_fields_and_warns_about_formulas_and_refuses_a_bad_confi
         "active field: Active__c",
         "HL_Member_Type__c",
         "HL_Chapter__c",
-        "community groups",
-        "security groups",
+        "community groups of GroupType Chapter",
+        "security groups of GroupType Membership",
         "HL_Is_Board__c",
         "(formula)",
         "full refresh",
@@ -441,7 +489,7 @@ async fn check_lists_the_fields_and_warns_about_formulas_and_refuses_a_bad_confi
     std::fs::write(
         &bad,
         sys.config_toml.replace(
-            r#"community_fields = ["HL_Chapter__c"]"#,
+            r#"community_fields = { HL_Chapter__c = "Chapter" }"#,
             r#"community_fields = ["HL_Region__c"]"#,
         ),
     )

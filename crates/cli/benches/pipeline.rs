@@ -40,8 +40,8 @@ async fn bench_mapping(sys: &LocalSystem, n: usize) {
     let rt = sys.runtime();
     let describe = rt.crm.describe_contact(false).await.expect("describe");
     let cfg = sys.config();
-    let schema = ContactSchema::build(&describe.fields, &describe.record_types, &cfg.contacts)
-        .expect("schema");
+    let schema =
+        ContactSchema::build(&describe.fields, &describe.record_types, &cfg).expect("schema");
     let contacts: Vec<serde_json::Map<String, Value>> = sys.salesforce.all("Contact");
     let start = Instant::now();
     let mut mapped = 0u64;
@@ -50,8 +50,9 @@ async fn bench_mapping(sys: &LocalSystem, n: usize) {
             let input = ContactInput {
                 fields: c,
                 account_name: Some("Example Association"),
+                registrations: &[],
             };
-            if let Ok(member) = map_contact(&input, &schema, &cfg.contacts) {
+            if let Ok(member) = map_contact(&input, &schema, &cfg) {
                 std::hint::black_box(member.content_hash());
                 mapped += 1;
             }
@@ -69,6 +70,8 @@ async fn bench_mapping(sys: &LocalSystem, n: usize) {
 async fn bench_pipeline_memory_aws(n: usize) {
     let sys = LocalSystem::start(LocalOptions {
         contacts: n,
+        // Events on: each batch also reads its Contacts' registrations.
+        extra_config: "\n[events]\nenabled = true\n".into(),
         ..LocalOptions::default()
     })
     .await
@@ -107,15 +110,25 @@ async fn bench_pipeline_memory_aws(n: usize) {
         rest = tail;
     }
     let took = start.elapsed();
-    let sf = sys.salesforce.counters().api_calls - sf_before;
+    let counters = sys.salesforce.counters();
+    let sf = counters.api_calls - sf_before;
+    let by = |endpoint: &str| {
+        counters
+            .calls_by_endpoint
+            .get(endpoint)
+            .copied()
+            .unwrap_or(0)
+    };
     println!(
         "pipeline       {n:>7} Contacts ({} changed, {pushed} pushed) in {:>8.1} ms ({:.1} ms scanning): {:>7.0} Contacts/s; \
-         {sf} Salesforce API calls ({:.1} per 1,000 Contacts), {} Higher Logic calls",
+         {sf} Salesforce API calls ({:.1} per 1,000 Contacts: {} batch reads, {} queries incl. registrations), {} Higher Logic calls",
         p.changed(),
         took.as_secs_f64() * 1e3,
         periodic_took.as_secs_f64() * 1e3,
         per_second(n as u64, took),
         sf as f64 * 1000.0 / n as f64,
+        by("composite_retrieve"),
+        by("query") + by("queryAll") + by("query_more"),
         sys.higher_logic.counters().total_calls()
     );
 }

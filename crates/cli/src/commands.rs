@@ -9,6 +9,7 @@ use hlsync_aws::Clients;
 use hlsync_core::allotment;
 use hlsync_core::schema::ContactSchema;
 use hlsync_sync::Deadline;
+use hlsync_sync::error::Service;
 use hlsync_sync::periodic::{self, PeriodicOptions, PeriodicReport};
 use hlsync_sync::ports::Crm as _;
 use hlsync_sync::runtime::Runtime;
@@ -239,7 +240,7 @@ pub async fn provision_with(
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading the secret file {}", path.display()))?;
             // Refuse a document the functions could not use, before storing it.
-            hlsync_sync::runtime::parse_secret(&names.secret, "new", &text)?;
+            hlsync_sync::credentials::parse_secret(&names.secret, "new", &text)?;
             hlsync_aws::put_secret(&clients.secrets, &names.secret, &SecretString::from(text))
                 .await?;
             Some(names.secret.clone())
@@ -291,24 +292,8 @@ pub async fn status_value(rt: &Runtime) -> anyhow::Result<Value> {
             "at": u.get("at"),
         }))
     });
-    let source = hlsync_aws::SecretSource::new(
-        rt.aws.secrets.clone(),
-        rt.resources.secret_id.clone(),
-        Duration::ZERO,
-    );
-    let current_version = source.current_version().await.ok();
-    let login = credentials_state(
-        rt,
-        hlsync_sync::adapters::salesforce::LOGIN_FAILURE_DOC,
-        current_version.as_deref(),
-    )
-    .await?;
-    let higher_logic_credentials = credentials_state(
-        rt,
-        hlsync_sync::adapters::higher_logic::CREDENTIALS_REJECTED_DOC,
-        current_version.as_deref(),
-    )
-    .await?;
+    let login = credentials_state(rt, Service::Salesforce).await?;
+    let higher_logic_credentials = credentials_state(rt, Service::HigherLogic).await?;
     Ok(json!({
         "stack": {
             "table": rt.resources.table,
@@ -327,28 +312,20 @@ pub async fn status_value(rt: &Runtime) -> anyhow::Result<Value> {
     }))
 }
 
-/// Whether a service's rejection of the credentials still blocks it: only while the secret's
-/// current version is the rejected one.
-async fn credentials_state(
-    rt: &Runtime,
-    doc_key: &str,
-    current_version: Option<&str>,
-) -> anyhow::Result<Value> {
-    Ok(match rt.state.get_doc(doc_key).await? {
+/// Whether a service's rejection of its credentials still blocks it: only while the secret
+/// holds the very credentials it rejected.
+async fn credentials_state(rt: &Runtime, service: Service) -> anyhow::Result<Value> {
+    Ok(match rt.credentials.rejection(service).await? {
         None => json!({ "state": "ok" }),
-        Some(doc) => {
-            let blocked = current_version.is_some()
-                && doc.get("secret_version").and_then(Value::as_str) == current_version;
-            json!({
-                "state": if blocked {
-                    "rejected: waiting for a new secret version"
-                } else {
-                    "rejected earlier; the secret has changed since, the next run tries the new one"
-                },
-                "message": doc.get("message"),
-                "at": doc.get("at"),
-            })
-        }
+        Some(r) => json!({
+            "state": if r.blocks {
+                "rejected: waiting for new credentials in the secret"
+            } else {
+                "rejected earlier; the credentials have changed since, the next run tries them"
+            },
+            "message": r.message,
+            "at": r.at,
+        }),
     })
 }
 
@@ -487,9 +464,12 @@ pub fn check_report(
     }));
     // Prefixed fields that are the cursor or the active field never become groups (SPEC §2).
     let prefix_lower = cfg.contacts.group_field_prefix.to_ascii_lowercase();
+    let listed: Vec<String> = fields
+        .iter()
+        .filter_map(|x| x["field"].as_str().map(str::to_owned))
+        .collect();
     for f in describe.fields.iter().filter(|f| {
-        f.name.to_ascii_lowercase().starts_with(&prefix_lower)
-            && !fields.iter().any(|x| x["field"] == json!(f.name))
+        f.name.to_ascii_lowercase().starts_with(&prefix_lower) && !listed.contains(&f.name)
     }) {
         let why = if f.name.eq_ignore_ascii_case(cursor) {
             "no group (it is salesforce.cursor_field)"

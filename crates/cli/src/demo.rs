@@ -18,7 +18,7 @@ pub struct Round {
     pub deactivated: u64,
     pub deleted: u64,
     pub dead_lettered: u64,
-    pub events: u64,
+    pub meetings: u64,
     pub registrations: u64,
     pub salesforce_calls: u64,
     pub higher_logic_calls: u64,
@@ -36,7 +36,7 @@ impl Round {
             deactivated: r.member_refresh.deactivated,
             deleted: r.member_refresh.deleted,
             dead_lettered: r.member_refresh.dead_lettered,
-            events: r.member_refresh.meetings_pushed,
+            meetings: r.member_refresh.meetings_pushed,
             registrations: r.member_refresh.registrations_pushed,
             salesforce_calls: r.periodic.salesforce_calls + r.member_refresh.salesforce_calls,
             higher_logic_calls: r.member_refresh.higher_logic_calls,
@@ -121,7 +121,7 @@ pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
     let sys = LocalSystem::start(LocalOptions {
         contacts,
         seed,
-        // The whole worksheet: Campaigns of type "Event" become events too.
+        // The whole worksheet: Campaigns of type "Event" become meetings too.
         extra_config: "\n[events]\nenabled = true\n".into(),
         ..LocalOptions::default()
     })
@@ -164,18 +164,45 @@ pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
     let members = sys.higher_logic.members();
     let active = members
         .values()
-        .filter(|m| m["IsActive"] == json!(true))
+        .filter(|m| m["ContactDetails"]["IsMember"] == json!(true))
         .count();
-    let deleted = members
+    let deleted = sys
+        .salesforce
+        .all("Contact")
+        .iter()
+        .filter_map(|c| c.get("Id").and_then(Value::as_str))
+        .filter(|id| sys.higher_logic.is_deleted(id))
+        .count();
+    let meetings = sys.higher_logic.meetings().len();
+    let registrations: usize = members
         .values()
-        .filter(|m| m["IsDeleted"] == json!(true))
-        .count();
+        .map(|m| {
+            m["Groups"].as_array().map_or(0, |g| {
+                g.iter().filter(|g| g["GroupType"] == "Event").count()
+            })
+        })
+        .sum();
+    // One record as Higher Logic's Push API v2 received it: a member with a registration if
+    // there is one.
+    let sample = members
+        .values()
+        .find(|m| {
+            m["Groups"]
+                .as_array()
+                .is_some_and(|g| g.iter().any(|g| g["GroupType"] == "Event"))
+        })
+        .or_else(|| members.values().next())
+        .cloned()
+        .unwrap_or(Value::Null);
     let status = commands::status_value(&rt).await?;
     let summary = json!({
         "contacts_seeded": contacts,
         "edits": edits,
         "rounds": rounds,
-        "higher_logic": { "members": members.len(), "active": active, "deleted": deleted },
+        "higher_logic": {
+            "members": members.len(), "active": active, "deleted": deleted,
+            "meetings": meetings, "registrations": registrations, "sample_record": sample,
+        },
         "dlq": status["dlq"],
         "salesforce_api_usage": status["api_usage"],
         "wall_ms": started.elapsed().as_millis(),
@@ -190,7 +217,7 @@ pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
             "deactivated",
             "deleted",
             "dead-lettered",
-            "events",
+            "meetings",
             "registrations",
             "SF calls",
             "HL calls",
@@ -214,7 +241,7 @@ pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
                 r.deactivated.to_string(),
                 r.deleted.to_string(),
                 r.dead_lettered.to_string(),
-                r.events.to_string(),
+                r.meetings.to_string(),
                 r.registrations.to_string(),
                 r.salesforce_calls.to_string(),
                 r.higher_logic_calls.to_string(),
@@ -222,12 +249,20 @@ pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
             ]));
         }
         out.push_str(&format!(
-            "Higher Logic now holds {} members ({} active, {} deleted); DLQ: {} messages; total wall time {:.1} s\n",
+            "Higher Logic now holds {} member records ({} members, {} inactive), {} deleted, {} meetings and {} registrations; \
+             DLQ: {} messages; total wall time {:.1} s\n",
             members.len(),
             active,
+            members.len() - active,
             deleted,
+            meetings,
+            registrations,
             status["dlq"]["visible"],
             started.elapsed().as_secs_f64()
+        ));
+        out.push_str(&format!(
+            "\nOne record as Higher Logic received it (POST /contactinfo, Push API v2):\n{}\n",
+            serde_json::to_string_pretty(&sample).unwrap_or_default()
         ));
         out
     })

@@ -169,7 +169,7 @@ impl Default for EventsConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HigherLogicConfig {
-    /// The push API's base URL, without a trailing slash (one is removed if given).
+    /// The Push API v2 base URL, without a trailing slash (one is removed if given).
     pub base_url: String,
     /// Calls per minute across all concurrent functions.
     pub max_calls_per_minute: u32,
@@ -434,7 +434,7 @@ impl Config {
         let Some(hl) = root.section("higher_logic")? else {
             return Err(ConfigError::key(
                 "higher_logic.base_url",
-                "is required: add a [higher_logic] table with base_url = \"https://…\" (the tenant's push API URL)",
+                "is required: add a [higher_logic] table with base_url = \"https://…\" (the tenant's Push API v2 URL)",
             ));
         };
         hl.only_keys(&[
@@ -446,7 +446,7 @@ impl Config {
         let Some(base_url) = hl.string("base_url")? else {
             return Err(ConfigError::key(
                 "higher_logic.base_url",
-                "is required: set it to the tenant's push API URL, e.g. \"https://datapushapi.example.org/v2\"",
+                "is required: set it to the tenant's Push API v2 URL, e.g. \"https://datapushapi.higherlogic.com/v2\"",
             ));
         };
         let max_calls_per_minute = match hl.u64("max_calls_per_minute")? {
@@ -928,8 +928,10 @@ mod tests {
         assert_eq!(c.events.group_type, "Event");
         assert_eq!(c.higher_logic.batch_size, 200);
         assert_eq!(c.higher_logic.email_preferences_url, None);
-        let c = with("[contacts]\nsecurity_group_type = \"Security\"\n[events]\ngroup_type = \"Meeting\"")
-            .unwrap();
+        let c = with(
+            "[contacts]\nsecurity_group_type = \"Security\"\n[events]\ngroup_type = \"Meeting\"",
+        )
+        .unwrap();
         assert_eq!(c.contacts.security_group_type, "Security");
         assert_eq!(c.events.group_type, "Meeting");
     }
@@ -947,7 +949,10 @@ mod tests {
                 CommunityField::new("HL_Committee__c", "Committee")
             ]
         );
-        assert_eq!(c.contacts.community_group_type("hl_chapter__c"), Some("Chapter"));
+        assert_eq!(
+            c.contacts.community_group_type("hl_chapter__c"),
+            Some("Chapter")
+        );
         // A config written before GroupTypes existed still loads: each field is a Community.
         let old = with("[contacts]\ncommunity_fields = [\"HL_Chapter__c\"]").unwrap();
         assert_eq!(
@@ -965,19 +970,35 @@ mod tests {
     #[test]
     fn v2_validations_name_their_keys() {
         for (text, key) in [
-            ("[contacts]\nsecurity_group_type = \"\"", "contacts.security_group_type"),
-            ("[events]\nenabled = true\ngroup_type = \"\"", "events.group_type"),
+            (
+                "[contacts]\nsecurity_group_type = \"\"",
+                "contacts.security_group_type",
+            ),
+            (
+                "[events]\nenabled = true\ngroup_type = \"\"",
+                "events.group_type",
+            ),
         ] {
             assert_eq!(key_of(with(text).unwrap_err()), key, "{text}");
         }
         for (hl, key) in [
             ("batch_size = 0", "higher_logic.batch_size"),
             ("batch_size = 5000", "higher_logic.batch_size"),
-            ("email_preferences_url = \"ftp://x\"", "higher_logic.email_preferences_url"),
-            ("email_preferences_url = \"http://relay.example.org/prefs\"", "higher_logic.email_preferences_url"),
+            (
+                "email_preferences_url = \"ftp://x\"",
+                "higher_logic.email_preferences_url",
+            ),
+            (
+                "email_preferences_url = \"http://relay.example.org/prefs\"",
+                "higher_logic.email_preferences_url",
+            ),
         ] {
             let text = format!("{MINIMAL}{hl}\n");
-            assert_eq!(key_of(Config::from_toml_str(&text).unwrap_err()), key, "{hl}");
+            assert_eq!(
+                key_of(Config::from_toml_str(&text).unwrap_err()),
+                key,
+                "{hl}"
+            );
         }
         let ok = Config::from_toml_str(&format!(
             "{MINIMAL}batch_size = 50\nemail_preferences_url = \"https://relay.example.org/prefs\"\n"

@@ -99,7 +99,8 @@ pub fn map_campaign(
 
 /// The CampaignMember fields a registration is read from (`Campaign.Name` through the
 /// relationship, so that no second read is needed for the group's name).
-pub const CAMPAIGN_MEMBER_FIELDS: &[&str] = &["Id", "ContactId", "CampaignId", "Campaign.Name", "Status"];
+pub const CAMPAIGN_MEMBER_FIELDS: &[&str] =
+    &["Id", "ContactId", "CampaignId", "Campaign.Name", "Status"];
 
 /// Reads one CampaignMember row ([`CAMPAIGN_MEMBER_FIELDS`]) as the Contact it belongs to and
 /// its membership. `Ok(None)` for a Lead's membership (no `ContactId`): only Contacts are members.
@@ -166,7 +167,10 @@ mod tests {
             "Event",
         )
         .unwrap();
-        assert_eq!(deleted, Meeting::deleted("701000000000001".parse().unwrap()));
+        assert_eq!(
+            deleted,
+            Meeting::deleted("701000000000001".parse().unwrap())
+        );
         let other = map_campaign(
             &obj(json!({"Id": "701000000000001", "Type": "Webinar", "Name": "x"})),
             "Event",

@@ -667,7 +667,10 @@ mod tests {
 
     #[test]
     fn rule_whole_number_has_no_trailing_zero() {
-        assert_eq!(security(&map(json!({"HL_Years__c": 3.0}))), ["HL_Years__c:3"]);
+        assert_eq!(
+            security(&map(json!({"HL_Years__c": 3.0}))),
+            ["HL_Years__c:3"]
+        );
         assert_eq!(security(&map(json!({"HL_Years__c": 3}))), ["HL_Years__c:3"]);
         assert_eq!(
             security(&map(json!({"HL_Years__c": 2.5}))),
@@ -796,7 +799,11 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(events[0].key.as_str(), "701000000000001AAA", "the 18-char Id");
+        assert_eq!(
+            events[0].key.as_str(),
+            "701000000000001AAA",
+            "the 18-char Id"
+        );
         let mut c = cfg();
         c.events.group_type = "Meeting".into();
         let m = map_full(&contact(json!({})), &c, &regs, None).unwrap();
@@ -866,17 +873,32 @@ mod tests {
             "MailingStreet": null, "MailingCity": " ", "MailingPostalCode": null,
             "MailingCountry": null
         }));
-        assert!(empty.addresses.is_empty(), "an empty address gives no entry");
+        assert!(
+            empty.addresses.is_empty(),
+            "an empty address gives no entry"
+        );
     }
 
     #[test]
     fn rule_country_code_from_the_code_field_else_the_country_name_or_code() {
         let code = |extra: Value| map(extra).addresses[0].country_code.clone();
-        assert_eq!(code(json!({"MailingCountry": "United States"})).as_deref(), Some("US"));
-        assert_eq!(code(json!({"MailingCountry": "USA"})).as_deref(), Some("US"));
+        assert_eq!(
+            code(json!({"MailingCountry": "United States"})).as_deref(),
+            Some("US")
+        );
+        assert_eq!(
+            code(json!({"MailingCountry": "USA"})).as_deref(),
+            Some("US")
+        );
         assert_eq!(code(json!({"MailingCountry": "us"})).as_deref(), Some("US"));
-        assert_eq!(code(json!({"MailingCountry": "germany"})).as_deref(), Some("DE"));
-        assert_eq!(code(json!({"MailingCountry": "FRA"})).as_deref(), Some("FR"));
+        assert_eq!(
+            code(json!({"MailingCountry": "germany"})).as_deref(),
+            Some("DE")
+        );
+        assert_eq!(
+            code(json!({"MailingCountry": "FRA"})).as_deref(),
+            Some("FR")
+        );
         assert_eq!(code(json!({})).as_deref(), Some("GB"), "United Kingdom");
         assert_eq!(code(json!({"MailingCountry": "Atlantis"})), None);
         assert_eq!(
@@ -943,7 +965,11 @@ mod tests {
         assert!(map_with(&contact(json!({"HL_Chapter__c": "Ohio"})), &c).is_member);
         assert!(map_with(&contact(json!({"RecordTypeId": "0125g000000AbCdAAK"})), &c).is_member);
         let regs = [registration("701000000000001", "Gala", "Registered")];
-        assert!(map_full(&contact(json!({})), &c, &regs, None).unwrap().is_member);
+        assert!(
+            map_full(&contact(json!({})), &c, &regs, None)
+                .unwrap()
+                .is_member
+        );
         assert!(!map_with(&contact(json!({})), &c).is_member);
     }
 
@@ -951,7 +977,9 @@ mod tests {
     fn rule_inactive_member_is_not_a_member_and_holds_no_group() {
         let regs = [registration("701000000000001", "Gala", "Registered")];
         let m = map_full(
-            &contact(json!({"Active__c": false, "HL_Member_Type__c": "Gold", "HL_Chapter__c": "Ohio"})),
+            &contact(
+                json!({"Active__c": false, "HL_Member_Type__c": "Gold", "HL_Chapter__c": "Ohio"}),
+            ),
             &cfg(),
             &regs,
             None,
@@ -965,7 +993,8 @@ mod tests {
 
     #[test]
     fn rule_deleted_contact_is_the_delete_shape() {
-        let m = map(json!({"IsDeleted": true, "HL_Member_Type__c": "Gold", "HL_Chapter__c": "Ohio"}));
+        let m =
+            map(json!({"IsDeleted": true, "HL_Member_Type__c": "Gold", "HL_Chapter__c": "Ohio"}));
         assert!(m.is_deleted && !m.is_member);
         assert_eq!(m, Member::deleted(m.contact_id.clone(), m.modstamp));
         assert_eq!(
@@ -989,8 +1018,13 @@ mod tests {
             m.modstamp,
             Some(Utc.with_ymd_and_hms(2026, 11, 24, 11, 30, 0).unwrap())
         );
-        let err = map_full(&contact(json!({"SystemModstamp": "last tuesday"})), &cfg(), &[], None)
-            .unwrap_err();
+        let err = map_full(
+            &contact(json!({"SystemModstamp": "last tuesday"})),
+            &cfg(),
+            &[],
+            None,
+        )
+        .unwrap_err();
         assert!(matches!(err, MappingError::BadDate { .. }));
         assert!(!err.is_retryable());
     }

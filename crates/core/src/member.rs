@@ -184,7 +184,10 @@ impl Member {
     }
 
     /// The event registrations among the groups (those of `event_group_type`).
-    pub fn event_groups<'a>(&'a self, event_group_type: &'a str) -> impl Iterator<Item = &'a Group> {
+    pub fn event_groups<'a>(
+        &'a self,
+        event_group_type: &'a str,
+    ) -> impl Iterator<Item = &'a Group> {
         self.groups
             .iter()
             .filter(move |g| g.group_type == event_group_type)

@@ -208,8 +208,7 @@ impl ContactSchema {
         // own groups) and the fields named by `cursor_field` and `active_field`, which never
         // become groups, prefix or not.
         let never_a_group = |f: &FieldInfo| {
-            f.name
-                .eq_ignore_ascii_case(&config.salesforce.cursor_field)
+            f.name.eq_ignore_ascii_case(&config.salesforce.cursor_field)
                 || cfg
                     .active_field
                     .as_deref()
@@ -407,7 +406,11 @@ mod tests {
         let s = build(&describe(), &[], &cfg()).unwrap();
         assert!(!s.contact_fields().iter().any(|f| f == "MailingCountryCode"));
         let mut fields = describe();
-        fields.push(field("MailingCountryCode", "Mailing Country Code", "picklist"));
+        fields.push(field(
+            "MailingCountryCode",
+            "Mailing Country Code",
+            "picklist",
+        ));
         let s = build(&fields, &[], &cfg()).unwrap();
         assert!(s.contact_fields().iter().any(|f| f == "MailingCountryCode"));
     }

@@ -95,7 +95,12 @@ fn queried_contact_becomes_the_documented_member() {
         groups,
         [
             ("Chapter", "HL_Chapter__c:Virginia", "Virginia", ""),
-            ("Event", event_id.as_str(), "Annual Conference", "Registered"),
+            (
+                "Event",
+                event_id.as_str(),
+                "Annual Conference",
+                "Registered"
+            ),
             ("Membership", "HL_Interests__c:COBOL", "COBOL", ""),
             ("Membership", "HL_Interests__c:Navy", "Navy", ""),
             ("Membership", "HL_Member_Type__c:Gold", "Gold", ""),

@@ -64,7 +64,7 @@ async fn a_malformed_body_is_dead_lettered_and_the_rest_pushed() {
     );
     for id in [&ada, &grace] {
         let pushed = d.hl.member(id).expect("member pushed to Higher Logic");
-        assert_eq!(pushed["IsActive"], true, "{pushed}");
+        assert_eq!(pushed["ContactDetails"]["IsMember"], true, "{pushed}");
     }
     let dead = d
         .dlq
@@ -76,12 +76,12 @@ async fn a_malformed_body_is_dead_lettered_and_the_rest_pushed() {
 }
 
 #[tokio::test]
-async fn refused_records_and_bodiless_messages_are_reported_failed() {
+async fn a_refused_record_is_dead_lettered_and_a_bodiless_message_reported_failed() {
     moto();
     let d = deploy(Setup::default()).await;
     let ada = insert_contact(&d.sf, "Lovelace");
     let grace = insert_contact(&d.sf, "Hopper");
-    d.hl.fail_records([grace.clone()]);
+    d.hl.refuse_contacts([grace.clone()]);
     let mut records = vec![
         record("m-ada", &body(&ada)),
         record("m-grace", &body(&grace)),
@@ -97,12 +97,18 @@ async fn refused_records_and_bodiless_messages_are_reported_failed() {
     )
     .await;
 
-    assert_eq!(
-        failed_ids(&outcome.response),
-        vec!["m-empty", "m-grace", "m-grace-again"]
-    );
+    // Higher Logic refused Grace's record alone (a 400, halved down to her): her messages go
+    // straight to the DLQ with its message, Ada's record went through.
+    assert_eq!(failed_ids(&outcome.response), vec!["m-empty"]);
     assert!(d.hl.member(&ada).is_some());
     assert!(d.hl.member(&grace).is_none());
+    let dead = d
+        .dlq
+        .receive(10, None, std::time::Duration::ZERO)
+        .await
+        .expect("DLQ readable");
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert!(dead.iter().all(|m| m.body.contains(grace.as_str())));
 
     // The EMF line measures the same batch.
     let values = emf_values(&outcome.emf);
@@ -144,4 +150,46 @@ async fn a_batch_that_cannot_be_worked_fails_every_message_without_an_error() {
 
     assert_eq!(failed_ids(&response), vec!["m-ada", "m-grace"]);
     assert!(d.hl.members().is_empty());
+}
+
+#[tokio::test]
+async fn one_refused_record_among_200_costs_only_that_record() {
+    moto();
+    let d = deploy(Setup::default()).await;
+    let ids: Vec<String> = (0..200)
+        .map(|i| insert_contact(&d.sf, &format!("Member{i:03}")))
+        .collect();
+    // One in the middle of the request, so that halving has work on both sides.
+    let refused = ids[137].clone();
+    d.hl.refuse_contacts([refused.clone()]);
+    let records: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| record(&format!("m-{i}"), &body(id)))
+        .collect();
+    let before = d.hl.counters();
+
+    let response = member::handle(
+        &d.rt,
+        LambdaEvent::new(sqs_event(records), context("req-4")),
+    )
+    .await
+    .unwrap_or_else(|never| match never {});
+
+    assert!(failed_ids(&response).is_empty(), "nothing to retry");
+    let requests = d.hl.counters().contactinfo_calls - before.contactinfo_calls;
+    assert!(
+        requests <= 17,
+        "1 request, then 2 per halving down to the one record: {requests}"
+    );
+    let members = d.hl.members();
+    assert_eq!(members.len(), 199, "its 199 neighbours went through");
+    assert!(!members.contains_key(&refused));
+    let dead = d
+        .dlq
+        .receive(10, None, std::time::Duration::ZERO)
+        .await
+        .expect("DLQ readable");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].body.contains(&refused), "{}", dead[0].body);
 }

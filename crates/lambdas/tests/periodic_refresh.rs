@@ -118,6 +118,10 @@ async fn what_the_periodic_run_sends_the_member_function_pushes() {
     assert!(response.batch_item_failures.is_empty());
     for id in [&ada, &grace] {
         let pushed = d.hl.member(id).expect("member pushed");
-        assert_eq!(pushed["LegacyContactKey"], id.as_str(), "{pushed}");
+        assert_eq!(
+            pushed["ContactDetails"]["ContactId"],
+            id.as_str(),
+            "{pushed}"
+        );
     }
 }

@@ -97,7 +97,7 @@ pub async fn run_if_due(
     };
     // Only now, when one may be due: the describe costs a call.
     let describe = deps.crm.describe_contact(false).await?;
-    let schema = ContactSchema::build(&describe.fields, &describe.record_types, &deps.cfg.contacts)
+    let schema = ContactSchema::build(&describe.fields, &describe.record_types, deps.cfg)
         .map_err(|e| SyncError::failed(e.to_string()))?;
     report.formula_fields = schema
         .formula_fields()

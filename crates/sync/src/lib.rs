@@ -8,6 +8,7 @@
 //! clients, [`memory`] to in-memory stand-ins for tests, [`faults`] injects failures on purpose.
 
 pub mod adapters;
+pub mod credentials;
 pub mod error;
 pub mod faults;
 pub mod full;

@@ -445,7 +445,11 @@ impl Community for MemoryCommunity {
         lock(&self.pushes).push(members.len());
         let event_type = {
             let t = lock(&self.event_group_type);
-            if t.is_empty() { "Event".to_owned() } else { t.clone() }
+            if t.is_empty() {
+                "Event".to_owned()
+            } else {
+                t.clone()
+            }
         };
         let meetings = lock(&self.meetings);
         let mut stored = lock(&self.members);
@@ -463,8 +467,7 @@ impl Community for MemoryCommunity {
                 } else {
                     for g in m.event_groups(&event_type) {
                         if !meetings.contains_key(g.key.as_str()) {
-                            lock(&self.orphan_event_groups)
-                                .push((key.clone(), g.key.to_string()));
+                            lock(&self.orphan_event_groups).push((key.clone(), g.key.to_string()));
                         }
                     }
                     deleted.remove(&key);

@@ -1,7 +1,8 @@
 //! The GDPR opt-out write-back: members' opt-out changes made in Higher Logic go back to
 //! `Contact.HasOptedOutOfEmail` (SPEC.md §6).
 //!
-//! Each Periodic Refresh reads `GET /emailpreferences?since=` from its own watermark (the newest
+//! Where the tenant provides an email-preference feed (`higher_logic.email_preferences_url`), each
+//! Periodic Refresh reads `GET {feed}?since=` from its own watermark (the newest
 //! `UpdatedOn` seen: Higher Logic's clock, never ours), reads the Contacts named in one batch,
 //! decides per Contact with [`resolve_opt_out`] and writes the ones Higher Logic wins with
 //! `PATCH composite/sobjects`, 200 per call.

@@ -210,7 +210,7 @@ pub fn check_allotment(cfg: &Config, usage: ApiUsage) -> Result<(), SyncError> {
 }
 
 /// What a Periodic Refresh works with. `community` is needed only for the email opt-out
-/// write-back (Higher Logic's `GET /emailpreferences`); without it that step is left out.
+/// write-back (the tenant's email-preference feed); without it that step is left out.
 pub struct PeriodicDeps<'a> {
     pub cfg: &'a Config,
     pub crm: &'a dyn Crm,

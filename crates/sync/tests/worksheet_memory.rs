@@ -1,4 +1,4 @@
-//! The rest of the worksheet against the in-memory ports: events and registrations, the full
+//! The rest of the worksheet against the in-memory ports: meetings and registrations, the full
 //! refresh for formula fields, and the email opt-out write-back (issue 6). The same flows run end
 //! to end against moto and the simulators in tests/e2e_worksheet.rs at the workspace root.
 
@@ -244,7 +244,13 @@ async fn meetings_go_to_meeting_and_registrations_travel_on_the_members_record()
     assert!(event_roles(&w, 2).is_empty(), "Sent is not registered");
     assert!(event_roles(&w, 3).is_empty(), "a Webinar is not an event");
     assert_eq!((m.meetings_pushed, m.registrations_pushed), (1, 1));
-    assert!(w.community.orphan_event_groups.lock().expect("lock").is_empty());
+    assert!(
+        w.community
+            .orphan_event_groups
+            .lock()
+            .expect("lock")
+            .is_empty()
+    );
 
     // Nothing changed: nothing is pushed again.
     let (_, m) = w.sync().await;
@@ -258,10 +264,20 @@ async fn meetings_go_to_meeting_and_registrations_travel_on_the_members_record()
         .put("CampaignMember", campaign_member(2, 1, 2, "Attended", now));
     w.advance(TimeDelta::minutes(2));
     let (p, m) = w.sync().await;
-    let members_feed = p.feeds.iter().find(|f| f.feed == "campaign-members").expect("feed");
-    assert_eq!(members_feed.sent, 2, "a CampaignMember change queues its Contact");
+    let members_feed = p
+        .feeds
+        .iter()
+        .find(|f| f.feed == "campaign-members")
+        .expect("feed");
+    assert_eq!(
+        members_feed.sent, 2,
+        "a CampaignMember change queues its Contact"
+    );
     assert_eq!(m.pushed, 2);
-    assert!(event_roles(&w, 1).is_empty(), "the lost registration is gone");
+    assert!(
+        event_roles(&w, 1).is_empty(),
+        "the lost registration is gone"
+    );
     assert_eq!(
         event_roles(&w, 2),
         [(event.clone(), "Campaign 1".into(), "Attended".into())],
@@ -316,7 +332,11 @@ async fn a_member_brings_its_meeting_along_whatever_the_queue_order() {
     );
     assert_eq!((r.meetings_pushed, r.registrations_pushed), (1, 1));
     assert!(
-        w.community.orphan_event_groups.lock().expect("lock").is_empty(),
+        w.community
+            .orphan_event_groups
+            .lock()
+            .expect("lock")
+            .is_empty(),
         "the meeting went first"
     );
     // The Campaign's own message later finds it current.
@@ -411,8 +431,8 @@ async fn a_refused_meeting_is_dead_lettered_and_its_members_wait() {
     assert!(dead[0].0.contains(r#""kind":"campaign""#));
     w.community.refuse.lock().expect("refuse").clear();
     // Redelivered: the member is pushed now, its meeting first.
-    let body = json!({"v":1,"kind":"contact","id":sfid("003", 1).to_string(),"run":"r"})
-        .to_string();
+    let body =
+        json!({"v":1,"kind":"contact","id":sfid("003", 1).to_string(),"run":"r"}).to_string();
     w.queue.send(vec![body]).await.expect("send");
     let m = w.members().await;
     assert_eq!((m.meetings_pushed, m.pushed), (1, 1));
@@ -475,8 +495,9 @@ async fn a_formula_change_is_found_by_the_full_refresh_once_a_period() {
             .any(|g| g.key.as_str() == "HL_Is_Board__c")
     );
     // Batch reads: status, three window queries (Contacts, Campaigns, CampaignMembers), a
-    // describe, one scan page, then a describe and one Contact read: never one call per Contact.
-    assert_eq!(w.crm.calls_made() - calls, 8);
+    // describe, one scan page, then a describe, one Contact read and one query of their
+    // registrations: never one call per Contact.
+    assert_eq!(w.crm.calls_made() - calls, 9);
 
     // A second one inside the period does not run.
     w.advance(TimeDelta::hours(1));
@@ -645,4 +666,17 @@ async fn higher_logic_trouble_in_the_write_back_never_holds_up_the_contacts() {
         .await
         .expect("runs");
     assert_eq!(p.email_preferences.expect("read").written, 1);
+}
+
+#[tokio::test]
+async fn without_an_email_preference_feed_there_is_no_write_back_and_no_call() {
+    let mut w = formula_world(false, 2000);
+    w.cfg.higher_logic.email_preferences_url = None;
+    w.community
+        .set_email_opt_out(&sfid("003", 1), true, w.now());
+    let calls = w.community.calls_made();
+    let p = w.periodic_with(w.queue.as_ref()).await.expect("runs");
+    assert!(p.email_preferences.is_none(), "no write-back step");
+    assert_eq!(w.community.calls_made(), calls, "no call to Higher Logic");
+    assert!(w.crm.updates.lock().expect("updates").is_empty());
 }

@@ -74,7 +74,6 @@ pub async fn deploy(setup: Setup) -> Deployment {
             "client_secret": DEFAULT_CLIENT_SECRET,
         },
         "higher_logic": {
-            "tenant_code": hl.tenant_code(),
             "api_key": setup.hl_api_key.unwrap_or_else(|| hl.api_key().to_string()),
         }
     });

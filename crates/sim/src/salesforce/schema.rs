@@ -267,6 +267,7 @@ pub fn standard_objects(contact_custom: Vec<FieldSpec>) -> Vec<ObjectSchema> {
         FieldSpec::text("Title", "Title"),
         FieldSpec::new("Phone", "Business Phone", FieldType::Phone),
         FieldSpec::new("MobilePhone", "Mobile Phone", FieldType::Phone),
+        FieldSpec::new("HomePhone", "Home Phone", FieldType::Phone),
         FieldSpec::new("MailingStreet", "Mailing Street", FieldType::Textarea),
         FieldSpec::text("MailingCity", "Mailing City"),
         FieldSpec::text("MailingState", "Mailing State/Province"),
@@ -295,6 +296,7 @@ pub fn standard_objects(contact_custom: Vec<FieldSpec>) -> Vec<ObjectSchema> {
             "701",
             vec![
                 FieldSpec::text("Name", "Campaign Name"),
+                FieldSpec::new("Description", "Description", FieldType::Textarea),
                 FieldSpec::picklist(
                     "Type",
                     "Type",

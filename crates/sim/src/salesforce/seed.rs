@@ -132,6 +132,10 @@ const PLACES: &[(&str, &str, &str, &str)] = &[
     ("São Paulo", "SP", "01000-000", "Brazil"),
     ("Lagos", "LA", "100001", "Nigeria"),
     ("Αθήνα", "", "105 52", "Greece"),
+    // Countries as people type them: codes of either length, any case.
+    ("Boston", "MA", "02108", "USA"),
+    ("Toronto", "ON", "M5H 2N2", "ca"),
+    ("Leeds", "", "LS1 1UR", "GBR"),
 ];
 const STREETS: &[&str] = &[
     "1 Main St",
@@ -292,6 +296,8 @@ pub fn generate_at(n_contacts: usize, seed: u64, anchor: DateTime<Utc>) -> Datas
         c.insert("Phone".to_owned(), maybe(&mut rng, 0.25, phone));
         let mobile = text(format!("+44 7700 {:06}", rng.random_range(0..1_000_000)));
         c.insert("MobilePhone".to_owned(), maybe(&mut rng, 0.5, mobile));
+        let home = text(format!("+1 212 555 {:04}", rng.random_range(0..10_000)));
+        c.insert("HomePhone".to_owned(), maybe(&mut rng, 0.8, home));
         if rng.random_bool(0.9) {
             let (city, state, postal, country) =
                 PLACES.choose(&mut rng).copied().unwrap_or(("", "", "", ""));

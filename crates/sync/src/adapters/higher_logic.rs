@@ -12,9 +12,9 @@ use hlsync_higher_logic::{
 };
 use tokio::sync::Mutex;
 
+use crate::credentials::{Admission, Credentials, Outcome, ParsedSecret};
 use crate::error::{Service, SyncError};
 use crate::ports::{Community, EmailPreferenceChange, PushResult};
-use crate::runtime::Credentials;
 
 impl From<HlError> for SyncError {
     fn from(e: HlError) -> Self {
@@ -59,15 +59,12 @@ pub fn share_of_rate(max_calls_per_minute: u32, concurrent_functions: u32) -> st
     std::num::NonZeroU32::new(share).unwrap_or(std::num::NonZeroU32::MIN)
 }
 
-/// Where a rejected Higher Logic API key is remembered (with the secret version it came from).
-pub const CREDENTIALS_REJECTED_DOC: &str = "login#higher-logic";
-
 /// The Higher Logic client of the current secret version, made on first use.
 pub struct HigherLogicCommunity {
     credentials: Arc<Credentials>,
     /// Outlives clients: a secret rotation does not reset the pacing.
     limiter: Arc<dyn RateLimiter>,
-    current: Mutex<Option<(String, Arc<HigherLogicClient>)>>,
+    current: Mutex<Option<(Arc<ParsedSecret>, Arc<HigherLogicClient>)>>,
     retired_calls: AtomicU64,
     latest: std::sync::Mutex<Option<Arc<HigherLogicClient>>>,
 }
@@ -89,20 +86,17 @@ impl HigherLogicCommunity {
         }
     }
 
-    /// The client for the secret's current version, and that version; refuses when Higher
-    /// Logic rejected that version's API key before.
-    pub async fn client(&self) -> Result<(String, Arc<HigherLogicClient>), SyncError> {
+    /// The client for the secret's current version, and that secret; refuses when Higher
+    /// Logic rejected its API key before.
+    pub async fn client(&self) -> Result<(Arc<ParsedSecret>, Arc<HigherLogicClient>), SyncError> {
         let secret = self.credentials.get().await?;
         let mut current = self.current.lock().await;
-        if let Some((version, client)) = current.as_ref()
-            && *version == secret.version
+        if let Some((held, client)) = current.as_ref()
+            && held.version == secret.version
         {
-            return Ok((version.clone(), Arc::clone(client)));
+            return Ok((Arc::clone(held), Arc::clone(client)));
         }
-        let secret = self
-            .credentials
-            .usable_for(Service::HigherLogic, CREDENTIALS_REJECTED_DOC)
-            .await?;
+        let secret = self.credentials.usable_for(Service::HigherLogic).await?;
         let creds = HigherLogicCredentials {
             api_key: secret.higher_logic.api_key.clone(),
         };
@@ -119,24 +113,30 @@ impl HigherLogicCommunity {
                 .fetch_add(old.calls_made(), Ordering::SeqCst);
         }
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
-        *current = Some((secret.version.clone(), client.clone()));
-        Ok((secret.version.clone(), client))
+        *current = Some((Arc::clone(&secret), client.clone()));
+        Ok((secret, client))
     }
 
-    /// A call's outcome; a rejection of the credentials is recorded against the secret version
-    /// and the client dropped, so no call uses that API key again (SPEC §6: stop, as for
-    /// Salesforce) until the secret changes.
-    async fn outcome<T>(&self, version: &str, result: Result<T, HlError>) -> Result<T, SyncError> {
-        match result {
-            Ok(value) => Ok(value),
+    /// Runs one call with the current credentials. Until some function has seen the API key
+    /// work, calls are made one at a time across functions ([`Credentials::admit`]), so a bad key
+    /// is refused once, not once per concurrent caller. A rejection is recorded, so no call uses
+    /// that key again (SPEC §6: stop, as for Salesforce) until the secret changes.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, SyncError>
+    where
+        F: FnOnce(Arc<HigherLogicClient>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, HlError>>,
+    {
+        let (secret, client) = self.client().await?;
+        let admission = self
+            .credentials
+            .admit(Service::HigherLogic, &secret)
+            .await?;
+        let result = call(client).await;
+        let outcome = match &result {
+            Ok(_) => Outcome::Accepted,
             Err(e) if e.is_credentials_rejected() => {
                 self.credentials
-                    .record_rejection(
-                        Service::HigherLogic,
-                        CREDENTIALS_REJECTED_DOC,
-                        version,
-                        &e.to_string(),
-                    )
+                    .record_rejection(Service::HigherLogic, &secret, &e.to_string())
                     .await;
                 let mut current = self.current.lock().await;
                 if let Some((_, old)) = current.take() {
@@ -144,39 +144,50 @@ impl HigherLogicCommunity {
                         .fetch_add(old.calls_made(), Ordering::SeqCst);
                 }
                 *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                Err(SyncError::Rejected {
-                    service: Service::HigherLogic,
-                    message: format!("{e} (secret {})", self.credentials.secret_id),
-                })
+                Outcome::Rejected
             }
-            Err(e) => Err(e.into()),
+            // No answer about the key (an outage, the network): the next call tries again.
+            Err(e) if e.is_retryable() => Outcome::Unknown,
+            // Higher Logic answered, so it took the key.
+            Err(_) => Outcome::Accepted,
+        };
+        if let Admission::FirstUse(first_use) = admission {
+            self.credentials.finish(first_use, outcome).await;
         }
+        result.map_err(|e| match e {
+            e if e.is_credentials_rejected() => SyncError::Rejected {
+                service: Service::HigherLogic,
+                message: format!("{e} (secret {})", self.credentials.secret_id),
+            },
+            e => e.into(),
+        })
     }
 }
 
 #[async_trait]
 impl Community for HigherLogicCommunity {
     async fn push_members(&self, members: &[Member]) -> Result<Vec<PushResult>, SyncError> {
-        let (version, client) = self.client().await?;
-        let answer = client.push_members(members).await;
-        Ok(results(self.outcome(&version, answer).await?))
+        let answer = self
+            .call(|client| async move { client.push_members(members).await })
+            .await?;
+        Ok(results(answer))
     }
 
     async fn push_meetings(&self, meetings: &[Meeting]) -> Result<Vec<PushResult>, SyncError> {
-        let (version, client) = self.client().await?;
-        let answer = client.push_meetings(meetings).await;
-        Ok(results(self.outcome(&version, answer).await?))
+        let answer = self
+            .call(|client| async move { client.push_meetings(meetings).await })
+            .await?;
+        Ok(results(answer))
     }
 
     async fn email_preferences_since(
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<EmailPreferenceChange>, SyncError> {
-        let (version, client) = self.client().await?;
-        let answer = client.email_preferences_since(since).await;
-        Ok(self
-            .outcome(&version, answer)
-            .await?
+        let answer = self
+            .call(|client| async move { client.email_preferences_since(since).await })
+            .await?;
+        Ok(answer
             .into_iter()
             .map(|c| EmailPreferenceChange {
                 key: c.key,

@@ -17,15 +17,11 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tracing::info;
 
+use crate::credentials::{Admission, Credentials, Outcome, ParsedSecret};
 use crate::error::{Service, SyncError};
 use crate::ports::{
-    Change, ChangePages, ChangeQuery, Crm, Describe, FindBy, IdScan, OrgStatus, Record,
-    WriteResult,
+    Change, ChangePages, ChangeQuery, Crm, Describe, FindBy, IdScan, OrgStatus, Record, WriteResult,
 };
-use crate::runtime::Credentials;
-
-/// Where a rejected login is remembered (with the secret version it was made with).
-pub const LOGIN_FAILURE_DOC: &str = "login#salesforce";
 /// How long a warm function trusts its cached describe before reading it again, so that a new
 /// `HL_` field is picked up without a redeploy.
 pub const DESCRIBE_TTL: Duration = Duration::from_secs(15 * 60);
@@ -69,7 +65,7 @@ pub struct SalesforceCrm {
 }
 
 struct Current {
-    version: String,
+    secret: Arc<ParsedSecret>,
     client: SalesforceClient,
     describe_read_at: Option<Instant>,
 }
@@ -92,7 +88,7 @@ impl SalesforceCrm {
         let secret = self.credentials.get().await?;
         let mut current = self.current.lock().await;
         if let Some(c) = current.as_ref()
-            && c.version == secret.version
+            && c.secret.version == secret.version
         {
             // A client whose login was rejected never logs in again; only a new secret
             // version helps, so look for one now rather than when the cache expires.
@@ -101,16 +97,31 @@ impl SalesforceCrm {
                 return Ok(c.client.clone());
             }
         }
-        let secret = self
-            .credentials
-            .usable_for(Service::Salesforce, LOGIN_FAILURE_DOC)
-            .await?;
+        let secret = self.credentials.usable_for(Service::Salesforce).await?;
         let client = SalesforceClient::with_options(
             &self.credentials.cfg.salesforce,
             secret.salesforce.clone(),
             self.credentials.cfg.allow_insecure_http,
             self.options.clone(),
         )?;
+        // Credentials no function has seen work yet log in one at a time, across functions: a
+        // bad password costs one failed login, not one per concurrent cold start.
+        if let Admission::FirstUse(first_use) =
+            self.credentials.admit(Service::Salesforce, &secret).await?
+        {
+            let login = client.login().await;
+            let outcome = match &login {
+                Ok(()) => Outcome::Accepted,
+                Err(SfError::LoginRejected { .. }) => Outcome::Rejected,
+                Err(_) => Outcome::Unknown,
+            };
+            if let Err(e) = login {
+                let error = rejection_recorded(&self.credentials, Some(&secret), e).await;
+                self.credentials.finish(first_use, outcome).await;
+                return Err(error);
+            }
+            self.credentials.finish(first_use, outcome).await;
+        }
         if let Some(old) = current.as_ref() {
             info!("the secret has a new version: logging in to Salesforce again");
             self.retired_calls
@@ -118,22 +129,22 @@ impl SalesforceCrm {
         }
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
         *current = Some(Current {
-            version: secret.version.clone(),
+            secret,
             client: client.clone(),
             describe_read_at: None,
         });
         Ok(client)
     }
 
-    /// Records a rejected login so that no run retries it with the same secret.
+    /// Records a rejected login so that no run retries it with the same credentials.
     async fn on_error(&self, e: SfError) -> SyncError {
-        let version = self
+        let secret = self
             .current
             .lock()
             .await
             .as_ref()
-            .map(|c| c.version.clone());
-        rejection_recorded(&self.credentials, version.as_deref(), e).await
+            .map(|c| Arc::clone(&c.secret));
+        rejection_recorded(&self.credentials, secret.as_deref(), e).await
     }
 
     async fn pages(
@@ -143,19 +154,18 @@ impl SalesforceCrm {
         cursor_field: String,
         key_field: Option<String>,
     ) -> Box<dyn ChangePages> {
-        let version = self
+        let secret = self
             .current
             .lock()
             .await
             .as_ref()
-            .map(|c| c.version.clone())
-            .unwrap_or_default();
+            .map(|c| Arc::clone(&c.secret));
         Box::new(Pages {
             pager,
             cursor_field,
             key_field,
             credentials: Arc::clone(&self.credentials),
-            version,
+            secret,
             client,
             last_usage: Arc::clone(&self.last_usage),
         })
@@ -168,21 +178,16 @@ impl SalesforceCrm {
     }
 }
 
-/// The operator's error for `e`; a rejected login is first recorded against the secret version
+/// The operator's error for `e`; a rejected login is first recorded against the credentials
 /// it was made with (see `Credentials::record_rejection`).
 async fn rejection_recorded(
     credentials: &Credentials,
-    version: Option<&str>,
+    secret: Option<&ParsedSecret>,
     e: SfError,
 ) -> SyncError {
-    if let (SfError::LoginRejected { .. }, Some(version)) = (&e, version) {
+    if let (SfError::LoginRejected { .. }, Some(secret)) = (&e, secret) {
         credentials
-            .record_rejection(
-                Service::Salesforce,
-                LOGIN_FAILURE_DOC,
-                version,
-                &e.to_string(),
-            )
+            .record_rejection(Service::Salesforce, secret, &e.to_string())
             .await;
     }
     match SyncError::from(e) {
@@ -200,7 +205,7 @@ struct Pages {
     key_field: Option<String>,
     /// To record a login rejected while paging (a session that expired mid-scan re-logs in).
     credentials: Arc<Credentials>,
-    version: String,
+    secret: Option<Arc<ParsedSecret>>,
     client: SalesforceClient,
     last_usage: Arc<std::sync::Mutex<Option<ApiUsage>>>,
 }
@@ -222,7 +227,7 @@ impl ChangePages for Pages {
         let page = match page {
             Ok(page) => page,
             Err(e) => {
-                return Err(rejection_recorded(&self.credentials, Some(&self.version), e).await);
+                return Err(rejection_recorded(&self.credentials, self.secret.as_deref(), e).await);
             }
         };
         let Some(records) = page else {

@@ -84,7 +84,10 @@ pub(crate) async fn refresh_contacts(
         Err(e) if e.stops_run() => return Err(e),
         Err(e) => {
             warn!(error = %e, "could not push the meetings the members name; the batch will be retried");
-            fail_all(report, outgoing.iter().map(|o| &wanted[&o.member.contact_id]));
+            fail_all(
+                report,
+                outgoing.iter().map(|o| &wanted[&o.member.contact_id]),
+            );
             return Ok(());
         }
     };

@@ -200,9 +200,7 @@ async fn push(
                 None => refused.push((o.id.clone(), Refusal::Request)),
             }
         }
-        deps.state
-            .record_pushed_keys(MEETING_PREFIX, &done)
-            .await?;
+        deps.state.record_pushed_keys(MEETING_PREFIX, &done).await?;
     }
     Ok(refused)
 }
