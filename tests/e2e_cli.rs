@@ -56,7 +56,15 @@ async fn sync_then_status_through_the_binary() {
     .await
     .expect("starts");
     let report = json_of(&run(&sys, &["--json", "sync"]).await);
-    assert_eq!(report["periodic"]["feeds"][0]["changed"], json!(60));
+    // The first run is the initial load: every live Contact, by an Id scan.
+    let live = sys
+        .salesforce
+        .all("Contact")
+        .iter()
+        .filter(|c| c.get("IsDeleted") != Some(&json!(true)))
+        .count();
+    assert_eq!(report["periodic"]["full_refresh"]["initial"], json!(true));
+    assert_eq!(report["periodic"]["full_refresh"]["sent"], json!(live));
     let status = json_of(&run(&sys, &["--json", "status"]).await);
     assert!(
         status["watermarks"]["contacts"]["at"].is_string(),

@@ -234,7 +234,10 @@ async fn a_late_commit_within_the_lookback_is_not_lost() {
 #[tokio::test(flavor = "multi_thread")]
 async fn contacts_sharing_one_timestamp_across_page_edges_are_not_lost() {
     let sys = system(0).await;
-    let at = sys.salesforce.now() - chrono::Duration::hours(1);
+    // The initial load of the empty org: the Contact feeds begin.
+    sync(&sys.runtime()).await;
+    let at = sys.salesforce.now() + chrono::Duration::seconds(30);
+    sys.salesforce.advance(Duration::from_secs(60));
     for n in 0..500 {
         let fields =
             json!({"FirstName": format!("Same{n}"), "LastName": "Stamp", "Active__c": true});
@@ -244,6 +247,7 @@ async fn contacts_sharing_one_timestamp_across_page_edges_are_not_lost() {
             at,
         );
     }
+    sys.salesforce.advance(Duration::from_secs(120));
     // Pages of 200: the shared timestamp spans two page edges.
     let rt = sys.runtime_with(ClientOptions {
         query_batch_size: Some(200),
@@ -267,15 +271,22 @@ async fn two_periodic_refreshes_at_once_lose_nothing_and_keep_the_watermark_cons
     let (oa, ob) = (opts("a"), opts("b"));
     let (ra, rb) = tokio::join!(a.periodic_refresh(&oa), b.periodic_refresh(&ob));
     let (ra, rb) = (ra.expect("a runs"), rb.expect("b runs"));
-    // One scanned, the other found the lease taken (or ran after it, finding nothing new).
-    assert_eq!(ra.sent() + rb.sent(), 300, "{ra:?} {rb:?}");
+    // One loaded every live Contact, the other found the lease taken (or ran after it, finding
+    // nothing new).
+    let live = sys
+        .salesforce
+        .all("Contact")
+        .iter()
+        .filter(|c| c.get("IsDeleted") != Some(&json!(true)))
+        .count() as u64;
+    assert_eq!(ra.sent() + rb.sent(), live, "{ra:?} {rb:?}");
     let wm = a.state.watermark(FEED_CONTACTS).await.expect("watermark");
     assert!(wm.at.is_some() && wm.checkpoint.is_none());
     assert!(wm.at.expect("set") <= sys.salesforce.now() - chrono::Duration::seconds(60));
     let drained = hlsync_cli::drain::drain(&a, 500, true)
         .await
         .expect("drain");
-    assert_eq!(drained.contacts, 300);
+    assert_eq!(drained.contacts, live);
     let members = expected_members(&sys, &a)
         .await
         .into_values()
@@ -308,4 +319,64 @@ async fn a_warm_function_resumes_as_soon_as_the_rejected_secret_is_replaced() {
     let report = sync(&rt).await;
     assert!(report.member_refresh.pushed > 0);
     assert_eq!(sys.salesforce.counters().failed_logins, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_cold_starts_spend_one_failed_login_and_each_service_keeps_its_own_rejection() {
+    let sys = LocalSystem::start(LocalOptions {
+        contacts: 20,
+        auth: "password".into(),
+        wrong_password: true,
+        wrong_api_key: true,
+        ..LocalOptions::default()
+    })
+    .await
+    .expect("starts");
+    // Four functions start at once with a bad password: one logs in, the others wait for its
+    // outcome and stop without a login of their own.
+    let runtimes: Vec<Runtime> = (0..4).map(|_| sys.runtime()).collect();
+    let runs = runtimes.iter().enumerate().map(|(i, rt)| {
+        let opts = hlsync_sync::periodic::PeriodicOptions {
+            run_id: format!("cold-{i}"),
+            deadline: hlsync_sync::Deadline::none(),
+            lease_ttl: Duration::from_secs(60),
+        };
+        async move { rt.periodic_refresh(&opts).await }
+    });
+    for result in futures::future::join_all(runs).await {
+        // One holds the run lease and is rejected; the others find the lease taken or, when
+        // they get it later, the rejection.
+        if let Err(e) = result {
+            assert!(e.to_string().contains("hlsync/credentials"), "{e}");
+        }
+    }
+    assert_eq!(sys.salesforce.counters().failed_logins, 1);
+    // More cold starts, and a drain: still that one failed login.
+    for rt in [sys.runtime(), sys.runtime()] {
+        assert!(commands::sync(&rt, 500, true).await.is_err());
+    }
+    assert_eq!(sys.salesforce.counters().failed_logins, 1);
+
+    // Only the Higher Logic key is rotated: the rejected Salesforce password is not tried again.
+    sys.replace_in_secret("not-the-api-key", sys.higher_logic.api_key())
+        .await
+        .expect("rotated");
+    let err = commands::sync(&sys.runtime(), 500, true)
+        .await
+        .expect_err("the password is still the rejected one");
+    assert!(err.to_string().contains("Salesforce"), "{err}");
+    assert_eq!(sys.salesforce.counters().failed_logins, 1);
+
+    // The password too: everything goes through, with one successful login per function.
+    sys.replace_in_secret("not-the-password", hlsync_sim::salesforce::DEFAULT_PASSWORD)
+        .await
+        .expect("rotated");
+    let report = sync(&sys.runtime()).await;
+    assert!(report.member_refresh.pushed > 0);
+    assert_eq!(sys.salesforce.counters().failed_logins, 1);
+    assert_eq!(
+        sys.higher_logic.counters().auth_rejected,
+        0,
+        "the bad key was never used"
+    );
 }

@@ -29,6 +29,8 @@ pub const DLQ_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 const REDRIVE_VISIBILITY: Duration = Duration::from_secs(60);
 /// The message attribute that says why a message was dead-lettered directly.
 pub const REASON_ATTRIBUTE: &str = "hlsync-reason";
+/// SQS's longest message delay.
+const MAX_DELAY_SECONDS: u64 = 900;
 
 /// One message that was not accepted, by its index in what was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,9 +108,20 @@ impl WorkQueue {
     /// Sends the bodies in batches of 10, several batches at once. Entries SQS refuses through
     /// no fault of ours are retried a few times; what still fails is returned, by index, sorted.
     pub async fn send_batch(&self, bodies: Vec<String>) -> Result<Vec<SendFailure>, AwsError> {
+        self.send_batch_delayed(bodies, Duration::ZERO).await
+    }
+
+    /// As [`WorkQueue::send_batch`], the messages becoming visible only after `delay` (SQS
+    /// allows up to 15 minutes; longer is cut to that).
+    pub async fn send_batch_delayed(
+        &self,
+        bodies: Vec<String>,
+        delay: Duration,
+    ) -> Result<Vec<SendFailure>, AwsError> {
+        let delay_seconds = i32::try_from(delay.as_secs().min(MAX_DELAY_SECONDS)).unwrap_or(0);
         let batches = split_batches(bodies.into_iter().enumerate().collect());
         let failures: Vec<Vec<SendFailure>> = stream::iter(batches)
-            .map(|batch| self.send_one_batch(batch))
+            .map(|batch| self.send_one_batch(batch, delay_seconds))
             .buffer_unordered(CONCURRENT_BATCHES)
             .try_collect()
             .await?;
@@ -120,6 +133,7 @@ impl WorkQueue {
     async fn send_one_batch(
         &self,
         mut batch: Vec<(usize, String)>,
+        delay_seconds: i32,
     ) -> Result<Vec<SendFailure>, AwsError> {
         let mut failures = Vec::new();
         for attempt in 0..SEND_ATTEMPTS {
@@ -132,6 +146,7 @@ impl WorkQueue {
                     SendMessageBatchRequestEntry::builder()
                         .id(index.to_string())
                         .message_body(body)
+                        .delay_seconds(delay_seconds)
                         .build()
                 })
                 .collect::<Result<Vec<_>, _>>()

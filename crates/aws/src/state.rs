@@ -5,8 +5,9 @@
 //! |---------------------|----------------------------------------------------------|
 //! | `watermark#<name>`  | `at`, `at_ns`, `checkpoint`, `version`                   |
 //! | `lease#<name>`      | `owner`, `expires_at`                                    |
-//! | `contact#<id>` ...  | `hash`, `cursor`, `pushed_at` (any prefix: see `Pushed`) |
+//! | `contact#<id>` ...  | `hash`, `cursor`, `cursor_ms`, `pushed_at`, `opt_out`, `opt_out_since` (any prefix: see `Pushed`) |
 //! | `doc#<key>`         | `doc` (JSON text), optional `expires_at`                 |
+//! | `pace#<name>`       | `next_ms`: the next free slot of a shared pace           |
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
@@ -39,6 +40,11 @@ const BATCH_WRITE_MAX: usize = 25;
 /// Batches in flight at once: enough to hide latency, few enough not to provoke throttling of an
 /// on-demand table that has just been created.
 const CONCURRENT_BATCHES: usize = 8;
+/// Rounds of a slot reservation lost to other callers before giving up (each round is lost only
+/// when another caller won it).
+const SLOT_ATTEMPTS: u32 = 50;
+/// Conditional single-item writes in flight at once.
+const CONCURRENT_PUTS: usize = 16;
 /// Attempts at a batch whose items DynamoDB keeps leaving unprocessed.
 const BATCH_ATTEMPTS: u32 = 8;
 
@@ -60,6 +66,9 @@ pub struct Pushed {
     pub hash: String,
     pub cursor: Option<DateTime<Utc>>,
     pub pushed_at: DateTime<Utc>,
+    /// A Contact's `HasOptedOutOfEmail` as last read, and the `SystemModstamp` of the first read
+    /// that showed that value (when it changed, as near as hlsync can tell).
+    pub opt_out: Option<(bool, DateTime<Utc>)>,
 }
 
 /// The state table.
@@ -208,6 +217,69 @@ impl StateStore {
         conditional(result, "PutItem", &self.table)
     }
 
+    // ----- shared pacing -------------------------------------------------------------------------
+
+    /// Reserves the next free slot of a pace shared by every function (one call every
+    /// `interval`), and answers when it is: the caller waits until then. Each caller gets its own
+    /// slot, in the order DynamoDB serializes the updates, so all of them together never go
+    /// faster than the pace. Two conditional updates at most, retried while other callers race.
+    pub async fn reserve_slot(
+        &self,
+        name: &str,
+        interval: Duration,
+    ) -> Result<DateTime<Utc>, AwsError> {
+        let key = format!("pace#{name}");
+        let step = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        for _ in 0..SLOT_ATTEMPTS {
+            let now = Utc::now().timestamp_millis();
+            // The pace is busy: take the slot after the last one reserved.
+            let queued = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(PARTITION_KEY, s(&key))
+                .update_expression("SET next_ms = next_ms + :step")
+                .condition_expression("next_ms >= :now")
+                .expression_attribute_values(":step", n(step))
+                .expression_attribute_values(":now", n(now))
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedOld)
+                .send()
+                .await;
+            match queued {
+                Ok(out) => {
+                    let slot = out
+                        .attributes
+                        .as_ref()
+                        .and_then(|a| number(a, "next_ms"))
+                        .unwrap_or(now);
+                    return Ok(DateTime::from_timestamp_millis(slot).unwrap_or_else(Utc::now));
+                }
+                Err(err) if error_code(&err) == Some("ConditionalCheckFailedException") => {}
+                Err(err) => return Err(aws(Service::DynamoDb, "UpdateItem", &self.table)(err)),
+            }
+            // The pace is idle (or new): this call goes now, the next one a step later.
+            let idle = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(PARTITION_KEY, s(&key))
+                .update_expression("SET next_ms = :next")
+                .condition_expression("attribute_not_exists(next_ms) OR next_ms < :now")
+                .expression_attribute_values(":next", n(now.saturating_add(step)))
+                .expression_attribute_values(":now", n(now))
+                .send()
+                .await;
+            if conditional(idle, "UpdateItem", &self.table)? {
+                return Ok(DateTime::from_timestamp_millis(now).unwrap_or_else(Utc::now));
+            }
+        }
+        Err(AwsError::Unprocessed {
+            table: self.table.clone(),
+            count: 1,
+            attempts: SLOT_ATTEMPTS,
+        })
+    }
+
     /// Extends a lease we hold; false when it is not ours (any more).
     pub async fn renew_lease(
         &self,
@@ -352,13 +424,7 @@ impl StateStore {
             let Some(pushed) = last.get(key) else {
                 continue;
             };
-            let mut item = Item::new();
-            item.insert(PARTITION_KEY.into(), s(format!("{prefix}{key}")));
-            item.insert("hash".into(), s(&pushed.hash));
-            if let Some(cursor) = pushed.cursor {
-                item.insert("cursor".into(), s(format_time(cursor)));
-            }
-            item.insert("pushed_at".into(), s(format_time(pushed.pushed_at)));
+            let item = pushed_item(&format!("{prefix}{key}"), pushed);
             let put = PutRequest::builder()
                 .set_item(Some(item))
                 .build()
@@ -375,6 +441,47 @@ impl StateStore {
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
+    }
+
+    /// Writes each push record only where no record of a later cursor is stored (two functions
+    /// that pushed the same Contact from reads of different ages: the newer record stays).
+    /// Answers the keys refused that way. Items without a cursor are written unconditionally.
+    pub async fn put_pushed_if_newer(
+        &self,
+        prefix: &str,
+        items: &[(String, Pushed)],
+    ) -> Result<Vec<String>, AwsError> {
+        let puts: Vec<_> = items
+            .iter()
+            .map(|(key, pushed)| self.put_pushed_one(prefix, key, pushed))
+            .collect();
+        let outcomes: Vec<Option<String>> = stream::iter(puts)
+            .buffer_unordered(CONCURRENT_PUTS)
+            .try_collect()
+            .await?;
+        Ok(outcomes.into_iter().flatten().collect())
+    }
+
+    /// One conditional write of [`StateStore::put_pushed_if_newer`]: the key when refused.
+    async fn put_pushed_one(
+        &self,
+        prefix: &str,
+        key: &str,
+        pushed: &Pushed,
+    ) -> Result<Option<String>, AwsError> {
+        let pk = format!("{prefix}{key}");
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(pushed_item(&pk, pushed)));
+        if let Some(cursor) = pushed.cursor {
+            put = put
+                .condition_expression("attribute_not_exists(cursor_ms) OR cursor_ms <= :cursor")
+                .expression_attribute_values(":cursor", n(cursor.timestamp_millis()));
+        }
+        let written = conditional(put.send().await, "PutItem", &self.table)?;
+        Ok((!written).then(|| key.to_owned()))
     }
 
     async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, AwsError> {
@@ -463,10 +570,17 @@ impl StateStore {
             Some(c) => Some(parse_time(c).map_err(|m| self.corrupt(pk, &m))?),
             None => None,
         };
+        let opt_out = match (item.get("opt_out"), text(item, "opt_out_since")) {
+            (Some(AttributeValue::Bool(value)), Some(since)) => {
+                Some((*value, parse_time(since).map_err(|m| self.corrupt(pk, &m))?))
+            }
+            _ => None,
+        };
         Ok(Pushed {
             hash: hash.to_owned(),
             cursor,
             pushed_at: parse_time(pushed_at).map_err(|m| self.corrupt(pk, &m))?,
+            opt_out,
         })
     }
 
@@ -676,6 +790,24 @@ where
 fn lease_expiry(now: DateTime<Utc>, ttl: Duration) -> i64 {
     let millis = now.timestamp_millis() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
     millis.div_euclid(1000) + i64::from(millis.rem_euclid(1000) != 0)
+}
+
+/// A push record as a DynamoDB item. `cursor_ms` carries the cursor as a number, for the
+/// conditional writes of [`StateStore::put_pushed_if_newer`].
+fn pushed_item(pk: &str, pushed: &Pushed) -> Item {
+    let mut item = Item::new();
+    item.insert(PARTITION_KEY.into(), s(pk));
+    item.insert("hash".into(), s(&pushed.hash));
+    if let Some(cursor) = pushed.cursor {
+        item.insert("cursor".into(), s(format_time(cursor)));
+        item.insert("cursor_ms".into(), n(cursor.timestamp_millis()));
+    }
+    item.insert("pushed_at".into(), s(format_time(pushed.pushed_at)));
+    if let Some((value, since)) = pushed.opt_out {
+        item.insert("opt_out".into(), AttributeValue::Bool(value));
+        item.insert("opt_out_since".into(), s(format_time(since)));
+    }
+    item
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {

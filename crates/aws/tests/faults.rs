@@ -155,6 +155,7 @@ fn pushed(i: usize) -> Pushed {
         hash: format!("h{i}"),
         cursor: None,
         pushed_at: Utc.timestamp_opt(1_790_000_000, 0).single().expect("valid"),
+        opt_out: None,
     }
 }
 

@@ -249,7 +249,58 @@ fn pushed(i: usize) -> Pushed {
             .is_multiple_of(2)
             .then(|| at(i64::try_from(i).unwrap_or(0)) + TimeDelta::milliseconds(7)),
         pushed_at: at(10_000),
+        opt_out: i
+            .is_multiple_of(3)
+            .then(|| (i.is_multiple_of(2), at(i64::try_from(i).unwrap_or(0)))),
     }
+}
+
+#[tokio::test]
+async fn a_push_record_never_gives_way_to_an_older_one() {
+    let store = store().await;
+    let record = |cursor: i64, hash: &str| Pushed {
+        hash: hash.into(),
+        cursor: Some(at(cursor)),
+        pushed_at: at(10_000),
+        opt_out: None,
+    };
+    let key = "003000000000001AAA".to_owned();
+    let refused = store
+        .put_pushed_if_newer("contact#", &[(key.clone(), record(20, "newer"))])
+        .await
+        .expect("first write");
+    assert!(refused.is_empty());
+    // An older read pushed later: refused, the newer record stays.
+    let refused = store
+        .put_pushed_if_newer(
+            "contact#",
+            &[
+                (key.clone(), record(10, "older")),
+                ("other".into(), record(5, "x")),
+            ],
+        )
+        .await
+        .expect("second write");
+    assert_eq!(refused, vec![key.clone()]);
+    let found = store
+        .get_pushed_keys("contact#", &[key.clone(), "other".into()])
+        .await
+        .expect("read");
+    assert_eq!(found[&key].hash, "newer");
+    assert_eq!(found["other"].hash, "x");
+    // The same cursor again, or a newer one: written.
+    for (cursor, hash) in [(20, "same"), (30, "newest")] {
+        let refused = store
+            .put_pushed_if_newer("contact#", &[(key.clone(), record(cursor, hash))])
+            .await
+            .expect("write");
+        assert!(refused.is_empty(), "{hash}");
+    }
+    let found = store
+        .get_pushed_keys("contact#", std::slice::from_ref(&key))
+        .await
+        .expect("read");
+    assert_eq!(found[&key].hash, "newest");
 }
 
 #[tokio::test]
@@ -381,4 +432,33 @@ async fn contact_push_records_are_keyed_by_the_18_character_id() {
         .expect("raw");
     assert_eq!(ids[7].to_string().len(), 18);
     assert_eq!(raw.len(), 1);
+}
+
+#[tokio::test]
+async fn a_shared_pace_gives_every_caller_its_own_slot() {
+    let store = store().await;
+    let interval = Duration::from_millis(40);
+    let reservations = (0..24).map(|_| {
+        let store = store.clone();
+        async move { store.reserve_slot("higher-logic", interval).await }
+    });
+    let mut slots: Vec<DateTime<Utc>> = futures::future::try_join_all(reservations)
+        .await
+        .expect("reserved");
+    slots.sort();
+    for pair in slots.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= TimeDelta::milliseconds(40),
+            "two callers in one slot: {pair:?}"
+        );
+    }
+    // Another name is another pace.
+    let other = store
+        .reserve_slot("another", interval)
+        .await
+        .expect("reserved");
+    assert!(
+        other <= Utc::now() + TimeDelta::milliseconds(5),
+        "an idle pace goes now"
+    );
 }

@@ -69,6 +69,9 @@ pub struct ClientOptions {
     /// `Sforce-Query-Options: batchSize` for queries that do not set their own (200..=2000;
     /// `None`: Salesforce's default of 2000).
     pub query_batch_size: Option<u32>,
+    /// Once usage was seen at the ceiling, how long before the guard asks `limits` again
+    /// whether it has fallen (the 24-hour window rolls on), rather than refusing for good.
+    pub guard_recheck_after: Duration,
 }
 
 impl Default for ClientOptions {
@@ -78,6 +81,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(10),
             query_batch_size: None,
+            guard_recheck_after: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -129,6 +133,8 @@ struct AuthState {
 #[derive(Default, Clone, Copy)]
 struct Observed {
     usage: Option<ApiUsage>,
+    /// When `usage` was read (this process's clock).
+    usage_seen: Option<std::time::Instant>,
     server_time: Option<DateTime<Utc>>,
 }
 
@@ -153,6 +159,8 @@ pub(crate) struct Call {
     pub path: String,
     pub body: Option<Value>,
     pub query_batch_size: Option<u32>,
+    /// Checked by the allotment guard (all calls but the guard's own `limits` re-check).
+    pub guarded: bool,
 }
 
 impl SalesforceClient {
@@ -292,6 +300,15 @@ impl SalesforceClient {
 
     /// `GET limits`: the org's daily API usage (`DailyApiRequests`).
     pub async fn limits(&self) -> Result<ApiUsage, SfError> {
+        self.limits_call(true).await
+    }
+
+    /// The guard's own re-check: not refused by the guard it serves.
+    async fn limits_unguarded(&self) -> Result<ApiUsage, SfError> {
+        Box::pin(self.limits_call(false)).await
+    }
+
+    async fn limits_call(&self, guarded: bool) -> Result<ApiUsage, SfError> {
         let body = self
             .send(Call {
                 what: "limits".to_string(),
@@ -299,6 +316,7 @@ impl SalesforceClient {
                 path: self.data_path("limits"),
                 body: None,
                 query_batch_size: None,
+                guarded,
             })
             .await?;
         let daily = body.get("DailyApiRequests");
@@ -313,7 +331,10 @@ impl SalesforceClient {
             used: max.saturating_sub(remaining),
             max,
         };
-        self.observed_mut(|o| o.usage = Some(usage));
+        self.observed_mut(|o| {
+            o.usage = Some(usage);
+            o.usage_seen = Some(std::time::Instant::now());
+        });
         Ok(usage)
     }
 
@@ -350,6 +371,7 @@ impl SalesforceClient {
         self.observed_mut(|o| {
             if usage.is_some() {
                 o.usage = usage;
+                o.usage_seen = Some(std::time::Instant::now());
             }
             if date.is_some() {
                 o.server_time = date;
@@ -357,8 +379,32 @@ impl SalesforceClient {
         });
     }
 
-    /// The allotment guard, checked before every API call.
-    fn guard(&self) -> Result<(), SfError> {
+    /// The allotment guard, checked before every API call. Once it has refused, a warm function
+    /// would otherwise refuse for good (no call, so no newer usage); so when the usage it holds
+    /// is older than `guard_recheck_after`, it asks `limits` once (that one call spent to learn
+    /// whether the 24-hour usage has fallen) and judges again.
+    async fn guard(&self) -> Result<(), SfError> {
+        if self.refusal().is_none() {
+            return Ok(());
+        }
+        let stale = self
+            .observed()
+            .usage_seen
+            .is_none_or(|at| at.elapsed() >= self.inner.options.guard_recheck_after);
+        if stale {
+            info!(
+                "usage was at hlsync's ceiling a while ago: asking Salesforce whether it has fallen"
+            );
+            self.limits_unguarded().await?;
+        }
+        match self.refusal() {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// The guard's refusal of one more call, from the usage held now.
+    fn refusal(&self) -> Option<SfError> {
         if let Some(usage) = self.usage() {
             // Room for this one call: usage stays below the ceiling (SPEC §5).
             if !allotment::allows(usage, &self.inner.cfg, 1) {
@@ -369,13 +415,13 @@ impl SalesforceClient {
                     ceiling,
                     "Salesforce API usage reached hlsync's ceiling: not calling"
                 );
-                return Err(SfError::AllotmentGuard {
+                return Some(SfError::AllotmentGuard {
                     used: usage.used,
                     ceiling,
                 });
             }
         }
-        Ok(())
+        None
     }
 
     async fn session(&self) -> Result<Arc<Session>, SfError> {
@@ -454,7 +500,17 @@ impl SalesforceClient {
                     });
                 }
                 Attempt::Transient(detail) => detail,
-                Attempt::Transport(e) => e.without_url().to_string(),
+                // The request may have reached Salesforce and counted as a failed login: never
+                // resent blindly. The caller's next attempt goes through the credentials' gate.
+                Attempt::Transport(e) => {
+                    return Err(SfError::LoginUnavailable {
+                        url: self.inner.login_url.clone(),
+                        detail: format!(
+                            "{} (not retried: the request may have reached Salesforce)",
+                            e.without_url()
+                        ),
+                    });
+                }
             };
             if attempt >= policy.attempts.max(1) {
                 return Err(SfError::LoginUnavailable {
@@ -475,11 +531,15 @@ impl SalesforceClient {
         let max_attempts = policy.attempts.max(1);
         let mut attempt = 0;
         let mut relogged = false;
-        self.guard()?;
+        if call.guarded {
+            self.guard().await?;
+        }
         let mut session = self.session().await?;
         loop {
             attempt += 1;
-            self.guard()?;
+            if call.guarded {
+                self.guard().await?;
+            }
             let url = format!("{}{}", session.instance_url, call.path);
             if url.len() > MAX_URL_BYTES {
                 return Err(SfError::QueryTooLong {

@@ -45,6 +45,7 @@ impl SalesforceClient {
                 path: self.data_path(&format!("sobjects/{object}/describe")),
                 body: None,
                 query_batch_size: None,
+                guarded: true,
             })
             .await?;
         let describe: Describe = serde_json::from_value(answer).map_err(|e| SfError::Decode {

@@ -93,6 +93,7 @@ impl QueryPager {
                 path,
                 body: None,
                 query_batch_size: self.batch_size,
+                guarded: true,
             })
             .await?;
         let page: Page = serde_json::from_value(answer).map_err(|e| self.decode(e.to_string()))?;

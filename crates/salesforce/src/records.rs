@@ -73,6 +73,7 @@ impl SalesforceClient {
                         "fields": fields,
                     })),
                     query_batch_size: None,
+                    guarded: true,
                 })
                 .await?;
             out.extend(align_retrieved(chunk, answer, &what)?);
@@ -121,6 +122,7 @@ impl SalesforceClient {
                     path: self.data_path("composite/sobjects"),
                     body: Some(json!({ "allOrNone": false, "records": body_records })),
                     query_batch_size: None,
+                    guarded: true,
                 })
                 .await?;
             let answers: Vec<SaveAnswer> =

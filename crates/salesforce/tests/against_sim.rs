@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration as TimeDelta, TimeZone, Utc};
 use common::*;
 use hlsync_core::id::SfId;
 use hlsync_core::time::format_soql_datetime;
-use hlsync_salesforce::{Record, SalesforceClient, SalesforceCredentials, SfError};
+use hlsync_salesforce::{ClientOptions, Record, SalesforceClient, SalesforceCredentials, SfError};
 use hlsync_sim::salesforce::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PASSWORD, DEFAULT_SECURITY_TOKEN,
     DEFAULT_USERNAME, FaultPlan, FieldSpec, SalesforceSim, SimOptions,
@@ -328,6 +328,49 @@ async fn the_allotment_guard_stops_before_the_ceiling() {
         sf.ensure_budget(1).await,
         Err(SfError::BudgetExhausted { .. })
     ));
+}
+
+#[tokio::test]
+async fn a_warm_client_at_the_ceiling_asks_again_once_usage_may_have_fallen() {
+    let sim = sim().await;
+    sim.set_api_usage(49_998);
+    // A warm function whose guard re-checks at once (in production: after 5 minutes).
+    let sf = SalesforceClient::with_options(
+        &sf_config(),
+        cc(&sim),
+        true,
+        ClientOptions {
+            guard_recheck_after: std::time::Duration::ZERO,
+            ..fast_options()
+        },
+    )
+    .unwrap();
+    sf.limits().await.unwrap();
+    assert!(matches!(
+        sf.describe("Contact", false).await,
+        Err(SfError::AllotmentGuard { .. })
+    ));
+    // The 24-hour usage falls as the window rolls on: the guard's own `limits` call sees it, and
+    // work resumes without a new function.
+    sim.set_api_usage(30_000);
+    sf.describe("Contact", false)
+        .await
+        .expect("usage has fallen");
+    assert!(sf.usage().is_some_and(|u| u.used < 31_000));
+
+    // With the default, a warm client refuses without calling until the re-check is due.
+    sim.set_api_usage(49_998);
+    let warm = client(cc(&sim));
+    warm.limits().await.unwrap();
+    let before = sim.counters().api_calls;
+    for _ in 0..3 {
+        assert!(warm.describe("Contact", false).await.is_err());
+    }
+    assert_eq!(
+        sim.counters().api_calls,
+        before,
+        "no call while usage is fresh"
+    );
 }
 
 #[tokio::test]

@@ -754,3 +754,33 @@ fn client_pager_and_futures_are_send() {
     send(&sf.ensure_budget(1));
     send(&sf.login());
 }
+
+/// A login whose answer never comes (the connection drops after the request was read) may have
+/// counted as a failed login at Salesforce: it is never resent by the client.
+#[tokio::test]
+async fn a_login_whose_fate_is_unknown_is_not_resent() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(AtomicU32::new(0));
+    let seen = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            if socket.read(&mut buf).await.unwrap_or(0) > 0 {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            drop(socket);
+        }
+    });
+    let sf = client(cc_creds(&base));
+    let err = sf.limits().await.unwrap_err();
+    assert!(matches!(err, SfError::LoginUnavailable { .. }), "{err:?}");
+    assert!(err.to_string().contains("not retried"), "{err}");
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        1,
+        "one login request, not resent"
+    );
+}

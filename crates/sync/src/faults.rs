@@ -158,6 +158,14 @@ impl WorkQueue for FaultyQueue {
         self.script.check("send")?;
         self.inner.send(bodies).await
     }
+    async fn send_later(
+        &self,
+        bodies: Vec<String>,
+        delay: std::time::Duration,
+    ) -> Result<Vec<usize>, SyncError> {
+        self.script.check("send")?;
+        self.inner.send_later(bodies, delay).await
+    }
     async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), SyncError> {
         self.script.check("dead_letter")?;
         self.inner.dead_letter(body, reason).await

@@ -1,28 +1,41 @@
-//! The full refresh: every live Contact re-read on a slower schedule, for formula fields.
+//! The full refresh: every live Contact queued to be re-read, by an Id scan that no time window
+//! can express. It runs:
+//! - as the **initial load**, when the Contacts feed has no watermark yet: it reads every
+//!   Contact, those whose Flow-kept cursor field is null included, and only once it completes do
+//!   the Contact feeds get their first watermark (its start, less `settle`);
+//! - every `contacts.full_refresh_every` (default daily) when something can change without the
+//!   cursor moving: a prefixed formula field (formulas do not move `SystemModstamp`), or a
+//!   Flow-kept `cursor_field` (a Contact it is null on, or an edit the Flow missed);
+//! - at the next run after the Contact describe changed in a way that renames groups (a
+//!   checkbox label, a Record Type name): see [`note_describe`].
 //!
-//! A formula field's value changes without moving `SystemModstamp`, so no window ever sees it.
-//! When the describe shows prefixed formula fields, every `contacts.full_refresh_every` the
-//! Periodic Refresh lists all live Contacts (keyset-paged by Id, checkpointed after each page, so
-//! a run stopped by its deadline resumes where it stopped) and queues them with `full: true`: the
-//! Member Refresh re-reads them even when its stored cursor is newer, and pushes only those whose
-//! mapped record changed. It costs Salesforce reads (a query page and two batch reads per 2,000
-//! Contacts), not Higher Logic pushes.
+//! The scan is keyset-paged by Id and checkpointed after each page is on the queue, so a run
+//! stopped by its deadline resumes where it stopped. Its messages carry `full: true`: the Member
+//! Refresh re-reads them even when its stored cursor is newer, and pushes only those whose mapped
+//! record changed. It costs Salesforce reads, not Higher Logic pushes.
 //!
-//! Its watermark is when the last full refresh started on Salesforce's clock (a formula that
-//! changes during the scan is caught by the next one), stored as the feed `contacts-full-refresh`.
+//! Its watermark is when the last full refresh started on Salesforce's clock (a change during
+//! the scan is caught by the next one), stored as the feed `contacts-full-refresh`.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use hlsync_core::id::SfId;
+use hlsync_core::config::Config;
 use hlsync_core::schema::ContactSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use crate::Deadline;
 use crate::error::{Service, SyncError};
 use crate::message::{RecordKind, WorkMessage};
-use crate::periodic::{Mark, PeriodicDeps, PeriodicOptions};
-use crate::ports::{Change, Crm, IdScan, WorkQueue};
+use crate::ports::{Change, Crm, Describe, IdScan, StateStore, WorkQueue};
+use crate::watermark::{Mark, ScanCheckpoint};
 
 pub const FEED_FULL_REFRESH: &str = "contacts-full-refresh";
+/// Where a describe change asks for a full refresh (`{"at", "reason"}`).
+pub const REQUEST_DOC: &str = "full-refresh#requested";
+/// The fingerprint of the Contact describe's group-naming parts, as last seen.
+pub const DESCRIBE_DOC: &str = "describe#contact";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FullRefreshReport {
@@ -30,73 +43,71 @@ pub struct FullRefreshReport {
     pub started: Option<DateTime<Utc>>,
     /// This run continued a full refresh an earlier run left unfinished.
     pub resumed: bool,
+    /// It is the initial load (the Contacts feed has no watermark yet).
+    #[serde(default)]
+    pub initial: bool,
+    /// Why it ran.
+    #[serde(default)]
+    pub reason: String,
     pub formula_fields: Vec<String>,
     /// Contacts queued (with `full: true`).
     pub sent: u64,
     pub completed: bool,
 }
 
-/// Where an unfinished full refresh stopped.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct FullCheckpoint {
-    started: DateTime<Utc>,
-    after: Option<SfId>,
-}
-
-/// Whether a full refresh is due now: never done (and the Contacts feed is not starting from
-/// scratch in this very run), or done `every` or longer ago.
+/// Whether a periodic full refresh is due now: never done, or done `every` or longer ago.
 pub fn is_due(last: Option<DateTime<Utc>>, now: DateTime<Utc>, every: std::time::Duration) -> bool {
     let every = TimeDelta::from_std(every).unwrap_or(TimeDelta::MAX);
     last.is_none_or(|at| now - at >= every)
 }
 
-/// Runs (or resumes) the full refresh when it is due and formula fields exist. `first_run`: the
-/// Contacts feed had no watermark when this run started, so its window reads every Contact anyway.
+/// What the full refresh works with.
+pub struct FullDeps<'a> {
+    pub cfg: &'a Config,
+    pub crm: &'a dyn Crm,
+    pub state: &'a dyn StateStore,
+    pub queue: &'a dyn WorkQueue,
+    pub run_id: &'a str,
+    pub deadline: &'a Deadline,
+}
+
+/// Runs (or resumes) the full refresh when it is due. `initial`: the Contact feeds have no
+/// watermark yet, so this is the initial load.
 pub async fn run_if_due(
-    deps: &PeriodicDeps<'_>,
-    opts: &PeriodicOptions,
+    deps: &FullDeps<'_>,
     sf_now: DateTime<Utc>,
-    first_run: bool,
+    initial: bool,
 ) -> Result<Option<FullRefreshReport>, SyncError> {
     let state = deps.state;
-    let stored = state.watermark(FEED_FULL_REFRESH).await?;
-    let mut mark = Mark {
-        feed: FEED_FULL_REFRESH,
-        at: stored.at,
-        version: stored.version,
-    };
-    let resumed = stored.checkpoint.as_deref().and_then(|text| {
-        match serde_json::from_str::<FullCheckpoint>(text) {
-            Ok(cp) => Some(cp),
-            Err(e) => {
-                warn!(error = %e, "unreadable full refresh checkpoint; starting it again");
-                None
-            }
-        }
-    });
+    let mut mark = Mark::load(state, FEED_FULL_REFRESH).await?;
+    let resumed = mark.checkpoint::<ScanCheckpoint>();
     let mut report = FullRefreshReport {
         resumed: resumed.is_some(),
+        initial,
         ..FullRefreshReport::default()
     };
+    let custom_cursor = !deps
+        .cfg
+        .salesforce
+        .cursor_field
+        .eq_ignore_ascii_case("SystemModstamp");
+    let requested = requested_since(state, mark.at()).await?;
     let mut cp = match resumed {
         Some(cp) => cp,
         None => {
-            if stored.at.is_none() && first_run {
-                // This run's Contacts window already re-reads everything.
-                mark.save(state, Some(sf_now), None).await?;
+            let due = is_due(mark.at(), sf_now, deps.cfg.contacts.full_refresh_every);
+            if !(initial || requested.is_some() || due) {
                 return Ok(None);
             }
-            if !is_due(stored.at, sf_now, deps.cfg.contacts.full_refresh_every) {
-                return Ok(None);
-            }
-            FullCheckpoint {
+            ScanCheckpoint {
                 started: sf_now,
                 after: None,
             }
         }
     };
-    // Only now, when one may be due: the describe costs a call.
+    // The describe costs a call: read only when a periodic refresh may be due.
     let describe = deps.crm.describe_contact(false).await?;
+    note_describe(state, &describe, deps.cfg).await;
     let schema = ContactSchema::build(&describe.fields, &describe.record_types, deps.cfg)
         .map_err(|e| SyncError::failed(e.to_string()))?;
     report.formula_fields = schema
@@ -105,26 +116,36 @@ pub async fn run_if_due(
         .map(|f| f.name.clone())
         .collect();
     report.started = Some(cp.started);
-    if report.formula_fields.is_empty() {
+    report.reason = if initial {
+        "initial load".to_owned()
+    } else if let Some(reason) = &requested {
+        reason.clone()
+    } else if !report.formula_fields.is_empty() {
+        "formula fields feed groups".to_owned()
+    } else if custom_cursor {
+        format!(
+            "salesforce.cursor_field {} is kept by a Flow",
+            deps.cfg.salesforce.cursor_field
+        )
+    } else {
         // Nothing changes behind SystemModstamp's back: look again after another period.
-        mark.save(state, Some(cp.started), None).await?;
+        mark.advance(state, cp.started).await?;
         return Ok(None);
-    }
-    info!(fields = ?report.formula_fields, after = ?cp.after, "full refresh of all Contacts (formula fields)");
+    };
+    info!(reason = %report.reason, after = ?cp.after, "full refresh of all Contacts");
 
     let mut pages = deps
         .crm
         .scan(IdScan {
             object: "Contact".into(),
             after: cp.after.clone(),
-            filter: None,
         })
         .await?;
     while let Some(page) = pages.next_page().await? {
         let Some(last) = page.last().map(|c| c.id.clone()) else {
             continue;
         };
-        let bodies = full_messages(&page, &opts.run_id, false);
+        let bodies = full_messages(&page, deps.run_id, false);
         let count = bodies.len() as u64;
         let failed = deps.queue.send(bodies).await?;
         if !failed.is_empty() {
@@ -138,16 +159,99 @@ pub async fn run_if_due(
         }
         report.sent += count;
         cp.after = Some(last);
-        let text = serde_json::to_string(&cp).map_err(|e| SyncError::failed(e.to_string()))?;
-        mark.save(state, mark.at, Some(text)).await?;
-        if opts.deadline.near() {
+        mark.save_checkpoint(state, &cp).await?;
+        if deps.deadline.near() {
             info!("near the deadline: the full refresh resumes from its checkpoint next run");
             return Ok(Some(report));
         }
     }
-    mark.save(state, Some(cp.started), None).await?;
+    mark.advance(state, cp.started).await?;
     report.completed = true;
     Ok(Some(report))
+}
+
+/// The reason of a full refresh asked for after `last` (when the last one started), if any.
+async fn requested_since(
+    state: &dyn StateStore,
+    last: Option<DateTime<Utc>>,
+) -> Result<Option<String>, SyncError> {
+    let Some(doc) = state.get_doc(REQUEST_DOC).await? else {
+        return Ok(None);
+    };
+    let at = doc
+        .get("at")
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    if at.is_some_and(|at| last.is_some_and(|last| at <= last)) {
+        return Ok(None);
+    }
+    Ok(Some(
+        doc.get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("requested")
+            .to_owned(),
+    ))
+}
+
+/// A fingerprint of what names groups in the Contact describe: the prefixed fields' names,
+/// labels and types, and the Record Types' names.
+fn describe_fingerprint(describe: &Describe, cfg: &Config) -> String {
+    let prefix = cfg.contacts.group_field_prefix.to_ascii_lowercase();
+    let mut parts: Vec<String> = describe
+        .fields
+        .iter()
+        .filter(|f| f.name.to_ascii_lowercase().starts_with(&prefix))
+        .map(|f| format!("f\0{}\0{}\0{}", f.name, f.label, f.field_type.as_sf()))
+        .collect();
+    if cfg.contacts.record_type_groups {
+        parts.extend(
+            describe
+                .record_types
+                .iter()
+                .map(|r| format!("r\0{}\0{}\0{}", r.id, r.developer_name, r.name)),
+        );
+    }
+    parts.sort();
+    hex::encode(&Sha256::digest(parts.join("\n").as_bytes())[..8])
+}
+
+/// Remembers the describe's group-naming parts, and when they changed since last seen (a
+/// checkbox label or a Record Type renamed, a prefixed field added), asks for a full refresh:
+/// group names follow labels, and no Contact's `SystemModstamp` moves for it. Called wherever
+/// the describe is read (the Member Refresh reads it for every batch, cached per warm function).
+/// Best effort: a failure is logged, the next read tries again.
+pub async fn note_describe(state: &dyn StateStore, describe: &Describe, cfg: &Config) {
+    let fingerprint = describe_fingerprint(describe, cfg);
+    let stored = match state.get_doc(DESCRIBE_DOC).await {
+        Ok(doc) => doc,
+        Err(e) => {
+            warn!(error = %e, "could not read the last describe fingerprint");
+            return;
+        }
+    };
+    let seen = stored
+        .as_ref()
+        .and_then(|d| d.get("fingerprint"))
+        .and_then(Value::as_str);
+    if seen == Some(fingerprint.as_str()) {
+        return;
+    }
+    if seen.is_some() {
+        info!("the Contact describe changed (group labels or Record Types): a full refresh is due");
+        let request = serde_json::json!({
+            "at": Utc::now().to_rfc3339(),
+            "reason": "the Contact describe changed (a group label or Record Type)",
+        });
+        if let Err(e) = state.put_doc(REQUEST_DOC, request, None).await {
+            warn!(error = %e, "could not ask for a full refresh");
+            return;
+        }
+    }
+    let doc = serde_json::json!({ "fingerprint": fingerprint, "at": Utc::now().to_rfc3339() });
+    if let Err(e) = state.put_doc(DESCRIBE_DOC, doc, None).await {
+        warn!(error = %e, "could not record the describe fingerprint");
+    }
 }
 
 /// Messages that make the Member Refresh re-read these Contacts whatever their stored cursor
@@ -181,7 +285,6 @@ pub async fn queue_resync(
         .scan(IdScan {
             object: "Contact".into(),
             after: None,
-            filter: None,
         })
         .await?;
     let mut sent = 0;

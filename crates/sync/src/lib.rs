@@ -20,15 +20,17 @@ pub mod optout;
 pub mod periodic;
 pub mod ports;
 pub mod runtime;
+pub mod watermark;
 
 use std::time::{Duration, Instant};
 
 pub use error::{Service, SyncError};
 
 /// When a function must stop starting new work (the Lambda's deadline less a safety margin).
+/// Measured on tokio's clock, which is the system's except in tests that pause it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Deadline {
-    stop_at: Option<Instant>,
+    stop_at: Option<tokio::time::Instant>,
 }
 
 impl Deadline {
@@ -39,12 +41,21 @@ impl Deadline {
 
     /// Stop starting work `margin` before `deadline`.
     pub fn at(deadline: Instant, margin: Duration) -> Self {
+        let deadline = tokio::time::Instant::from_std(deadline);
         Deadline {
             stop_at: Some(deadline.checked_sub(margin).unwrap_or(deadline)),
         }
     }
 
+    /// Stop starting work `after` from now (on tokio's clock).
+    pub fn after(after: Duration) -> Self {
+        Deadline {
+            stop_at: Some(tokio::time::Instant::now() + after),
+        }
+    }
+
     pub fn near(&self) -> bool {
-        self.stop_at.is_some_and(|t| Instant::now() >= t)
+        self.stop_at
+            .is_some_and(|t| tokio::time::Instant::now() >= t)
     }
 }

@@ -19,8 +19,8 @@ use serde_json::Value;
 
 use crate::error::SyncError;
 use crate::ports::{
-    Change, ChangePages, ChangeQuery, Community, Crm, Describe, EmailPreferenceChange, FindBy,
-    IdScan, OrgStatus, PushResult, Pushed, Record, StateStore, StoredWatermark, WorkQueue,
+    Change, ChangePages, ChangeQuery, Community, Crm, Describe, EmailPreferenceChange, Filter,
+    FindBy, IdScan, OrgStatus, PushResult, Pushed, Record, StateStore, StoredWatermark, WorkQueue,
     WriteResult,
 };
 
@@ -36,8 +36,10 @@ pub struct MemoryCrm {
     pub now: Mutex<DateTime<Utc>>,
     pub usage: Mutex<ApiUsage>,
     pub page_size: usize,
-    /// Ids whose updates Salesforce refuses (per-record error).
+    /// Ids whose updates Salesforce refuses for good (a validation rule).
     pub refuse_updates: Mutex<HashSet<SfId>>,
+    /// Ids whose updates fail for now (a row lock).
+    pub lock_updates: Mutex<HashSet<SfId>>,
     /// Every update applied, as (object, Id, fields).
     pub updates: Mutex<Vec<(String, SfId, Record)>>,
     calls: Arc<AtomicU64>,
@@ -55,6 +57,7 @@ impl MemoryCrm {
             }),
             page_size: 2000,
             refuse_updates: Mutex::new(HashSet::new()),
+            lock_updates: Mutex::new(HashSet::new()),
             updates: Mutex::new(Vec::new()),
             calls: Arc::new(AtomicU64::new(0)),
         }
@@ -130,40 +133,54 @@ fn is_deleted(record: &Record) -> bool {
         .unwrap_or(false)
 }
 
-/// The filters the pipeline sends: `IsDeleted = true`, and `Field = 'text'` or
-/// `Parent.Field = 'text'` (through the `ParentId` lookup).
-fn matches_filter(
+/// A field of `record`, or of the record a lookup names (`Account.Name`: through `AccountId`).
+fn resolve(
     objects: &BTreeMap<String, BTreeMap<SfId, Record>>,
     record: &Record,
-    filter: Option<&str>,
-) -> bool {
-    let Some(filter) = filter else { return true };
-    if filter == "IsDeleted = true" {
-        return is_deleted(record);
-    }
-    let Some((path, literal)) = filter.split_once(" = ") else {
-        panic!("MemoryCrm does not understand the filter {filter:?}");
-    };
-    let want = literal
-        .trim()
-        .trim_matches('\'')
-        .replace("\\'", "'")
-        .replace("\\\\", "\\");
-    let value = match path.split_once('.') {
+    path: &str,
+) -> Option<Value> {
+    match path.split_once('.') {
         None => field(record, path).cloned(),
-        Some((parent, name)) => {
-            let parent_id: Option<SfId> = field(record, &format!("{parent}Id"))
+        Some((parent, rest)) => {
+            let parent_id: SfId = field(record, &format!("{parent}Id"))
                 .and_then(Value::as_str)
-                .and_then(|s| s.parse().ok());
-            parent_id
-                .and_then(|id| objects.get(parent)?.get(&id))
-                .and_then(|p| field(p, name).cloned())
+                .and_then(|s| s.parse().ok())?;
+            let parent_record = objects.get(parent)?.get(&parent_id)?;
+            resolve(objects, parent_record, rest)
         }
-    };
+    }
+}
+
+fn datetime(value: Option<Value>) -> Option<DateTime<Utc>> {
     value
         .as_ref()
         .and_then(Value::as_str)
-        .is_some_and(|v| v.eq_ignore_ascii_case(&want))
+        .and_then(parse_sf_datetime)
+}
+
+/// The pipeline's filters, as Salesforce would evaluate them (`window_from`: the start of the
+/// window the query reads).
+fn matches_filter(
+    objects: &BTreeMap<String, BTreeMap<SfId, Record>>,
+    record: &Record,
+    filter: Option<&Filter>,
+    window_from: Option<DateTime<Utc>>,
+) -> bool {
+    match filter {
+        None => true,
+        Some(Filter::Deleted) => is_deleted(record),
+        Some(Filter::Equals { path, value }) => resolve(objects, record, path)
+            .as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.eq_ignore_ascii_case(value)),
+        Some(Filter::CursorBehind { field: name }) => {
+            is_deleted(record)
+                || match datetime(resolve(objects, record, name)) {
+                    None => true,
+                    Some(at) => window_from.is_some_and(|from| at <= from),
+                }
+        }
+    }
 }
 
 struct MemoryPages {
@@ -207,11 +224,11 @@ impl Crm for MemoryCrm {
             .into_iter()
             .flat_map(|records| records.iter())
             .filter(|(_, r)| query.include_deleted || !is_deleted(r))
-            .filter(|(_, r)| matches_filter(&objects, r, query.filter.as_deref()))
+            .filter(|(_, r)| {
+                matches_filter(&objects, r, query.filter.as_ref(), Some(query.window.from))
+            })
             .filter_map(|(id, r)| {
-                let cursor = field(r, &query.cursor_field)
-                    .and_then(Value::as_str)
-                    .and_then(parse_sf_datetime)?;
+                let cursor = datetime(resolve(&objects, r, &query.cursor_field))?;
                 let key = query.key_field.as_ref().and_then(|k| {
                     field(r, k)
                         .and_then(Value::as_str)
@@ -272,11 +289,7 @@ impl Crm for MemoryCrm {
             .get(&scan.object)
             .into_iter()
             .flat_map(|records| records.iter())
-            .filter(|(id, r)| {
-                !is_deleted(r)
-                    && scan.after.as_ref().is_none_or(|a| *id > a)
-                    && matches_filter(&objects, r, scan.filter.as_deref())
-            })
+            .filter(|(id, r)| !is_deleted(r) && scan.after.as_ref().is_none_or(|a| *id > a))
             .filter_map(|(id, r)| {
                 let cursor = field(r, "SystemModstamp")
                     .and_then(Value::as_str)
@@ -306,7 +319,7 @@ impl Crm for MemoryCrm {
                 .and_then(|s| s.parse().ok());
             if is_deleted(record)
                 || !key.is_some_and(|k| wanted.contains(&k))
-                || !matches_filter(&objects, record, query.filter.as_deref())
+                || !matches_filter(&objects, record, query.filter.as_ref(), None)
             {
                 continue;
             }
@@ -348,6 +361,7 @@ impl Crm for MemoryCrm {
             self.call();
         }
         let refuse = lock(&self.refuse_updates).clone();
+        let locked = lock(&self.lock_updates).clone();
         let stamp = Value::String(format_millis(*lock(&self.now)));
         let mut objects = lock(&self.objects);
         let mut results = Vec::with_capacity(records.len());
@@ -360,6 +374,10 @@ impl Crm for MemoryCrm {
                 _ if refuse.contains(&id) => {
                     Some("FIELD_CUSTOM_VALIDATION_EXCEPTION: refused by the test".to_string())
                 }
+                _ if locked.contains(&id) => Some(
+                    "UNABLE_TO_LOCK_ROW: unable to obtain exclusive access to this record"
+                        .to_string(),
+                ),
                 None => Some("ENTITY_IS_DELETED: entity is deleted".to_string()),
                 Some(record) => {
                     record.extend(fields.clone());
@@ -526,6 +544,8 @@ pub struct MemoryState {
     /// Push records of other kinds, keyed `prefix + key`.
     pub pushed_other: Mutex<HashMap<String, Pushed>>,
     pub docs: Mutex<HashMap<String, Value>>,
+    /// The next free slot of each shared pace.
+    pub paces: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 #[async_trait]
@@ -571,6 +591,19 @@ impl StateStore for MemoryState {
         }
     }
 
+    async fn reserve_slot(
+        &self,
+        name: &str,
+        interval: Duration,
+    ) -> Result<DateTime<Utc>, SyncError> {
+        let now = Utc::now();
+        let mut paces = lock(&self.paces);
+        let slot = paces.get(name).copied().map_or(now, |next| next.max(now));
+        let step = chrono::TimeDelta::from_std(interval).unwrap_or(chrono::TimeDelta::MAX);
+        paces.insert(name.to_owned(), slot + step);
+        Ok(slot)
+    }
+
     async fn release_lease(&self, name: &str, owner: &str) -> Result<(), SyncError> {
         let mut leases = lock(&self.leases);
         if leases.get(name).is_some_and(|h| h == owner) {
@@ -587,12 +620,20 @@ impl StateStore for MemoryState {
             .collect())
     }
 
-    async fn record_pushed(&self, items: &[(SfId, Pushed)]) -> Result<(), SyncError> {
+    async fn record_pushed(&self, items: &[(SfId, Pushed)]) -> Result<Vec<SfId>, SyncError> {
         let mut pushed = lock(&self.pushed);
+        let mut refused = Vec::new();
         for (id, p) in items {
-            pushed.insert(id.clone(), p.clone());
+            let newer_stored = pushed
+                .get(id)
+                .is_some_and(|stored| p.cursor.is_some() && stored.cursor > p.cursor);
+            if newer_stored {
+                refused.push(id.clone());
+            } else {
+                pushed.insert(id.clone(), p.clone());
+            }
         }
-        Ok(())
+        Ok(refused)
     }
 
     async fn pushed_keys(
@@ -638,11 +679,23 @@ impl StateStore for MemoryState {
     }
 }
 
-/// A work queue in memory: what was sent, what was dead-lettered.
+/// A work queue in memory: what was sent, what was sent for later, what was dead-lettered.
 #[derive(Default)]
 pub struct MemoryQueue {
     pub sent: Mutex<Vec<String>>,
+    /// Sent with a delay (`send_later`), not yet due: `release_delayed` makes them due.
+    pub delayed: Mutex<Vec<(String, Duration)>>,
     pub dead: Mutex<Vec<(String, String)>>,
+}
+
+impl MemoryQueue {
+    /// The delayed messages become deliverable (their delay has passed).
+    pub fn release_delayed(&self) -> usize {
+        let delayed: Vec<(String, Duration)> = lock(&self.delayed).drain(..).collect();
+        let n = delayed.len();
+        lock(&self.sent).extend(delayed.into_iter().map(|(body, _)| body));
+        n
+    }
 }
 
 impl MemoryQueue {
@@ -663,6 +716,15 @@ impl MemoryQueue {
 impl WorkQueue for MemoryQueue {
     async fn send(&self, bodies: Vec<String>) -> Result<Vec<usize>, SyncError> {
         lock(&self.sent).extend(bodies);
+        Ok(Vec::new())
+    }
+
+    async fn send_later(
+        &self,
+        bodies: Vec<String>,
+        delay: Duration,
+    ) -> Result<Vec<usize>, SyncError> {
+        lock(&self.delayed).extend(bodies.into_iter().map(|b| (b, delay)));
         Ok(Vec::new())
     }
 

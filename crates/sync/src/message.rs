@@ -17,8 +17,12 @@ pub enum RecordKind {
     Contact,
     /// A Campaign of `events.campaign_type`: an event.
     Campaign,
-    /// A CampaignMember of such a Campaign: a registration.
+    /// A CampaignMember (messages of earlier versions): its Contact is re-read.
     CampaignMember,
+    /// A member's email opt-out from Higher Logic that Salesforce refused to take (dead-lettered
+    /// with the reason; `hlsync redrive` brings it back to be written again): `id` is the
+    /// Contact, `value` the opt-out, `cursor` when the member changed it in Higher Logic.
+    OptOut,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +48,9 @@ pub struct WorkMessage {
     /// (Higher Logic's copy was lost or reset).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+    /// The opt-out of a `kind: "opt_out"` message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<bool>,
 }
 
 /// Why a message body could not be understood. It will never succeed on a retry, so it goes
@@ -54,6 +61,8 @@ pub enum MessageError {
     Malformed(#[from] serde_json::Error),
     #[error("unsupported message version {0} (this build reads version {MESSAGE_VERSION})")]
     Version(u32),
+    #[error("malformed message body: {0}")]
+    Incomplete(&'static str),
 }
 
 impl WorkMessage {
@@ -78,6 +87,7 @@ impl WorkMessage {
             deleted,
             full: false,
             force: false,
+            value: None,
         }
     }
 
@@ -85,6 +95,13 @@ impl WorkMessage {
         let message: WorkMessage = serde_json::from_str(body)?;
         if message.v != MESSAGE_VERSION {
             return Err(MessageError::Version(message.v));
+        }
+        if message.kind == RecordKind::OptOut
+            && (message.value.is_none() || message.cursor.is_none())
+        {
+            return Err(MessageError::Incomplete(
+                "an opt_out message needs `value` and `cursor`",
+            ));
         }
         Ok(message)
     }

@@ -2,19 +2,32 @@
 //! `Contact.HasOptedOutOfEmail` (SPEC.md §6).
 //!
 //! Where the tenant provides an email-preference feed (`higher_logic.email_preferences_url`), each
-//! Periodic Refresh reads `GET {feed}?since=` from its own watermark (the newest
-//! `UpdatedOn` seen: Higher Logic's clock, never ours), reads the Contacts named in one batch,
-//! decides per Contact with [`resolve_opt_out`] and writes the ones Higher Logic wins with
-//! `PATCH composite/sobjects`, 200 per call.
+//! Periodic Refresh, before it fans anything out, reads `GET {feed}?since=` from `lookback` before
+//! its own watermark (the newest `UpdatedOn` seen: Higher Logic's clock, never ours; the overlap
+//! catches a change the feed lists late, and a duplicate changes nothing), reads the Contacts
+//! named in one batch, decides per Contact with [`decide`] and writes the ones Higher Logic wins
+//! with `PATCH composite/sobjects`, 200 per call. Running before the fan-out means the Contacts
+//! this run queues are read after the write, so no push of the same run undoes it.
+//!
+//! Which change is later is judged on the flag itself: the push record keeps the value last read
+//! and the `SystemModstamp` of the first read that showed it, so an unrelated edit of the Contact
+//! after the member opted out does not make Salesforce "later" (SPEC §6).
+//!
+//! A write Salesforce refuses for good (a validation rule, field-level security) is reported and
+//! sent to the dead-letter queue as a `kind: "opt_out"` message carrying the change, so it does not
+//! hold the feed's watermark forever; `hlsync redrive` brings it back once the cause is fixed, and
+//! the Member Refresh writes it then. A refusal worth retrying (a locked row) holds the watermark
+//! before it, and the next run tries again.
 //!
 //! It must not bounce. The write moves `SystemModstamp`, so the next sync re-reads the Contact and
-//! pushes the same value to Higher Logic. That push is not a member's change (Higher Logic does not
+//! pushes the same value to Higher Logic. That push is not a member's change (the feed does not
 //! list it), and were it listed, the Contact would already hold its value: a write happens only
 //! when the decision differs from what Salesforce holds now, so an echo writes nothing.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
+use hlsync_core::config::Config;
 use hlsync_core::id::SfId;
 use hlsync_core::optout::resolve_opt_out;
 use hlsync_core::time::parse_sf_datetime;
@@ -23,23 +36,37 @@ use serde_json::{Map, Value};
 use tracing::{info, warn};
 
 use crate::error::SyncError;
-use crate::periodic::{Mark, PeriodicDeps};
-use crate::ports::{Community, EmailPreferenceChange};
+use crate::message::{RecordKind, WorkMessage};
+use crate::ports::{Community, Crm, EmailPreferenceChange, StateStore, WorkQueue};
+use crate::watermark::Mark;
 
 pub const FEED_EMAIL_PREFERENCES: &str = "email-preferences";
 const FIELD: &str = "HasOptedOutOfEmail";
 
+/// Salesforce error codes of a write that may succeed if tried again; any other refusal needs a
+/// person (a validation rule, a permission) and is dead-lettered.
+const RETRYABLE_WRITE_ERRORS: &[&str] = &[
+    "UNABLE_TO_LOCK_ROW",
+    "SERVER_UNAVAILABLE",
+    "REQUEST_RUNNING_TOO_LONG",
+    "QUERY_TIMEOUT",
+];
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OptOutReport {
     pub since: Option<DateTime<Utc>>,
-    /// Members whose opt-out changed in Higher Logic since the watermark.
+    /// Members whose opt-out changed in Higher Logic since the watermark (less the lookback).
     pub changes: u64,
     /// Contacts whose `HasOptedOutOfEmail` was written.
     pub written: u64,
     /// Changes that needed no write: Salesforce's change was later, or it already agrees.
     pub unchanged: u64,
-    /// Writes Salesforce refused; retried next run (the watermark stays before them).
+    /// Writes Salesforce refused for now (a locked row); retried next run (the watermark stays
+    /// before them).
     pub failed: u64,
+    /// Writes Salesforce refused for good: sent to the dead-letter queue with the reason.
+    #[serde(default)]
+    pub dead_lettered: u64,
     /// Where the watermark now stands (Higher Logic's clock).
     pub watermark: Option<DateTime<Utc>>,
     /// Why the step did not finish (it is retried next run; the Contacts feeds are not held up).
@@ -49,105 +76,72 @@ pub struct OptOutReport {
 
 /// The value to write to Salesforce, if any.
 ///
-/// `sf_value`/`sf_modstamp`: the Contact as read now; `pushed_cursor`: its `SystemModstamp` when
-/// it was last read for a push (what Higher Logic was last given). The member changed their
-/// preference after seeing that state, so the push cursor is the Salesforce time to compare
-/// with, and an unrelated later edit of the Contact cannot undo a member's opt-out. One exception
-/// errs towards opted out: a Contact opted out in Salesforce after that push may have been opted
-/// out by that very change, so its newer `SystemModstamp` counts.
+/// `sf_value`/`sf_modstamp`: the Contact as read now; `seen`: the value its push record keeps and
+/// the `SystemModstamp` of the first read that showed it. When Salesforce still holds that value,
+/// that is when the flag last changed there; when it holds another (changed since the last read),
+/// the change happened at or before `sf_modstamp`, which is used. The later change wins; on a tie,
+/// opted out.
 pub fn decide(
     sf_value: bool,
     sf_modstamp: DateTime<Utc>,
-    pushed_cursor: Option<DateTime<Utc>>,
+    seen: Option<(bool, DateTime<Utc>)>,
     hl_value: bool,
     hl_updated_on: DateTime<Utc>,
 ) -> Option<bool> {
-    let sf_time = match pushed_cursor {
-        Some(cursor) if !(sf_value && sf_modstamp > cursor) => cursor,
+    let sf_time = match seen {
+        Some((value, since)) if value == sf_value => since.min(sf_modstamp),
         _ => sf_modstamp,
     };
     let keep = resolve_opt_out((sf_value, sf_time), (hl_value, hl_updated_on));
     (keep != sf_value).then_some(keep)
 }
 
-/// The newest `UpdatedOn` the watermark may move to: every change at or before it is done.
-pub fn next_watermark(
+/// What became of one change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Written,
+    /// Salesforce's change is later, it already agrees, or the Contact is gone.
+    Unchanged,
+    /// Refused for now; worth trying again.
+    Retry(String),
+    /// Refused for good, with Salesforce's reason.
+    Refused(String),
+}
+
+/// Writes back the changes Higher Logic wins (one per member: the latest), reading the Contacts
+/// in one batch. A failure that stops the run (credentials, allotment) is returned.
+pub async fn apply(
+    crm: &dyn Crm,
+    state: &dyn StateStore,
     changes: &[EmailPreferenceChange],
-    failed: &HashSet<SfId>,
-) -> Option<DateTime<Utc>> {
-    let first_failure = changes
-        .iter()
-        .filter(|c| failed.contains(&c.key))
-        .map(|c| c.updated_on)
-        .min();
-    changes
-        .iter()
-        .map(|c| c.updated_on)
-        .filter(|at| first_failure.is_none_or(|f| *at < f))
-        .max()
-}
-
-/// Reads Higher Logic's changes and writes back the ones it wins. A failure that stops the run
-/// (credentials, allotment) is returned; any other is reported and retried by the next run.
-pub async fn write_back(
-    deps: &PeriodicDeps<'_>,
-    community: &dyn Community,
-) -> Result<OptOutReport, SyncError> {
-    let mut report = OptOutReport::default();
-    match run(deps, community, &mut report).await {
-        Ok(()) => Ok(report),
-        Err(e) if e.stops_run() => Err(e),
-        Err(e) => {
-            warn!(error = %e, "the email opt-out write-back did not finish; the next run tries again");
-            report.error = Some(e.to_string());
-            Ok(report)
-        }
-    }
-}
-
-async fn run(
-    deps: &PeriodicDeps<'_>,
-    community: &dyn Community,
-    report: &mut OptOutReport,
-) -> Result<(), SyncError> {
-    let stored = deps.state.watermark(FEED_EMAIL_PREFERENCES).await?;
-    let mut mark = Mark {
-        feed: FEED_EMAIL_PREFERENCES,
-        at: stored.at,
-        version: stored.version,
-    };
-    report.since = stored.at;
-    report.watermark = stored.at;
-    let since = stored.at.unwrap_or(DateTime::UNIX_EPOCH);
-    let mut changes = community.email_preferences_since(since).await?;
-    if changes.is_empty() {
-        return Ok(());
-    }
-    changes.sort_by(|a, b| (a.updated_on, &a.key).cmp(&(b.updated_on, &b.key)));
+) -> Result<Vec<(EmailPreferenceChange, Applied)>, SyncError> {
     // One decision per member: their latest change (a tie opts out).
     let mut latest: BTreeMap<SfId, &EmailPreferenceChange> = BTreeMap::new();
-    for c in &changes {
+    for c in changes {
         let slot = latest.entry(c.key.clone()).or_insert(c);
         if (c.updated_on, c.do_not_email) > (slot.updated_on, slot.do_not_email) {
             *slot = c;
         }
     }
-    report.changes = latest.len() as u64;
     let ids: Vec<SfId> = latest.keys().cloned().collect();
-    let pushed = deps.state.pushed(&ids).await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pushed = state.pushed(&ids).await?;
     let fields = vec![
         "Id".to_string(),
         FIELD.to_string(),
         "SystemModstamp".to_string(),
     ];
-    let records = deps.crm.read("Contact", &ids, &fields).await?;
+    let records = crm.read("Contact", &ids, &fields).await?;
 
+    let mut outcomes: HashMap<SfId, Applied> = HashMap::new();
     let mut writes = Vec::new();
     for (id, record) in ids.iter().zip(&records) {
         let change = latest[id];
         let Some(record) = record else {
             // A deleted Contact has no preference to keep; Higher Logic hears of the delete.
-            report.unchanged += 1;
+            outcomes.insert(id.clone(), Applied::Unchanged);
             continue;
         };
         let sf_value = bool_field(record, FIELD);
@@ -160,11 +154,11 @@ async fn run(
                 "Contact {id} came back without a SystemModstamp: cannot tell which opt-out change is later"
             )));
         };
-        let cursor = pushed.get(id).and_then(|p| p.cursor);
+        let seen = pushed.get(id).and_then(|p| p.opt_out);
         match decide(
             sf_value,
             modstamp,
-            cursor,
+            seen,
             change.do_not_email,
             change.updated_on,
         ) {
@@ -173,31 +167,143 @@ async fn run(
                 fields.insert(FIELD.into(), Value::Bool(value));
                 writes.push(("Contact".to_string(), id.clone(), fields));
             }
-            None => report.unchanged += 1,
+            None => {
+                outcomes.insert(id.clone(), Applied::Unchanged);
+            }
         }
     }
-    let mut failed = HashSet::new();
     if !writes.is_empty() {
-        let results = deps.crm.update(writes).await?;
-        for r in results {
-            match r.error {
-                None => report.written += 1,
-                Some(error) => {
-                    warn!(contact = %r.id, %error, "Salesforce refused the opt-out write-back; it is retried next run");
-                    report.failed += 1;
-                    failed.insert(r.id);
+        for r in crm.update(writes).await? {
+            let outcome = match r.error {
+                None => Applied::Written,
+                Some(error) if is_retryable_write_error(&error) => Applied::Retry(error),
+                Some(error) => Applied::Refused(error),
+            };
+            outcomes.insert(r.id, outcome);
+        }
+    }
+    Ok(latest
+        .into_iter()
+        .map(|(id, change)| {
+            let outcome = outcomes
+                .remove(&id)
+                .unwrap_or_else(|| Applied::Retry("Salesforce gave no result".into()));
+            (change.clone(), outcome)
+        })
+        .collect())
+}
+
+fn is_retryable_write_error(error: &str) -> bool {
+    RETRYABLE_WRITE_ERRORS
+        .iter()
+        .any(|code| error.contains(code))
+}
+
+/// The message that carries a change Salesforce refused to the dead-letter queue.
+pub fn dead_letter_body(change: &EmailPreferenceChange, run_id: &str) -> String {
+    WorkMessage {
+        value: Some(change.do_not_email),
+        ..WorkMessage::of(
+            RecordKind::OptOut,
+            change.key.clone(),
+            Some(change.updated_on),
+            run_id,
+            false,
+        )
+    }
+    .to_body()
+}
+
+/// What the write-back works with.
+pub struct WriteBack<'a> {
+    pub cfg: &'a Config,
+    pub crm: &'a dyn Crm,
+    pub community: &'a dyn Community,
+    pub state: &'a dyn StateStore,
+    pub queue: &'a dyn WorkQueue,
+    pub run_id: &'a str,
+}
+
+/// Reads Higher Logic's changes and writes back the ones it wins. A failure that stops the run
+/// (credentials, allotment) is returned; any other is reported and retried by the next run.
+pub async fn write_back(wb: &WriteBack<'_>) -> Result<OptOutReport, SyncError> {
+    let mut report = OptOutReport::default();
+    match run(wb, &mut report).await {
+        Ok(()) => Ok(report),
+        Err(e) if e.stops_run() => Err(e),
+        Err(e) => {
+            warn!(error = %e, "the email opt-out write-back did not finish; the next run tries again");
+            report.error = Some(e.to_string());
+            Ok(report)
+        }
+    }
+}
+
+async fn run(wb: &WriteBack<'_>, report: &mut OptOutReport) -> Result<(), SyncError> {
+    let mut mark = Mark::load(wb.state, FEED_EMAIL_PREFERENCES).await?;
+    report.watermark = mark.at();
+    let lookback = TimeDelta::from_std(wb.cfg.salesforce.lookback).unwrap_or(TimeDelta::zero());
+    let since = mark
+        .at()
+        .map_or(DateTime::UNIX_EPOCH, |at| at - lookback)
+        .max(DateTime::UNIX_EPOCH);
+    report.since = Some(since);
+    let changes = wb.community.email_preferences_since(since).await?;
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let outcomes = apply(wb.crm, wb.state, &changes).await?;
+    report.changes = outcomes.len() as u64;
+    let mut hold_before: Option<DateTime<Utc>> = None;
+    for (change, outcome) in &outcomes {
+        match outcome {
+            Applied::Written => report.written += 1,
+            Applied::Unchanged => report.unchanged += 1,
+            Applied::Retry(error) => {
+                warn!(contact = %change.key, %error, "Salesforce refused the opt-out write-back for now; it is retried next run");
+                report.failed += 1;
+                hold_before =
+                    Some(hold_before.map_or(change.updated_on, |h| h.min(change.updated_on)));
+            }
+            Applied::Refused(error) => {
+                let reason = format!(
+                    "Salesforce refused to write HasOptedOutOfEmail = {} on Contact {} (the member's choice in Higher Logic at {}): {error}; \
+                     fix the cause (field-level security for the integration user, a validation rule), then run `hlsync redrive`",
+                    change.do_not_email, change.key, change.updated_on
+                );
+                warn!(contact = %change.key, %error, "Salesforce refused the opt-out write-back for good; dead-lettered");
+                match wb
+                    .queue
+                    .dead_letter(&dead_letter_body(change, wb.run_id), &reason)
+                    .await
+                {
+                    Ok(()) => report.dead_lettered += 1,
+                    Err(e) => {
+                        // Not on the DLQ: hold the watermark so the next run tries again.
+                        warn!(error = %e, "could not dead-letter the refused opt-out; it is retried next run");
+                        report.failed += 1;
+                        hold_before = Some(
+                            hold_before.map_or(change.updated_on, |h| h.min(change.updated_on)),
+                        );
+                    }
                 }
             }
         }
     }
-    if let Some(at) = next_watermark(&changes, &failed).filter(|at| Some(*at) > mark.at) {
-        mark.save(deps.state, Some(at), None).await?;
+    let next = changes
+        .iter()
+        .map(|c| c.updated_on)
+        .filter(|at| hold_before.is_none_or(|hold| *at < hold))
+        .max();
+    if let Some(at) = next.filter(|at| Some(*at) > mark.at()) {
+        mark.advance(wb.state, at).await?;
         report.watermark = Some(at);
     }
     info!(
         changes = report.changes,
         written = report.written,
         failed = report.failed,
+        dead_lettered = report.dead_lettered,
         "email opt-out write-back done"
     );
     Ok(())
@@ -222,46 +328,70 @@ mod tests {
             .expect("valid")
     }
 
-    fn id(n: u32) -> SfId {
-        format!("003{n:012}").parse().expect("valid id")
-    }
-
     #[test]
     fn the_later_change_wins_and_a_tie_opts_out() {
-        // The member opted out after the last push: written.
-        assert_eq!(decide(false, at(1), Some(at(1)), true, at(5)), Some(true));
-        // Salesforce changed after the member did, and that was pushed: nothing to write.
-        assert_eq!(decide(false, at(9), Some(at(9)), true, at(5)), None);
+        // The member opted out after Salesforce's flag last changed: written.
+        assert_eq!(
+            decide(false, at(1), Some((false, at(1))), true, at(5)),
+            Some(true)
+        );
+        // The flag changed in Salesforce after the member did: nothing to write.
+        assert_eq!(
+            decide(false, at(9), Some((false, at(9))), true, at(5)),
+            None
+        );
         // A tie opts out.
-        assert_eq!(decide(false, at(5), Some(at(5)), true, at(5)), Some(true));
+        assert_eq!(
+            decide(false, at(5), Some((false, at(5))), true, at(5)),
+            Some(true)
+        );
         // Already equal: never written, whoever is later (the echo of our own write).
-        assert_eq!(decide(true, at(9), Some(at(9)), true, at(10)), None);
-        // Never pushed: the Contact's SystemModstamp as read.
+        assert_eq!(decide(true, at(9), Some((true, at(9))), true, at(10)), None);
+        // Never read before: the Contact's SystemModstamp as read.
         assert_eq!(decide(false, at(1), None, true, at(5)), Some(true));
         assert_eq!(decide(true, at(9), None, false, at(5)), None);
     }
 
     #[test]
     fn an_unrelated_later_edit_does_not_undo_a_members_opt_out() {
-        // Pushed at :01, member opted out at :05, someone edited the title at :07.
-        assert_eq!(decide(false, at(7), Some(at(1)), true, at(5)), Some(true));
-        // But an opt-out made in Salesforce after the push is not undone by an older opt-in.
-        assert_eq!(decide(true, at(7), Some(at(1)), false, at(5)), None);
+        // Flag false since :01, member opted out at :05, someone edited the title at :06: the
+        // SystemModstamp is :06, but the flag itself last changed at :01.
+        assert_eq!(
+            decide(false, at(6), Some((false, at(1))), true, at(5)),
+            Some(true)
+        );
+        // But an opt-out made in Salesforce since the last read (the stored value differs) is
+        // judged by its SystemModstamp, and an older opt-in does not undo it.
+        assert_eq!(
+            decide(true, at(7), Some((false, at(1))), false, at(5)),
+            None
+        );
     }
 
     #[test]
-    fn the_watermark_stops_before_the_first_failure() {
-        let c = |n: u32, minute: u32| EmailPreferenceChange {
-            key: id(n),
+    fn write_errors_worth_retrying_are_told_apart() {
+        assert!(is_retryable_write_error(
+            "UNABLE_TO_LOCK_ROW: unable to obtain exclusive access"
+        ));
+        assert!(!is_retryable_write_error(
+            "FIELD_CUSTOM_VALIDATION_EXCEPTION: no"
+        ));
+        assert!(!is_retryable_write_error(
+            "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY: no"
+        ));
+    }
+
+    #[test]
+    fn the_dead_letter_carries_the_change() {
+        let change = EmailPreferenceChange {
+            key: "003000000000001".parse().expect("id"),
             do_not_email: true,
-            updated_on: at(minute),
+            updated_on: at(5),
         };
-        let changes = vec![c(1, 1), c(2, 2), c(3, 2), c(4, 3)];
-        assert_eq!(next_watermark(&changes, &HashSet::new()), Some(at(3)));
+        let m = WorkMessage::parse(&dead_letter_body(&change, "r")).expect("parses");
         assert_eq!(
-            next_watermark(&changes, &HashSet::from([id(3)])),
-            Some(at(1))
+            (m.kind, m.id, m.value, m.cursor),
+            (RecordKind::OptOut, change.key, Some(true), Some(at(5)))
         );
-        assert_eq!(next_watermark(&changes, &HashSet::from([id(1)])), None);
     }
 }

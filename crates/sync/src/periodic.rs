@@ -1,22 +1,18 @@
 //! The Periodic Refresh: find what changed in Salesforce since the watermark, fan the Ids out to
 //! the work queue, and only then move the watermark.
 //!
-//! The watermark moves here and nowhere else. Its rules:
+//! The watermarks move through `crate::watermark` (its rules are there). Here:
 //! - a window reads `lookback` before the watermark (late commits) and stops `settle` short of
 //!   Salesforce's clock (changes still being committed);
 //! - within a window, each page's messages are accepted by the queue before the checkpoint moves
 //!   past them, and the checkpoint is the exact (cursor, Id) of the last record sent, so a run that
-//!   stops (deadline, error) resumes where it stopped without skipping or rescanning;
-//! - the watermark is written conditionally: it never moves backwards, and of two runs that race,
-//!   one wins and the other stops.
+//!   stops (deadline, error) resumes where it stopped without skipping or rescanning.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hlsync_core::allotment::{self, ApiUsage};
 use hlsync_core::config::Config;
-use hlsync_core::id::SfId;
-use hlsync_core::watermark::{Cursor, Window};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -25,13 +21,15 @@ use crate::error::SyncError;
 use crate::full::{self, FullRefreshReport};
 use crate::message::{RecordKind, WorkMessage};
 use crate::optout::{self, OptOutReport};
-use crate::ports::{ChangeQuery, Community, Crm, StateStore, WorkQueue};
+use crate::ports::{ChangeQuery, Community, Crm, Filter, StateStore, WorkQueue};
+use crate::watermark::{Mark, WindowCheckpoint};
 
 /// The lease that keeps two overlapping scheduled runs from scanning the same window twice.
 pub const LEASE: &str = "periodic-refresh";
 /// Feed (watermark) names.
 pub const FEED_CONTACTS: &str = "contacts";
 pub const FEED_CONTACT_DELETES: &str = "contacts-deleted";
+pub const FEED_ACCOUNTS: &str = "accounts";
 pub const FEED_CAMPAIGNS: &str = "campaigns";
 pub const FEED_CAMPAIGN_MEMBERS: &str = "campaign-members";
 /// Every feed a Periodic Refresh may scan with a time window (for `hlsync status`); the full
@@ -40,6 +38,7 @@ pub const FEED_CAMPAIGN_MEMBERS: &str = "campaign-members";
 pub const WINDOW_FEEDS: &[&str] = &[
     FEED_CONTACTS,
     FEED_CONTACT_DELETES,
+    FEED_ACCOUNTS,
     FEED_CAMPAIGNS,
     FEED_CAMPAIGN_MEMBERS,
 ];
@@ -103,79 +102,82 @@ impl PeriodicReport {
     }
 }
 
-/// An unfinished window, stored with the watermark so the next run resumes it exactly.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Checkpoint {
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    /// The end of the window this run set out to scan (`to` is smaller after a split).
-    target: DateTime<Utc>,
-    after: Option<(DateTime<Utc>, SfId)>,
-}
-
-impl Checkpoint {
-    fn window(&self) -> Window {
-        Window {
-            from: self.from,
-            to: self.to,
-            after: self.after.clone().map(|(at, id)| Cursor { at, id }),
-        }
-    }
-}
-
 struct Feed {
     name: &'static str,
     object: &'static str,
     kind: RecordKind,
     cursor_field: String,
-    filter: Option<String>,
-    /// Queue the record this reference names instead of the changed one, marked `full` (its
-    /// own cursor says nothing of when the named record was last read).
+    filter: Option<Filter>,
+    /// `queryAll`: deleted rows too.
+    include_deleted: bool,
+    /// Queue the record this reference names instead of the changed one.
     key_field: Option<&'static str>,
-}
-
-/// A text as a SOQL string literal (quotes and backslashes escaped).
-pub(crate) fn soql_text(text: &str) -> String {
-    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+    /// Its messages ask for a re-read whatever the stored cursor: the change is not the queued
+    /// record's own (a CampaignMember's or an Account's), so its cursor says nothing of when
+    /// that record was last read.
+    full: bool,
+    /// A feed of Contacts, which the initial load (an Id scan of every Contact) stands in for.
+    contacts: bool,
 }
 
 fn feeds(cfg: &Config) -> Vec<Feed> {
     let cursor_field = cfg.salesforce.cursor_field.clone();
-    let mut feeds = Vec::new();
-    // A Flow-kept cursor field does not move on delete: deletes get their own feed on
-    // SystemModstamp.
+    let mut feeds = vec![Feed {
+        name: FEED_CONTACTS,
+        object: "Contact",
+        kind: RecordKind::Contact,
+        cursor_field: cursor_field.clone(),
+        filter: None,
+        include_deleted: true,
+        key_field: None,
+        full: false,
+        contacts: true,
+    }];
+    // A Flow-kept cursor field does not move on delete or undelete, nor on an edit the Flow
+    // misses: those are found on SystemModstamp, as the rows whose cursor field stayed behind.
     if !cursor_field.eq_ignore_ascii_case("SystemModstamp") {
         feeds.push(Feed {
             name: FEED_CONTACT_DELETES,
             object: "Contact",
             kind: RecordKind::Contact,
             cursor_field: "SystemModstamp".into(),
-            filter: Some("IsDeleted = true".into()),
+            filter: Some(Filter::CursorBehind {
+                field: cursor_field,
+            }),
+            include_deleted: true,
             key_field: None,
+            full: false,
+            contacts: true,
         });
     }
-    feeds.insert(
-        0,
-        Feed {
-            name: FEED_CONTACTS,
-            object: "Contact",
-            kind: RecordKind::Contact,
-            cursor_field,
-            filter: None,
-            key_field: None,
-        },
-    );
+    // An Account renamed changes its Contacts' OrganizationName: the Contacts of changed
+    // Accounts, through the lookup (deleted Contacts are the Contacts feed's).
+    feeds.push(Feed {
+        name: FEED_ACCOUNTS,
+        object: "Contact",
+        kind: RecordKind::Contact,
+        cursor_field: "Account.SystemModstamp".into(),
+        filter: None,
+        include_deleted: false,
+        key_field: None,
+        full: true,
+        contacts: true,
+    });
     if cfg.events.enabled {
         // Campaigns and their members carry no Flow-kept field: both are read on
         // SystemModstamp, which also moves on delete, so queryAll's IsDeleted rows are the deletes.
-        let campaign_type = soql_text(cfg.events.campaign_type.trim());
+        // Every Campaign: one that leaves the events' type must be taken back from Higher Logic,
+        // which the Member Refresh decides.
         feeds.push(Feed {
             name: FEED_CAMPAIGNS,
             object: "Campaign",
             kind: RecordKind::Campaign,
             cursor_field: "SystemModstamp".into(),
-            filter: Some(format!("Type = {campaign_type}")),
+            filter: None,
+            include_deleted: true,
             key_field: None,
+            full: false,
+            contacts: false,
         });
         // A registration travels on its Contact's record (SPEC §6): a CampaignMember that
         // changed, appeared or was deleted queues its Contact, which is re-read whole.
@@ -184,8 +186,14 @@ fn feeds(cfg: &Config) -> Vec<Feed> {
             object: "CampaignMember",
             kind: RecordKind::Contact,
             cursor_field: "SystemModstamp".into(),
-            filter: Some(format!("Campaign.Type = {campaign_type}")),
+            filter: Some(Filter::Equals {
+                path: "Campaign.Type".into(),
+                value: cfg.events.campaign_type.trim().to_owned(),
+            }),
+            include_deleted: true,
             key_field: Some("ContactId"),
+            full: true,
+            contacts: false,
         });
     }
     feeds
@@ -295,9 +303,27 @@ async fn scan_all(
     } = *deps;
     let status = crm.org_status().await?;
     check_allotment(cfg, status.usage)?;
-    // The first run's Contacts window starts at the beginning of time: it is a full refresh too.
-    let first_run = state.watermark(FEED_CONTACTS).await?.at.is_none();
-    for feed in feeds(cfg) {
+    // The write-back goes first: the Contacts this run fans out are then read after its writes,
+    // so no push of this run undoes a member's choice (SPEC §6). Only where the tenant provides
+    // an email-preference feed; otherwise no call.
+    if let Some(community) = deps
+        .community
+        .filter(|_| cfg.higher_logic.email_preferences_url.is_some())
+    {
+        let wb = optout::WriteBack {
+            cfg,
+            crm,
+            community,
+            state,
+            queue,
+            run_id: &opts.run_id,
+        };
+        report.email_preferences = Some(optout::write_back(&wb).await?);
+    }
+    // Until the initial load has read every Contact, the Contact feeds wait: their first window
+    // would start at the beginning of time and miss Contacts whose cursor field is null.
+    let initial = Mark::load(state, FEED_CONTACTS).await?.at().is_none();
+    for feed in feeds(cfg).iter().filter(|f| !(initial && f.contacts)) {
         let mut feed_report = FeedReport {
             feed: feed.name.to_string(),
             ..FeedReport::default()
@@ -308,7 +334,7 @@ async fn scan_all(
             state,
             queue,
             opts,
-            &feed,
+            feed,
             status.now,
             &mut feed_report,
         )
@@ -319,16 +345,30 @@ async fn scan_all(
             return Ok(());
         }
     }
-    report.full_refresh = full::run_if_due(deps, opts, status.now, first_run).await?;
-    if opts.deadline.near() {
-        return Ok(());
-    }
-    // Only where the tenant provides an email-preference feed (SPEC §6); otherwise no call.
-    if let Some(community) = deps
-        .community
-        .filter(|_| cfg.higher_logic.email_preferences_url.is_some())
+    let full_deps = full::FullDeps {
+        cfg,
+        crm,
+        state,
+        queue,
+        run_id: &opts.run_id,
+        deadline: &opts.deadline,
+    };
+    report.full_refresh = full::run_if_due(&full_deps, status.now, initial).await?;
+    if let Some(started) = report
+        .full_refresh
+        .as_ref()
+        .filter(|f| initial && f.completed)
+        .and_then(|f| f.started)
     {
-        report.email_preferences = Some(optout::write_back(deps, community).await?);
+        // Every Contact read as of `started`: the Contact feeds begin there, less `settle`
+        // (changes still being committed then), and their lookback overlaps it further.
+        let settle = chrono::TimeDelta::from_std(cfg.salesforce.settle).unwrap_or_default();
+        for feed in feeds(cfg).iter().filter(|f| f.contacts) {
+            Mark::load(state, feed.name)
+                .await?
+                .advance(state, started - settle)
+                .await?;
+        }
     }
     Ok(())
 }
@@ -344,41 +384,17 @@ async fn scan_feed(
     sf_now: DateTime<Utc>,
     report: &mut FeedReport,
 ) -> Result<(), SyncError> {
-    let stored = state.watermark(feed.name).await?;
-    let mut mark = Mark {
-        feed: feed.name,
-        at: stored.at,
-        version: stored.version,
-    };
-    let resumed = match &stored.checkpoint {
-        Some(text) => match serde_json::from_str::<Checkpoint>(text) {
-            Ok(cp) => Some(cp),
-            Err(e) => {
-                warn!(feed = feed.name, error = %e, "unreadable checkpoint; starting a fresh window");
-                None
-            }
-        },
-        None => None,
-    };
-    let mut cp = match resumed {
-        Some(cp) => cp,
-        None => {
-            let Some(w) = Window::next(
-                stored.at,
-                sf_now,
-                cfg.salesforce.lookback,
-                cfg.salesforce.settle,
-            ) else {
-                report.completed = true;
-                return Ok(());
-            };
-            Checkpoint {
-                from: w.from,
-                to: w.to,
-                target: w.to,
-                after: None,
-            }
-        }
+    let mut mark = Mark::load(state, feed.name).await?;
+    let Some(mut cp) = WindowCheckpoint::plan(
+        &mark,
+        sf_now,
+        cfg.salesforce.lookback,
+        cfg.salesforce.settle,
+    ) else {
+        // Nothing settled to read; a checkpoint that aimed behind the watermark is dropped.
+        mark.clear_checkpoint(state).await?;
+        report.completed = true;
+        return Ok(());
     };
     report.from = Some(cp.from);
     report.to = Some(cp.target);
@@ -406,11 +422,11 @@ async fn scan_feed(
         }
         // The (sub-)window is done: everything up to `cp.to` is on the queue.
         if cp.to >= cp.target {
-            mark.save(state, Some(cp.target), None).await?;
+            mark.advance(state, cp.target).await?;
             report.completed = true;
             return Ok(());
         }
-        cp = Checkpoint {
+        cp = WindowCheckpoint {
             from: cp.to,
             to: cp.target,
             target: cp.target,
@@ -429,7 +445,7 @@ async fn scan_window(
     queue: &dyn WorkQueue,
     opts: &PeriodicOptions,
     feed: &Feed,
-    cp: &mut Checkpoint,
+    cp: &mut WindowCheckpoint,
     mark: &mut Mark,
     report: &mut FeedReport,
 ) -> Result<bool, SyncError> {
@@ -438,7 +454,7 @@ async fn scan_window(
         cursor_field: feed.cursor_field.clone(),
         window: cp.window(),
         filter: feed.filter.clone(),
-        include_deleted: true,
+        include_deleted: feed.include_deleted,
         key_field: feed.key_field.map(str::to_owned),
     };
     let mut pages = crm.changes(query).await?;
@@ -447,19 +463,16 @@ async fn scan_window(
         let last = (last.cursor, last.id.clone());
         let bodies: Vec<String> = page
             .iter()
-            .filter_map(|c| match feed.key_field {
-                None => Some(WorkMessage::of(
-                    feed.kind,
-                    c.id.clone(),
-                    Some(c.cursor),
-                    &opts.run_id,
-                    c.deleted,
-                )),
-                // A Lead's CampaignMember names no Contact: nothing to queue.
-                Some(_) => c.key.clone().map(|key| WorkMessage {
-                    full: true,
-                    ..WorkMessage::of(feed.kind, key, Some(c.cursor), &opts.run_id, false)
-                }),
+            .filter_map(|c| {
+                let (id, deleted) = match feed.key_field {
+                    None => (c.id.clone(), c.deleted),
+                    // A Lead's CampaignMember names no Contact: nothing to queue.
+                    Some(_) => (c.key.clone()?, false),
+                };
+                Some(WorkMessage {
+                    full: feed.full,
+                    ..WorkMessage::of(feed.kind, id, Some(c.cursor), &opts.run_id, deleted)
+                })
             })
             .map(|m| m.to_body())
             .collect();
@@ -494,36 +507,4 @@ async fn scan_window(
         }
     }
     Ok(true)
-}
-
-/// The stored watermark as this run knows it; every save is conditional on the version read.
-pub(crate) struct Mark {
-    pub(crate) feed: &'static str,
-    pub(crate) at: Option<DateTime<Utc>>,
-    pub(crate) version: u64,
-}
-
-impl Mark {
-    pub(crate) async fn save(
-        &mut self,
-        state: &dyn StateStore,
-        at: Option<DateTime<Utc>>,
-        checkpoint: Option<String>,
-    ) -> Result<(), SyncError> {
-        state
-            .save_watermark(self.feed, at, checkpoint, self.version)
-            .await?;
-        self.at = at;
-        self.version += 1;
-        Ok(())
-    }
-
-    async fn save_checkpoint(
-        &mut self,
-        state: &dyn StateStore,
-        cp: &Checkpoint,
-    ) -> Result<(), SyncError> {
-        let text = serde_json::to_string(cp).map_err(|e| SyncError::failed(e.to_string()))?;
-        self.save(state, self.at, Some(text)).await
-    }
 }

@@ -30,15 +30,52 @@ pub struct OrgStatus {
 /// An object's fields and record types, as its describe gives them.
 pub use hlsync_salesforce::Describe;
 
+/// A condition the pipeline's queries add, in a form every adapter can evaluate (the Salesforce
+/// adapter writes it as SOQL with [`Filter::soql`]; the in-memory one evaluates it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    /// `IsDeleted = true`.
+    Deleted,
+    /// `<path> = '<value>'`; a dotted path follows a lookup (`Campaign.Type`). Text compares
+    /// without case, as SOQL does.
+    Equals { path: String, value: String },
+    /// Rows of a `SystemModstamp` window whose Flow-kept `field` did not move in it: deleted,
+    /// null, or not later than the window's start (undeletes, and edits the Flow missed).
+    CursorBehind { field: String },
+}
+
+impl Filter {
+    /// The SOQL condition; `window_from` is the start of the window the query reads.
+    pub fn soql(&self, window_from: Option<DateTime<Utc>>) -> String {
+        match self {
+            Filter::Deleted => "IsDeleted = true".to_owned(),
+            Filter::Equals { path, value } => format!("{path} = {}", soql_text(value)),
+            Filter::CursorBehind { field } => match window_from {
+                Some(from) => format!(
+                    "IsDeleted = true OR {field} = null OR {field} <= {}",
+                    hlsync_core::time::format_soql_datetime(from)
+                ),
+                None => format!("IsDeleted = true OR {field} = null"),
+            },
+        }
+    }
+}
+
+/// A text as a SOQL string literal (quotes and backslashes escaped).
+pub fn soql_text(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
 /// Which changed records to list: those of `object` whose `cursor_field` falls in `window`,
-/// ordered by (cursor, Id).
+/// ordered by (cursor, Id). The cursor may be a lookup's field (`Account.SystemModstamp`: the
+/// Contacts of changed Accounts).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeQuery {
     pub object: String,
     pub cursor_field: String,
     pub window: Window,
-    /// Extra SOQL condition ANDed to the window (e.g. `IsDeleted = true`).
-    pub filter: Option<String>,
+    /// Extra condition ANDed to the window.
+    pub filter: Option<Filter>,
     /// `queryAll` (deleted rows included) rather than `query`.
     pub include_deleted: bool,
     /// A reference field whose value is the record to work on instead of the changed one
@@ -62,7 +99,7 @@ impl ChangeQuery {
             self.window.soql_condition(cursor)
         );
         if let Some(filter) = &self.filter {
-            soql.push_str(&format!(" AND ({filter})"));
+            soql.push_str(&format!(" AND ({})", filter.soql(Some(self.window.from))));
         }
         soql.push_str(&format!(" ORDER BY {cursor} ASC, Id ASC"));
         soql
@@ -89,8 +126,8 @@ pub struct FindBy {
     pub fields: Vec<String>,
     pub field: String,
     pub ids: Vec<SfId>,
-    /// Extra SOQL condition ANDed to the `IN` list.
-    pub filter: Option<String>,
+    /// Extra condition ANDed to the `IN` list.
+    pub filter: Option<Filter>,
 }
 
 impl FindBy {
@@ -109,7 +146,7 @@ impl FindBy {
             list.join(",")
         );
         if let Some(filter) = &self.filter {
-            soql.push_str(&format!(" AND ({filter})"));
+            soql.push_str(&format!(" AND ({})", filter.soql(None)));
         }
         soql.push_str(" ORDER BY Id ASC");
         soql
@@ -123,24 +160,14 @@ pub struct IdScan {
     pub object: String,
     /// Resume after this Id (the last one a previous page or run got to).
     pub after: Option<SfId>,
-    /// Extra SOQL condition ANDed to the scan.
-    pub filter: Option<String>,
 }
 
 impl IdScan {
     /// Pages carry `SystemModstamp` as their cursor, so that a message says how new the read was.
     pub fn soql(&self) -> String {
-        let mut conditions = Vec::new();
-        if let Some(after) = &self.after {
-            conditions.push(format!("Id > '{after}'"));
-        }
-        if let Some(filter) = &self.filter {
-            conditions.push(format!("({filter})"));
-        }
         let mut soql = format!("SELECT Id, SystemModstamp, IsDeleted FROM {}", self.object);
-        if !conditions.is_empty() {
-            soql.push_str(" WHERE ");
-            soql.push_str(&conditions.join(" AND "));
+        if let Some(after) = &self.after {
+            soql.push_str(&format!(" WHERE Id > '{after}'"));
         }
         soql.push_str(" ORDER BY Id ASC");
         soql
@@ -251,9 +278,20 @@ pub trait StateStore: Send + Sync {
         expected_version: u64,
     ) -> Result<(), SyncError>;
     async fn try_lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, SyncError>;
+    /// Reserves the next slot of a pace shared by every function and the CLI (one call every
+    /// `interval`), answering when it is. Every caller gets its own slot: together they never go
+    /// faster than the pace.
+    async fn reserve_slot(
+        &self,
+        name: &str,
+        interval: Duration,
+    ) -> Result<DateTime<Utc>, SyncError>;
     async fn release_lease(&self, name: &str, owner: &str) -> Result<(), SyncError>;
     async fn pushed(&self, ids: &[SfId]) -> Result<HashMap<SfId, Pushed>, SyncError>;
-    async fn record_pushed(&self, items: &[(SfId, Pushed)]) -> Result<(), SyncError>;
+    /// Conditional per record: a record is written only where no record of a later cursor is
+    /// stored (two functions pushed the same Contact from reads of different ages; the newer
+    /// stays). Answers the Ids refused that way.
+    async fn record_pushed(&self, items: &[(SfId, Pushed)]) -> Result<Vec<SfId>, SyncError>;
     /// Push records of other kinds (events, registrations), each kind under its own key prefix.
     async fn pushed_keys(
         &self,
@@ -279,6 +317,14 @@ pub trait StateStore: Send + Sync {
 pub trait WorkQueue: Send + Sync {
     /// Sends message bodies; returns the indexes of the ones that were not accepted.
     async fn send(&self, bodies: Vec<String>) -> Result<Vec<usize>, SyncError>;
+    /// As `send`, the messages delivered only after `delay` (at most 15 minutes): work handed
+    /// back to wait out a stop (the allotment, rejected credentials, an outage) as new messages,
+    /// so that waiting never counts towards the receives that lead to the dead-letter queue.
+    async fn send_later(
+        &self,
+        bodies: Vec<String>,
+        delay: Duration,
+    ) -> Result<Vec<usize>, SyncError>;
     /// Puts a message that can never succeed straight on the dead-letter queue.
     async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), SyncError>;
 }

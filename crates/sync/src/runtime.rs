@@ -10,7 +10,7 @@ use hlsync_salesforce::ClientOptions;
 
 use crate::Deadline;
 use crate::adapters::aws::SqsQueues;
-use crate::adapters::higher_logic::HigherLogicCommunity;
+use crate::adapters::higher_logic::{HigherLogicCommunity, SharedPace};
 use crate::adapters::salesforce::SalesforceCrm;
 use crate::credentials::Credentials;
 use crate::error::SyncError;
@@ -19,16 +19,6 @@ use crate::periodic::{PeriodicDeps, PeriodicOptions, PeriodicReport};
 
 /// How long a warm function trusts the secret it read before looking at its version again.
 pub const SECRET_TTL: Duration = Duration::from_secs(5 * 60);
-
-/// `HLSYNC_CONCURRENT_FUNCTIONS`: how many function instances share Higher Logic's rate limit
-/// (unset, or not a positive number: this one alone, as for the CLI).
-fn concurrent_functions() -> u32 {
-    std::env::var(crate::adapters::higher_logic::ENV_CONCURRENT_FUNCTIONS)
-        .ok()
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(1)
-}
 
 /// The names of the deployed resources, from the functions' environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +92,14 @@ impl Runtime {
                 dlq: SqsQueue::new(aws.sqs.clone(), resources.dlq_url.clone()),
             },
             crm: SalesforceCrm::new(Arc::clone(&credentials), salesforce),
-            community: HigherLogicCommunity::new(Arc::clone(&credentials), concurrent_functions()),
+            community: HigherLogicCommunity::new(
+                Arc::clone(&credentials),
+                Arc::new(SharedPace::new(
+                    Arc::new(state.clone()),
+                    std::num::NonZeroU32::new(cfg.higher_logic.max_calls_per_minute)
+                        .unwrap_or(std::num::NonZeroU32::MIN),
+                )),
+            ),
             credentials,
             cfg,
             resources,

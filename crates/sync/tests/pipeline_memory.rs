@@ -144,6 +144,20 @@ impl World {
             .expect("batch runs")
     }
 
+    /// The initial load over an empty org: the Contact feeds' watermarks start at `t0 - settle`,
+    /// so the next runs read change windows.
+    async fn established(page_size: usize) -> Self {
+        let w = World::new(page_size);
+        let r = w
+            .periodic(w.crm.as_ref(), w.queue.as_ref())
+            .await
+            .expect("initial load");
+        assert!(r.full_refresh.is_some_and(|f| f.initial && f.completed));
+        let wm = w.state.watermark(FEED_CONTACTS).await.expect("watermark");
+        assert_eq!(wm.at, Some(t0() - chrono::Duration::seconds(60)));
+        w
+    }
+
     /// One Periodic Refresh and one Member Refresh over everything it queued.
     async fn sync(&self) -> hlsync_sync::member::MemberReport {
         self.periodic(self.crm.as_ref(), self.queue.as_ref())
@@ -190,15 +204,17 @@ async fn initial_sync_pushes_every_contact_and_a_second_sync_pushes_nothing() {
 
 #[tokio::test]
 async fn changes_younger_than_settle_wait_for_the_next_run() {
-    let w = World::new(2000);
+    let w = World::established(2000).await;
+    let now = t0() + chrono::Duration::minutes(10);
+    w.crm.set_now(now);
     w.crm
-        .put("Contact", contact(1, t0() - chrono::Duration::seconds(30)));
+        .put("Contact", contact(1, now - chrono::Duration::seconds(30)));
     w.crm
-        .put("Contact", contact(2, t0() - chrono::Duration::seconds(90)));
+        .put("Contact", contact(2, now - chrono::Duration::seconds(90)));
     let report = w.sync().await;
     assert_eq!(report.pushed, 1);
     assert!(w.community.member(id(2).as_str()).is_some());
-    w.crm.set_now(t0() + chrono::Duration::minutes(5));
+    w.crm.set_now(now + chrono::Duration::minutes(5));
     let report = w.sync().await;
     assert_eq!(report.pushed, 1);
     assert!(w.community.member(id(1).as_str()).is_some());
@@ -206,25 +222,63 @@ async fn changes_younger_than_settle_wait_for_the_next_run() {
 
 #[tokio::test]
 async fn a_late_commit_within_the_lookback_is_not_lost() {
-    let w = World::new(2000);
+    let w = World::established(2000).await;
     w.crm
-        .put("Contact", contact(1, t0() - chrono::Duration::minutes(2)));
+        .put("Contact", contact(1, t0() + chrono::Duration::minutes(3)));
+    w.crm.set_now(t0() + chrono::Duration::minutes(5));
     w.sync().await;
     // Committed late: it shows up now with a SystemModstamp older than the watermark.
     w.crm
-        .put("Contact", contact(2, t0() - chrono::Duration::minutes(3)));
-    w.crm.set_now(t0() + chrono::Duration::minutes(5));
+        .put("Contact", contact(2, t0() + chrono::Duration::minutes(2)));
+    w.crm.set_now(t0() + chrono::Duration::minutes(10));
     w.sync().await;
     assert!(w.community.member(id(2).as_str()).is_some());
 }
 
 #[tokio::test]
+async fn a_window_ending_before_the_watermark_is_empty_and_never_wedges_the_feed() {
+    let mut w = World::established(2000).await;
+    w.crm
+        .put("Contact", contact(1, t0() + chrono::Duration::minutes(3)));
+    w.crm.set_now(t0() + chrono::Duration::minutes(10));
+    w.sync().await;
+    let wm = w.state.watermark(FEED_CONTACTS).await.expect("watermark");
+    // `settle` raised past the time since the last run: the next window would end before the
+    // watermark. The run does nothing and fails nothing, however often it runs.
+    w.cfg.salesforce.settle = Duration::from_secs(3600);
+    for _ in 0..3 {
+        let r = w
+            .periodic(w.crm.as_ref(), w.queue.as_ref())
+            .await
+            .expect("no conflict, no wedge");
+        assert_eq!(r.sent(), 0);
+        assert!(r.completed());
+    }
+    assert_eq!(
+        w.state
+            .watermark(FEED_CONTACTS)
+            .await
+            .expect("watermark")
+            .at,
+        wm.at,
+        "never moved back"
+    );
+    // Settled again later: the changes since arrive.
+    w.crm
+        .put("Contact", contact(2, t0() + chrono::Duration::minutes(15)));
+    w.crm.set_now(t0() + chrono::Duration::minutes(80));
+    let report = w.sync().await;
+    assert_eq!(report.pushed, 1);
+}
+
+#[tokio::test]
 async fn records_sharing_one_timestamp_across_page_edges_and_a_deadline_stop_are_not_lost() {
-    let w = World::new(200);
-    let at = t0() - chrono::Duration::hours(2);
+    let w = World::established(200).await;
+    let at = t0() + chrono::Duration::minutes(1);
     for n in 0..500 {
         w.crm.put("Contact", contact(n, at));
     }
+    w.crm.set_now(t0() + chrono::Duration::minutes(10));
     // The deadline has passed: the run sends one page, checkpoints, and stops.
     let opts = PeriodicOptions {
         deadline: Deadline::at(Instant::now(), Duration::ZERO),
@@ -243,7 +297,8 @@ async fn records_sharing_one_timestamp_across_page_edges_and_a_deadline_stop_are
     assert!(!r.completed());
     let wm = w.state.watermark(FEED_CONTACTS).await.expect("watermark");
     assert_eq!(
-        wm.at, None,
+        wm.at,
+        Some(t0() - chrono::Duration::seconds(60)),
         "the watermark does not move before the window is done"
     );
     assert!(wm.checkpoint.is_some());
@@ -265,13 +320,14 @@ async fn records_sharing_one_timestamp_across_page_edges_and_a_deadline_stop_are
 
 #[tokio::test]
 async fn a_query_timeout_splits_the_window() {
-    let w = World::new(2000);
+    let w = World::established(2000).await;
     for n in 0..10 {
         w.crm.put(
             "Contact",
-            contact(n, t0() - chrono::Duration::hours(n as i64 + 1)),
+            contact(n, t0() + chrono::Duration::minutes(n as i64 + 1)),
         );
     }
+    w.crm.set_now(t0() + chrono::Duration::hours(1));
     let script = Arc::new(Script::default());
     script.fail("changes", 0, || {
         SyncError::QueryTimeout("too many rows".into())
@@ -510,7 +566,7 @@ async fn a_contact_missing_when_read_is_pushed_as_deleted_only_if_it_was_pushed_
 }
 
 #[tokio::test]
-async fn a_higher_logic_outage_fails_the_batch_for_a_retry_and_a_rejection_stops_it() {
+async fn an_outage_or_a_rejection_hands_the_batch_back_to_wait_without_spending_receives() {
     let w = World::new(2000);
     w.crm.put("Contact", contact(1, t0()));
     let script = Arc::new(Script::default());
@@ -533,21 +589,394 @@ async fn a_higher_logic_outage_fails_the_batch_for_a_retry_and_a_rejection_stops
         state: w.state.as_ref(),
         queue: w.queue.as_ref(),
     };
+    // An outage: the message is not failed (five of those would dead-letter the whole backlog)
+    // but handed back as a new message that waits a couple of minutes.
     let report = member_refresh(&deps, vec![message(1, body(1))], &Deadline::none())
         .await
         .expect("runs");
-    assert_eq!(report.failed_message_ids, vec!["m1".to_string()]);
-    // A rejection stops the batch; the malformed message in it was dead-lettered already and
-    // must not be reported failed too (it would land on the DLQ twice).
+    assert!(report.failed_message_ids.is_empty());
+    assert_eq!(report.requeued, 1);
+    let delayed = w.queue.delayed.lock().expect("lock").clone();
+    assert_eq!(delayed, vec![(body(1), Duration::from_secs(120))]);
+    w.queue.delayed.lock().expect("lock").clear();
+    // A rejection stops the batch: handed back for longer; the malformed message in it was
+    // dead-lettered already and is neither failed nor handed back.
     let batch = vec![message(1, body(1)), message(9, "not a message".into())];
     let err = member_refresh(&deps, batch, &Deadline::none())
         .await
         .expect_err("stops");
     assert!(err.error.stops_run());
-    assert_eq!(err.report.failed_message_ids, vec!["m1".to_string()]);
-    assert_eq!(err.report.dead_lettered, 1);
-    let report = member_refresh(&deps, vec![message(1, body(1))], &Deadline::none())
+    assert!(err.report.failed_message_ids.is_empty());
+    assert_eq!((err.report.requeued, err.report.dead_lettered), (1, 1));
+    let delayed = w.queue.delayed.lock().expect("lock").clone();
+    assert_eq!(delayed, vec![(body(1), Duration::from_secs(900))]);
+    // When it is due, it goes through.
+    assert_eq!(w.queue.release_delayed(), 1);
+    let report = member_refresh(&deps, w.queue.take(), &Deadline::none())
         .await
         .expect("runs");
     assert_eq!(report.pushed, 1);
+}
+
+/// Higher Logic taking `delay` per request: the time a paced push takes.
+struct SlowCommunity {
+    inner: Arc<MemoryCommunity>,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl Community for SlowCommunity {
+    async fn push_members(
+        &self,
+        members: &[hlsync_core::member::Member],
+    ) -> Result<Vec<hlsync_sync::ports::PushResult>, SyncError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.push_members(members).await
+    }
+    async fn push_meetings(
+        &self,
+        meetings: &[hlsync_core::event::Meeting],
+    ) -> Result<Vec<hlsync_sync::ports::PushResult>, SyncError> {
+        self.inner.push_meetings(meetings).await
+    }
+    async fn email_preferences_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<hlsync_sync::ports::EmailPreferenceChange>, SyncError> {
+        self.inner.email_preferences_since(since).await
+    }
+    fn calls_made(&self) -> u64 {
+        self.inner.calls_made()
+    }
+}
+
+// On tokio's paused clock: the slow pushes and the deadline are virtual time, not a race.
+#[tokio::test(start_paused = true)]
+async fn the_deadline_is_checked_between_push_requests_and_what_was_pushed_is_recorded() {
+    let mut w = World::new(2000);
+    w.cfg.higher_logic.batch_size = 10;
+    for n in 0..50 {
+        w.crm.put("Contact", contact(n, t0()));
+    }
+    let slow = SlowCommunity {
+        inner: w.community.clone(),
+        delay: Duration::from_millis(300),
+    };
+    let deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: w.crm.as_ref(),
+        community: &slow,
+        state: w.state.as_ref(),
+        queue: w.queue.as_ref(),
+    };
+    let batch: Vec<IncomingMessage> = (0..50).map(|n| message(n, body(n))).collect();
+    // Room for the read and one request before the stop.
+    let deadline = Deadline::after(Duration::from_millis(200));
+    let report = member_refresh(&deps, batch, &deadline).await.expect("runs");
+    assert_eq!(report.pushed, 10, "the first request only");
+    assert_eq!(report.failed_message_ids.len(), 40, "the rest is retried");
+    let recorded = w
+        .state
+        .pushed(&(0..50).map(id).collect::<Vec<_>>())
+        .await
+        .expect("state");
+    assert_eq!(recorded.len(), 10, "what was pushed is recorded");
+    // The retry pushes only what was not pushed yet.
+    let retry: Vec<IncomingMessage> = report
+        .failed_message_ids
+        .iter()
+        .map(|m| {
+            let n: usize = m.trim_start_matches('m').parse().expect("id");
+            message(n, body(n))
+        })
+        .collect();
+    let report = member_refresh(&deps, retry, &Deadline::none())
+        .await
+        .expect("runs");
+    assert_eq!(report.pushed, 40);
+}
+
+/// Salesforce as one function saw it a moment ago: reads of Contacts answer the stale version.
+struct StaleCrm {
+    inner: Arc<MemoryCrm>,
+    stale: serde_json::Map<String, Value>,
+}
+
+#[async_trait::async_trait]
+impl Crm for StaleCrm {
+    async fn org_status(&self) -> Result<hlsync_sync::ports::OrgStatus, SyncError> {
+        self.inner.org_status().await
+    }
+    async fn describe_contact(&self, refresh: bool) -> Result<Arc<Describe>, SyncError> {
+        self.inner.describe_contact(refresh).await
+    }
+    async fn changes(
+        &self,
+        query: hlsync_sync::ports::ChangeQuery,
+    ) -> Result<Box<dyn hlsync_sync::ports::ChangePages>, SyncError> {
+        self.inner.changes(query).await
+    }
+    async fn read(
+        &self,
+        object: &str,
+        ids: &[SfId],
+        fields: &[String],
+    ) -> Result<Vec<Option<serde_json::Map<String, Value>>>, SyncError> {
+        let fresh = self.inner.read(object, ids, fields).await?;
+        Ok(ids
+            .iter()
+            .zip(fresh)
+            .map(|(id, record)| {
+                let stale_id = self.stale.get("Id").and_then(Value::as_str);
+                match (object, stale_id) {
+                    ("Contact", Some(s)) if s.parse::<SfId>().ok().as_ref() == Some(id) => {
+                        Some(self.stale.clone())
+                    }
+                    _ => record,
+                }
+            })
+            .collect())
+    }
+    async fn scan(
+        &self,
+        scan: hlsync_sync::ports::IdScan,
+    ) -> Result<Box<dyn hlsync_sync::ports::ChangePages>, SyncError> {
+        self.inner.scan(scan).await
+    }
+    async fn find_by(
+        &self,
+        query: hlsync_sync::ports::FindBy,
+    ) -> Result<Vec<serde_json::Map<String, Value>>, SyncError> {
+        self.inner.find_by(query).await
+    }
+    async fn update(
+        &self,
+        records: Vec<(String, SfId, serde_json::Map<String, Value>)>,
+    ) -> Result<Vec<hlsync_sync::ports::WriteResult>, SyncError> {
+        self.inner.update(records).await
+    }
+    fn calls_made(&self) -> u64 {
+        self.inner.calls_made()
+    }
+    fn usage(&self) -> Option<hlsync_core::allotment::ApiUsage> {
+        self.inner.usage()
+    }
+}
+
+/// A Higher Logic where, while this function's request is in flight, another function pushes
+/// and records the newer version of the same Contact first.
+struct Overtaken {
+    inner: Arc<MemoryCommunity>,
+    state: Arc<MemoryState>,
+    newer: hlsync_core::member::Member,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Community for Overtaken {
+    async fn push_members(
+        &self,
+        members: &[hlsync_core::member::Member],
+    ) -> Result<Vec<hlsync_sync::ports::PushResult>, SyncError> {
+        if !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.inner
+                .push_members(std::slice::from_ref(&self.newer))
+                .await?;
+            let record = hlsync_sync::ports::Pushed {
+                hash: self.newer.content_hash().to_string(),
+                cursor: self.newer.modstamp,
+                pushed_at: Utc::now(),
+                opt_out: None,
+            };
+            self.state
+                .record_pushed(&[(self.newer.contact_id.clone(), record)])
+                .await?;
+        }
+        self.inner.push_members(members).await
+    }
+    async fn push_meetings(
+        &self,
+        meetings: &[hlsync_core::event::Meeting],
+    ) -> Result<Vec<hlsync_sync::ports::PushResult>, SyncError> {
+        self.inner.push_meetings(meetings).await
+    }
+    async fn email_preferences_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<hlsync_sync::ports::EmailPreferenceChange>, SyncError> {
+        self.inner.email_preferences_since(since).await
+    }
+    fn calls_made(&self) -> u64 {
+        self.inner.calls_made()
+    }
+}
+
+#[tokio::test]
+async fn an_older_read_never_stays_in_higher_logic_after_a_newer_push() {
+    let w = World::new(2000);
+    let old = contact(1, t0());
+    let mut new = contact(1, t0() + chrono::Duration::minutes(1));
+    new.insert("LastName".into(), json!("Newer"));
+    w.crm.put("Contact", new.clone());
+    let stale = StaleCrm {
+        inner: w.crm.clone(),
+        stale: old,
+    };
+
+    // 1. The newer version is already recorded when the older read is about to be pushed: the
+    //    older one is not sent.
+    let fresh_deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: w.crm.as_ref(),
+        community: w.community.as_ref(),
+        state: w.state.as_ref(),
+        queue: w.queue.as_ref(),
+    };
+    let forced = |n: usize| {
+        message(
+            n,
+            format!(
+                r#"{{"v":1,"kind":"contact","id":"{}","run":"r","full":true}}"#,
+                id(1)
+            ),
+        )
+    };
+    member_refresh(&fresh_deps, vec![forced(1)], &Deadline::none())
+        .await
+        .expect("newer pushed");
+    let stale_deps = MemberDeps {
+        crm: &stale,
+        ..fresh_deps
+    };
+    let calls = w.community.calls_made();
+    let report = member_refresh(&stale_deps, vec![forced(2)], &Deadline::none())
+        .await
+        .expect("runs");
+    assert_eq!(report.pushed, 0);
+    assert_eq!(
+        w.community.calls_made(),
+        calls,
+        "the older read is not sent"
+    );
+    let held = w.community.member(id(1).as_str()).expect("member");
+    assert_eq!(held.last_name.as_deref(), Some("Newer"));
+
+    // 2. The newer version lands while the older one is in flight: Higher Logic briefly holds
+    //    the older one, the record is refused, and the Contact is queued again, forced.
+    let w = World::new(2000);
+    w.crm.put("Contact", new.clone());
+    let stale = StaleCrm {
+        inner: w.crm.clone(),
+        stale: contact(1, t0()),
+    };
+    let schema_describe = describe();
+    let cfg = w.cfg.clone();
+    let schema = hlsync_core::schema::ContactSchema::build(
+        &schema_describe.fields,
+        &schema_describe.record_types,
+        &cfg,
+    )
+    .expect("schema");
+    let newer = hlsync_core::mapping::map_contact(
+        &hlsync_core::mapping::ContactInput {
+            fields: &new,
+            account_name: None,
+            registrations: &[],
+        },
+        &schema,
+        &cfg,
+    )
+    .expect("maps");
+    let overtaken = Overtaken {
+        inner: w.community.clone(),
+        state: w.state.clone(),
+        newer,
+        fired: std::sync::atomic::AtomicBool::new(false),
+    };
+    let deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: &stale,
+        community: &overtaken,
+        state: w.state.as_ref(),
+        queue: w.queue.as_ref(),
+    };
+    member_refresh(&deps, vec![forced(1)], &Deadline::none())
+        .await
+        .expect("runs");
+    assert_eq!(
+        w.community
+            .member(id(1).as_str())
+            .expect("member")
+            .last_name
+            .as_deref(),
+        Some("Last1"),
+        "the older push landed last"
+    );
+    let requeued = w.queue.take();
+    assert_eq!(requeued.len(), 1, "the Contact is queued again");
+    assert!(requeued[0].body.contains(r#""force":true"#));
+    let deps = MemberDeps {
+        crm: w.crm.as_ref(),
+        community: w.community.as_ref(),
+        ..deps
+    };
+    member_refresh(&deps, requeued, &Deadline::none())
+        .await
+        .expect("runs");
+    assert_eq!(
+        w.community
+            .member(id(1).as_str())
+            .expect("member")
+            .last_name
+            .as_deref(),
+        Some("Newer"),
+        "Higher Logic ends at the newest"
+    );
+}
+
+#[tokio::test]
+async fn with_a_flow_kept_cursor_nulls_are_loaded_and_undeletes_found() {
+    let mut w = World::new(2000);
+    w.cfg.salesforce.cursor_field = "HL_Mod_Date__c".into();
+    w.crm.describe.lock().expect("lock").fields.push(FieldInfo {
+        name: "HL_Mod_Date__c".into(),
+        label: "HL Mod Date".into(),
+        field_type: FieldType::DateTime,
+        calculated: false,
+    });
+    let with_cursor = |n: usize, at: DateTime<Utc>| {
+        let mut c = contact(n, at);
+        c.insert("HL_Mod_Date__c".into(), json!(sf_time(at)));
+        c
+    };
+    w.crm
+        .put("Contact", with_cursor(1, t0() - chrono::Duration::days(1)));
+    // The Flow never ran on this one: its cursor is null.
+    w.crm
+        .put("Contact", contact(2, t0() - chrono::Duration::days(1)));
+    let report = w.sync().await;
+    assert_eq!(
+        report.pushed, 2,
+        "the initial load reads every Contact, nulls included"
+    );
+
+    // Contact 1 deleted, and then undeleted: SystemModstamp moves, the Flow-kept field does not.
+    let later = t0() + chrono::Duration::minutes(5);
+    let mut deleted = with_cursor(1, t0() - chrono::Duration::days(1));
+    deleted.insert("IsDeleted".into(), json!(true));
+    deleted.insert("SystemModstamp".into(), json!(sf_time(later)));
+    w.crm.put("Contact", deleted);
+    w.crm.set_now(later + chrono::Duration::minutes(5));
+    let report = w.sync().await;
+    assert_eq!(report.deleted, 1);
+    assert!(w.community.is_deleted(id(1).as_str()));
+    let undeleted_at = later + chrono::Duration::minutes(10);
+    let mut undeleted = with_cursor(1, t0() - chrono::Duration::days(1));
+    undeleted.insert("SystemModstamp".into(), json!(sf_time(undeleted_at)));
+    w.crm.put("Contact", undeleted);
+    w.crm.set_now(undeleted_at + chrono::Duration::minutes(5));
+    let report = w.sync().await;
+    assert_eq!(report.pushed, 1, "the undelete is found on SystemModstamp");
+    assert!(w.community.member(id(1).as_str()).is_some());
+    assert!(!w.community.is_deleted(id(1).as_str()));
 }

@@ -228,7 +228,9 @@ async fn meetings_go_to_meeting_and_registrations_travel_on_the_members_record()
     let (p, m) = w.sync().await;
     assert!(p.completed());
     let feeds: Vec<&str> = p.feeds.iter().map(|f| f.feed.as_str()).collect();
-    assert_eq!(feeds, ["contacts", "campaigns", "campaign-members"]);
+    // The initial load reads every Contact; the Contact feeds begin after it.
+    assert_eq!(feeds, ["campaigns", "campaign-members"]);
+    assert!(p.full_refresh.is_some_and(|f| f.initial && f.completed));
     // Only the Event campaign is a meeting.
     let meetings = w.community.meetings.lock().expect("meetings").clone();
     assert_eq!(
@@ -253,8 +255,13 @@ async fn meetings_go_to_meeting_and_registrations_travel_on_the_members_record()
     );
 
     // Nothing changed: nothing is pushed again.
-    let (_, m) = w.sync().await;
+    let (p, m) = w.sync().await;
     assert_eq!((m.meetings_pushed, m.pushed), (0, 0));
+    let feeds: Vec<&str> = p.feeds.iter().map(|f| f.feed.as_str()).collect();
+    assert_eq!(
+        feeds,
+        ["contacts", "accounts", "campaigns", "campaign-members"]
+    );
 
     // Member 1 cancels, member 2 registers: each Contact's record is pushed again, whole.
     let now = w.now();
@@ -351,10 +358,12 @@ async fn a_contact_is_never_pushed_from_a_partial_read() {
     let w = events_world();
     w.periodic_with(w.queue.as_ref()).await.expect("periodic");
     let script = Arc::new(Script::default());
-    script.fail("find_by", 0, || SyncError::Transient {
-        service: Service::Salesforce,
-        message: "503".into(),
-    });
+    for _ in 0..2 {
+        script.fail("find_by", 0, || SyncError::Transient {
+            service: Service::Salesforce,
+            message: "503".into(),
+        });
+    }
     let crm = FaultyCrm {
         inner: w.crm.clone(),
         script,
@@ -371,12 +380,18 @@ async fn a_contact_is_never_pushed_from_a_partial_read() {
         .iter()
         .filter(|m| m.body.contains(r#""kind":"contact""#))
         .count();
+    let all = messages.len() as u64;
+    assert!(contact_messages > 0);
     let r = member_refresh(&deps, messages, &Deadline::none())
         .await
         .expect("batch");
     assert_eq!(r.pushed, 0, "no registrations read: no member pushed");
     assert!(w.community.is_empty());
-    assert_eq!(r.failed_message_ids.len(), contact_messages, "all retried");
+    assert!(r.failed_message_ids.is_empty());
+    assert_eq!(
+        r.requeued, all,
+        "all handed back to wait out Salesforce's outage"
+    );
 }
 
 #[tokio::test]
@@ -464,8 +479,8 @@ async fn a_formula_change_is_found_by_the_full_refresh_once_a_period() {
     let w = formula_world(true, 2000);
     let (p, m) = w.sync().await;
     assert_eq!(m.pushed, 5);
-    // The first run's window read everything: no full refresh on top of it.
-    assert!(p.full_refresh.is_none());
+    // The initial load read everything: it counts as the period's full refresh.
+    assert!(p.full_refresh.is_some_and(|f| f.initial && f.completed));
     let mark = w.state.watermark(FEED_FULL_REFRESH).await.expect("mark");
     assert!(mark.at.is_some());
 
@@ -494,10 +509,10 @@ async fn a_formula_change_is_found_by_the_full_refresh_once_a_period() {
             .iter()
             .any(|g| g.key.as_str() == "HL_Is_Board__c")
     );
-    // Batch reads: status, three window queries (Contacts, Campaigns, CampaignMembers), a
-    // describe, one scan page, then a describe, one Contact read and one query of their
-    // registrations: never one call per Contact.
-    assert_eq!(w.crm.calls_made() - calls, 9);
+    // Batch reads: status, four window queries (Contacts, Accounts, Campaigns,
+    // CampaignMembers), a describe, one scan page, then a describe, one Contact read and one
+    // query of their registrations: never one call per Contact.
+    assert_eq!(w.crm.calls_made() - calls, 10);
 
     // A second one inside the period does not run.
     w.advance(TimeDelta::hours(1));
@@ -601,7 +616,35 @@ async fn a_later_salesforce_change_wins_and_a_tie_opts_out() {
 }
 
 #[tokio::test]
-async fn a_refused_write_holds_the_watermark_and_is_retried() {
+async fn a_write_refused_for_now_holds_the_watermark_and_is_retried() {
+    let w = formula_world(false, 2000);
+    w.sync().await;
+    let (a, b) = (sfid("003", 1), sfid("003", 2));
+    w.community.set_email_opt_out(&a, true, w.now());
+    w.community
+        .set_email_opt_out(&b, true, w.now() + TimeDelta::seconds(5));
+    w.crm.lock_updates.lock().expect("lock").insert(a.clone());
+    let (p, _) = w.sync().await;
+    let r = p.email_preferences.expect("read");
+    assert_eq!((r.written, r.failed, r.dead_lettered), (1, 1, 0));
+    assert_eq!(r.watermark, None, "not past the locked change");
+
+    w.crm.lock_updates.lock().expect("lock").clear();
+    let (p, _) = w.sync().await;
+    let r = p.email_preferences.expect("read");
+    assert_eq!(
+        r.written, 1,
+        "the locked one, and not the one already written"
+    );
+    assert!(r.watermark.is_some());
+    // The feed is re-read with an overlap: the duplicates change nothing.
+    let (p, _) = w.sync().await;
+    assert_eq!(p.email_preferences.expect("read").written, 0);
+    assert_eq!(w.crm.updates.lock().expect("updates").len(), 2);
+}
+
+#[tokio::test]
+async fn a_write_refused_for_good_is_dead_lettered_and_does_not_pin_the_feed() {
     let w = formula_world(false, 2000);
     w.sync().await;
     let (a, b) = (sfid("003", 1), sfid("003", 2));
@@ -615,20 +658,98 @@ async fn a_refused_write_holds_the_watermark_and_is_retried() {
         .insert(a.clone());
     let (p, _) = w.sync().await;
     let r = p.email_preferences.expect("read");
-    assert_eq!((r.written, r.failed), (1, 1));
-    assert_eq!(r.watermark, None, "not past the refused change");
-
-    w.crm.refuse_updates.lock().expect("refuse").clear();
-    let (p, _) = w.sync().await;
-    let r = p.email_preferences.expect("read");
-    assert_eq!(
-        r.written, 1,
-        "the refused one, and not the one already written"
+    assert_eq!((r.written, r.failed, r.dead_lettered), (1, 0, 1));
+    assert!(r.watermark.is_some(), "the watermark moves past it");
+    let dead = w.queue.dead.lock().expect("dead").clone();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].0.contains(r#""kind":"opt_out""#), "{}", dead[0].0);
+    assert!(
+        dead[0].1.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION") && dead[0].1.contains(a.as_str()),
+        "{}",
+        dead[0].1
     );
-    assert!(r.watermark.is_some());
-    let (p, _) = w.sync().await;
+    // Fixed, and brought back by a redrive: the Member Refresh writes it.
+    w.crm.refuse_updates.lock().expect("refuse").clear();
+    let body = w.queue.dead.lock().expect("dead").remove(0).0;
+    w.queue.send(vec![body]).await.expect("redrive");
+    let m = w.members().await;
+    assert!(m.failed_message_ids.is_empty() && m.dead_lettered == 0);
+    let contact = w.crm.get("Contact", &a).expect("contact");
+    assert_eq!(contact["HasOptedOutOfEmail"], json!(true));
+}
+
+#[tokio::test]
+async fn an_unrelated_salesforce_edit_after_a_members_opt_out_does_not_lose_it() {
+    let w = formula_world(false, 2000);
+    w.sync().await;
+    let key = sfid("003", 3);
+    // 10:05 the member opts out in Higher Logic; 10:06 someone edits the Contact's name in
+    // Salesforce, and that edit is pushed (with DoNotEmail still false) before the write-back.
+    w.community.set_email_opt_out(&key, true, w.now());
+    w.advance(TimeDelta::minutes(1));
+    let mut edited = w.crm.get("Contact", &key).expect("contact");
+    edited.insert("LastName".into(), json!("Renamed"));
+    edited.insert("SystemModstamp".into(), json!(sf_time(w.now())));
+    w.crm.put("Contact", edited);
+    w.advance(TimeDelta::minutes(2));
+    let p = w
+        .periodic_via(w.queue.as_ref(), &NoPreferences)
+        .await
+        .expect("a run that does not see the member's change yet");
     assert_eq!(p.email_preferences.expect("read").changes, 0);
-    assert_eq!(w.crm.updates.lock().expect("updates").len(), 2);
+    w.members().await;
+    assert!(
+        !w.community
+            .member(key.as_str())
+            .expect("member")
+            .do_not_email
+    );
+    // The write-back still judges the member's change later than the flag's last change in
+    // Salesforce (not than the Contact's SystemModstamp), writes it, and the next push carries it.
+    w.advance(TimeDelta::minutes(2));
+    let (p, _) = w.sync().await;
+    assert_eq!(p.email_preferences.expect("read").written, 1);
+    w.advance(TimeDelta::minutes(2));
+    w.sync().await;
+    assert_eq!(
+        w.crm.get("Contact", &key).expect("contact")["HasOptedOutOfEmail"],
+        json!(true)
+    );
+    assert!(
+        w.community
+            .member(key.as_str())
+            .expect("member")
+            .do_not_email
+    );
+}
+
+/// A Higher Logic whose email-preference feed does not list the member's change yet (it lists
+/// late), and that a Periodic Refresh never pushes to.
+struct NoPreferences;
+
+#[async_trait::async_trait]
+impl Community for NoPreferences {
+    async fn push_members(
+        &self,
+        _: &[hlsync_core::member::Member],
+    ) -> Result<Vec<hlsync_sync::ports::PushResult>, SyncError> {
+        unreachable!("not pushed in a Periodic Refresh")
+    }
+    async fn push_meetings(
+        &self,
+        _: &[hlsync_core::event::Meeting],
+    ) -> Result<Vec<hlsync_sync::ports::PushResult>, SyncError> {
+        unreachable!("not pushed in a Periodic Refresh")
+    }
+    async fn email_preferences_since(
+        &self,
+        _: DateTime<Utc>,
+    ) -> Result<Vec<hlsync_sync::ports::EmailPreferenceChange>, SyncError> {
+        Ok(Vec::new())
+    }
+    fn calls_made(&self) -> u64 {
+        0
+    }
 }
 
 #[tokio::test]
@@ -679,4 +800,142 @@ async fn without_an_email_preference_feed_there_is_no_write_back_and_no_call() {
     assert!(p.email_preferences.is_none(), "no write-back step");
     assert_eq!(w.community.calls_made(), calls, "no call to Higher Logic");
     assert!(w.crm.updates.lock().expect("updates").is_empty());
+}
+
+// ----- changes outside the Contact row --------------------------------------------------------
+
+#[tokio::test]
+async fn an_account_renamed_reaches_its_contacts_organization_name() {
+    let w = formula_world(false, 2000);
+    let at = t0() - TimeDelta::days(2);
+    w.crm.put(
+        "Account",
+        obj(
+            json!({"Id": sfid("001", 1).to_string(), "Name": "Old Name", "IsDeleted": false,
+                   "SystemModstamp": sf_time(at)}),
+        ),
+    );
+    for n in [1, 2] {
+        let mut c = contact(n, at);
+        c.insert("AccountId".into(), json!(sfid("001", 1).to_string()));
+        w.crm.put("Contact", c);
+    }
+    w.sync().await;
+    let org = |n| {
+        w.community
+            .member(sfid("003", n).as_str())
+            .expect("member")
+            .organization_name
+    };
+    assert_eq!(org(1).as_deref(), Some("Old Name"));
+    // The Account is renamed; no Contact row changes.
+    w.crm.put(
+        "Account",
+        obj(
+            json!({"Id": sfid("001", 1).to_string(), "Name": "New Name", "IsDeleted": false,
+                   "SystemModstamp": sf_time(w.now())}),
+        ),
+    );
+    w.advance(TimeDelta::minutes(2));
+    let (p, m) = w.sync().await;
+    let accounts = p.feeds.iter().find(|f| f.feed == "accounts").expect("feed");
+    assert_eq!(accounts.sent, 2, "its Contacts are queued");
+    assert_eq!(m.pushed, 2);
+    assert_eq!(org(1).as_deref(), Some("New Name"));
+    assert_eq!(org(2).as_deref(), Some("New Name"));
+}
+
+#[tokio::test]
+async fn a_renamed_checkbox_label_brings_a_full_refresh_and_the_new_group_name() {
+    let w = formula_world(false, 2000);
+    let mut board = contact(3, t0() - TimeDelta::days(2));
+    board.insert("HL_Is_Board__c".into(), json!(true));
+    w.crm.put("Contact", board);
+    w.sync().await;
+    let name = || {
+        w.community
+            .member(sfid("003", 3).as_str())
+            .expect("member")
+            .groups
+            .iter()
+            .find(|g| g.key.as_str() == "HL_Is_Board__c")
+            .map(|g| g.name.clone())
+    };
+    assert_eq!(name().as_deref(), Some("Is Board"));
+    // An admin renames the checkbox's label: no Contact changes.
+    for f in w.crm.describe.lock().expect("lock").fields.iter_mut() {
+        if f.name == "HL_Is_Board__c" {
+            f.label = "Board of Directors".into();
+        }
+    }
+    // A Contact change brings the describe to the Member Refresh, which sees the rename...
+    w.crm.put("Contact", contact(1, w.now()));
+    w.advance(TimeDelta::minutes(2));
+    w.sync().await;
+    // ...and the next Periodic Refresh re-reads every Contact.
+    w.advance(TimeDelta::minutes(2));
+    let (p, _) = w.sync().await;
+    let full = p
+        .full_refresh
+        .expect("a full refresh, long before a day passed");
+    assert!(full.reason.contains("describe"), "{}", full.reason);
+    assert_eq!(name().as_deref(), Some("Board of Directors"));
+}
+
+#[tokio::test]
+async fn a_campaign_leaving_or_joining_the_event_type_follows_in_higher_logic() {
+    let w = events_world();
+    w.sync().await;
+    let event = sfid("701", 1).to_string();
+    assert!(
+        w.community
+            .meetings
+            .lock()
+            .expect("lock")
+            .contains_key(&event)
+    );
+    assert_eq!(event_roles(&w, 1).len(), 1);
+
+    // The Event becomes a Webinar: its meeting goes, and so does its registrant's group.
+    w.crm.put("Campaign", campaign(1, "Webinar", w.now()));
+    w.advance(TimeDelta::minutes(2));
+    w.sync().await;
+    w.sync().await;
+    assert!(
+        !w.community
+            .meetings
+            .lock()
+            .expect("lock")
+            .contains_key(&event)
+    );
+    assert!(
+        event_roles(&w, 1).is_empty(),
+        "the group went with the meeting"
+    );
+
+    // The Webinar 2 becomes an Event: its existing registration arrives.
+    assert!(event_roles(&w, 3).is_empty());
+    w.crm.put("Campaign", campaign(2, "Event", w.now()));
+    w.advance(TimeDelta::minutes(2));
+    w.sync().await;
+    w.sync().await;
+    assert!(
+        w.community
+            .meetings
+            .lock()
+            .expect("lock")
+            .contains_key(&sfid("701", 2).to_string())
+    );
+    assert_eq!(
+        event_roles(&w, 3).len(),
+        1,
+        "the existing registration arrived"
+    );
+    assert!(
+        w.community
+            .orphan_event_groups
+            .lock()
+            .expect("lock")
+            .is_empty()
+    );
 }

@@ -157,6 +157,7 @@ pub fn fast_options() -> ClientOptions {
         request_timeout: Duration::from_secs(20),
         connect_timeout: Duration::from_secs(5),
         query_batch_size: None,
+        ..ClientOptions::default()
     }
 }
 

@@ -50,6 +50,14 @@ impl StateStore for hlsync_aws::StateStore {
         Ok(self.try_acquire_lease(name, owner, ttl).await?)
     }
 
+    async fn reserve_slot(
+        &self,
+        name: &str,
+        interval: Duration,
+    ) -> Result<DateTime<Utc>, SyncError> {
+        Ok(hlsync_aws::StateStore::reserve_slot(self, name, interval).await?)
+    }
+
     async fn release_lease(&self, name: &str, owner: &str) -> Result<(), SyncError> {
         hlsync_aws::StateStore::release_lease(self, name, owner).await?;
         Ok(())
@@ -59,8 +67,15 @@ impl StateStore for hlsync_aws::StateStore {
         Ok(self.get_pushed(ids).await?)
     }
 
-    async fn record_pushed(&self, items: &[(SfId, Pushed)]) -> Result<(), SyncError> {
-        Ok(self.put_pushed(items).await?)
+    async fn record_pushed(&self, items: &[(SfId, Pushed)]) -> Result<Vec<SfId>, SyncError> {
+        let keyed: Vec<(String, Pushed)> = items
+            .iter()
+            .map(|(id, p)| (id.to_string(), p.clone()))
+            .collect();
+        let refused = self
+            .put_pushed_if_newer(hlsync_aws::state::CONTACT_PREFIX, &keyed)
+            .await?;
+        Ok(refused.iter().filter_map(|k| k.parse().ok()).collect())
     }
 
     async fn pushed_keys(
@@ -104,6 +119,15 @@ pub struct SqsQueues {
 impl WorkQueue for SqsQueues {
     async fn send(&self, bodies: Vec<String>) -> Result<Vec<usize>, SyncError> {
         let failures = self.queue.send_batch(bodies).await?;
+        Ok(failures.into_iter().map(|f| f.index).collect())
+    }
+
+    async fn send_later(
+        &self,
+        bodies: Vec<String>,
+        delay: Duration,
+    ) -> Result<Vec<usize>, SyncError> {
+        let failures = self.queue.send_batch_delayed(bodies, delay).await?;
         Ok(failures.into_iter().map(|f| f.index).collect())
     }
 

@@ -7,14 +7,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hlsync_core::event::Meeting;
 use hlsync_core::member::Member;
+use hlsync_higher_logic::rate::Acquire;
 use hlsync_higher_logic::{
-    HigherLogicClient, HigherLogicCredentials, HlError, IntervalLimiter, RateLimiter, RecordResult,
+    HigherLogicClient, HigherLogicCredentials, HlError, RateLimitError, RateLimiter, RecordResult,
 };
 use tokio::sync::Mutex;
 
 use crate::credentials::{Admission, Credentials, Outcome, ParsedSecret};
 use crate::error::{Service, SyncError};
-use crate::ports::{Community, EmailPreferenceChange, PushResult};
+use crate::ports::{Community, EmailPreferenceChange, PushResult, StateStore};
 
 impl From<HlError> for SyncError {
     fn from(e: HlError) -> Self {
@@ -48,15 +49,41 @@ fn results(results: Vec<RecordResult>) -> Vec<PushResult> {
         .collect()
 }
 
-/// How many function instances may call Higher Logic at once (the deployed stack sets it: the
-/// member-refresh's maximum concurrency plus the periodic-refresh).
-pub const ENV_CONCURRENT_FUNCTIONS: &str = "HLSYNC_CONCURRENT_FUNCTIONS";
+/// The name of the pace every Higher Logic call takes a slot of.
+pub const PACE: &str = "higher-logic";
 
-/// This instance's share of `max_calls_per_minute`, so that all concurrent instances together
-/// stay under it: the limit divided by the number of instances (at least one call a minute).
-pub fn share_of_rate(max_calls_per_minute: u32, concurrent_functions: u32) -> std::num::NonZeroU32 {
-    let share = max_calls_per_minute / concurrent_functions.max(1);
-    std::num::NonZeroU32::new(share).unwrap_or(std::num::NonZeroU32::MIN)
+/// Paces the Higher Logic calls of every function and every CLI run by one sequence of slots in
+/// the state table (`max_calls_per_minute` apart): however many run at once, together they stay
+/// under the limit, and one of them alone may use all of it (a backfill keeps the budget busy).
+/// Each call costs one or two small DynamoDB writes.
+pub struct SharedPace {
+    state: Arc<dyn StateStore>,
+    interval: std::time::Duration,
+}
+
+impl SharedPace {
+    pub fn new(state: Arc<dyn StateStore>, calls_per_minute: std::num::NonZeroU32) -> Self {
+        SharedPace {
+            state,
+            interval: std::time::Duration::from_secs(60) / calls_per_minute.get(),
+        }
+    }
+}
+
+impl RateLimiter for SharedPace {
+    fn acquire(&self) -> Acquire<'_> {
+        Box::pin(async move {
+            let slot = self
+                .state
+                .reserve_slot(PACE, self.interval)
+                .await
+                .map_err(|e| RateLimitError(e.to_string()))?;
+            if let Ok(wait) = (slot - Utc::now()).to_std() {
+                tokio::time::sleep(wait).await;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// The Higher Logic client of the current secret version, made on first use.
@@ -70,15 +97,10 @@ pub struct HigherLogicCommunity {
 }
 
 impl HigherLogicCommunity {
-    /// Paced at this instance's share of `higher_logic.max_calls_per_minute` among
-    /// `concurrent_functions` instances.
-    pub fn new(credentials: Arc<Credentials>, concurrent_functions: u32) -> Self {
-        let per_minute = share_of_rate(
-            credentials.cfg.higher_logic.max_calls_per_minute,
-            concurrent_functions,
-        );
+    /// Paced by `limiter` (in the functions and the CLI: a [`SharedPace`]).
+    pub fn new(credentials: Arc<Credentials>, limiter: Arc<dyn RateLimiter>) -> Self {
         HigherLogicCommunity {
-            limiter: Arc::new(IntervalLimiter::per_minute(per_minute)),
+            limiter,
             credentials,
             current: Mutex::new(None),
             retired_calls: AtomicU64::new(0),
@@ -205,26 +227,5 @@ impl Community for HigherLogicCommunity {
             .as_ref()
             .map_or(0, |c| c.calls_made());
         self.retired_calls.load(Ordering::SeqCst) + current
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::share_of_rate;
-
-    #[test]
-    fn concurrent_functions_share_the_rate_limit() {
-        assert_eq!(share_of_rate(180, 1).get(), 180);
-        assert_eq!(share_of_rate(180, 3).get(), 60);
-        assert_eq!(
-            share_of_rate(180, 0).get(),
-            180,
-            "0 means unset: one instance"
-        );
-        assert_eq!(
-            share_of_rate(2, 5).get(),
-            1,
-            "never below one call a minute"
-        );
     }
 }

@@ -217,6 +217,15 @@ fn field<'a>(record: &'a Record, name: &str) -> Option<&'a Value> {
         .map(|(_, v)| v)
 }
 
+/// A field of a query row; a dotted path reads the nested record of a lookup
+/// (`Account.SystemModstamp` comes back as `{"Account": {"SystemModstamp": …}}`).
+fn path_value<'a>(record: &'a Record, path: &str) -> Option<&'a Value> {
+    match path.split_once('.') {
+        None => field(record, path),
+        Some((parent, rest)) => path_value(field(record, parent)?.as_object()?, rest),
+    }
+}
+
 #[async_trait]
 impl ChangePages for Pages {
     async fn next_page(&mut self) -> Result<Option<Vec<Change>>, SyncError> {
@@ -241,7 +250,7 @@ impl ChangePages for Pages {
                 .ok_or_else(|| {
                     SyncError::failed(format!("a change row without a valid Id: {r:?}"))
                 })?;
-            let cursor = field(r, &self.cursor_field)
+            let cursor = path_value(r, &self.cursor_field)
                 .and_then(Value::as_str)
                 .and_then(parse_sf_datetime)
                 .ok_or_else(|| {

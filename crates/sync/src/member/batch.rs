@@ -11,7 +11,7 @@ use tracing::warn;
 
 use crate::error::SyncError;
 use crate::message::{RecordKind, WorkMessage};
-use crate::ports::{Community, Crm, StateStore, WorkQueue};
+use crate::ports::{Community, Crm, EmailPreferenceChange, StateStore, WorkQueue};
 
 /// One queue message as the event source hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +47,57 @@ pub struct MemberReport {
     /// Event registrations carried on the pushed members' records.
     #[serde(default)]
     pub registrations_pushed: u64,
+    /// Messages handed back to the queue to wait out a stop (as new messages, with a delay):
+    /// waiting does not count towards the receives that lead to the dead-letter queue.
+    #[serde(default)]
+    pub requeued: u64,
     /// The ids of the messages counted in `dead_lettered`: done with, whatever else happens.
     #[serde(skip)]
     pub dead_lettered_ids: Vec<String>,
+    /// Set when a condition stopped more than one record (see [`Stop`]).
+    #[serde(skip)]
+    pub stop: Option<Stop>,
+}
+
+impl MemberReport {
+    /// Notes that `error`, which failed some of the batch's work, may be a stop: then the
+    /// waiting messages are handed back to wait it out rather than failed.
+    pub(crate) fn note_stop(&mut self, error: &SyncError) {
+        if self.stop.is_none() {
+            self.stop = Stop::of(error);
+        }
+    }
+}
+
+/// A condition that stops work for a while, whatever the record: the allotment, rejected
+/// credentials (until the secret changes), a service that is down or throttling. Failing the
+/// messages for it would walk the whole backlog to the dead-letter queue in five receives; they
+/// wait `delay` instead and come back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stop {
+    pub delay: std::time::Duration,
+    pub reason: String,
+}
+
+/// How long work waits out a stop: the allotment and rejected credentials change slowly (and
+/// SQS delays at most 15 minutes); an outage may pass sooner.
+const LONG_STOP: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+const SHORT_STOP: std::time::Duration = std::time::Duration::from_secs(2 * 60);
+
+impl Stop {
+    pub fn of(error: &SyncError) -> Option<Stop> {
+        let delay = match error {
+            SyncError::Rejected { .. } | SyncError::Allotment(_) => LONG_STOP,
+            SyncError::Transient { .. } => SHORT_STOP,
+            SyncError::QueryTimeout(_) | SyncError::Conflict(_) | SyncError::Failed { .. } => {
+                return None;
+            }
+        };
+        Some(Stop {
+            delay,
+            reason: error.to_string(),
+        })
+    }
 }
 
 /// The whole batch could not be worked (credentials rejected, allotment exhausted). `report`
@@ -108,6 +156,9 @@ pub(crate) struct Batch {
     /// Messages written before registrations travelled on the Contact's record: they name a
     /// CampaignMember, whose Contact is to be re-read.
     pub(crate) campaign_members: BTreeMap<SfId, Wanted>,
+    /// Opt-out changes Salesforce refused earlier, brought back from the dead-letter queue, with
+    /// the id of the message of each.
+    pub(crate) opt_outs: Vec<(String, EmailPreferenceChange)>,
     pub(crate) messages: Vec<IncomingMessage>,
 }
 
@@ -126,6 +177,18 @@ impl Batch {
                         RecordKind::Contact => &mut batch.contacts,
                         RecordKind::Campaign => &mut batch.campaigns,
                         RecordKind::CampaignMember => &mut batch.campaign_members,
+                        RecordKind::OptOut => {
+                            // `parse` checked that both are there.
+                            if let (Some(value), Some(at)) = (msg.value, msg.cursor) {
+                                let change = EmailPreferenceChange {
+                                    key: msg.id.clone(),
+                                    do_not_email: value,
+                                    updated_on: at,
+                                };
+                                batch.opt_outs.push((m.message_id.clone(), change));
+                            }
+                            continue;
+                        }
                     };
                     into.entry(msg.id.clone())
                         .or_default()
@@ -147,6 +210,17 @@ impl Batch {
             .iter()
             .filter(|m| wanted.message_ids.contains(&m.message_id))
     }
+}
+
+/// Reports every message of `wanted` as failed because of `error`: they wait out a stop, or the
+/// queue retries them.
+pub(crate) fn fail_for<'a>(
+    report: &mut MemberReport,
+    error: &SyncError,
+    wanted: impl Iterator<Item = &'a Wanted>,
+) {
+    report.note_stop(error);
+    fail_all(report, wanted);
 }
 
 /// Reports every message of `wanted` as failed: the queue retries them later.

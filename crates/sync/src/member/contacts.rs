@@ -19,16 +19,18 @@ use hlsync_core::schema::ContactSchema;
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
-use super::batch::{Batch, MemberDeps, MemberReport, Wanted, dead_letter_all, fail_all};
+use super::batch::{Batch, MemberDeps, MemberReport, Wanted, dead_letter_all, fail_all, fail_for};
 use super::meetings::{ensure_meetings, named_campaigns};
+use crate::Deadline;
 use crate::error::SyncError;
-use crate::periodic::soql_text;
-use crate::ports::{FindBy, Pushed, Record};
+use crate::message::WorkMessage;
+use crate::ports::{Filter, FindBy, Pushed, Record};
 
 /// Works the batch's Contact messages.
 pub(crate) async fn refresh_contacts(
     deps: &MemberDeps<'_>,
     batch: &Batch,
+    deadline: &Deadline,
     report: &mut MemberReport,
 ) -> Result<(), SyncError> {
     let wanted = &batch.contacts;
@@ -55,7 +57,7 @@ pub(crate) async fn refresh_contacts(
         Err(e) if e.stops_run() => return Err(e),
         Err(e) => {
             warn!(error = %e, "could not read the Contacts; the batch will be retried");
-            fail_all(report, to_read.iter().map(|id| &wanted[id]));
+            fail_for(report, &e, to_read.iter().map(|id| &wanted[id]));
             return Ok(());
         }
     };
@@ -84,8 +86,9 @@ pub(crate) async fn refresh_contacts(
         Err(e) if e.stops_run() => return Err(e),
         Err(e) => {
             warn!(error = %e, "could not push the meetings the members name; the batch will be retried");
-            fail_all(
+            fail_for(
                 report,
+                &e,
                 outgoing.iter().map(|o| &wanted[&o.member.contact_id]),
             );
             return Ok(());
@@ -106,7 +109,7 @@ pub(crate) async fn refresh_contacts(
     }
 
     // Step 5: push, a request at a time, and record what Higher Logic took.
-    push_and_record(deps, batch, &outgoing, report).await?;
+    push_and_record(deps, batch, &outgoing, deadline, report).await?;
     info!(
         contacts = report.contacts,
         pushed = report.pushed,
@@ -128,6 +131,7 @@ struct Read {
 
 async fn read(deps: &MemberDeps<'_>, ids: &[SfId]) -> Result<Read, SyncError> {
     let describe = deps.crm.describe_contact(false).await?;
+    crate::full::note_describe(deps.state, &describe, deps.cfg).await;
     let schema = ContactSchema::build(&describe.fields, &describe.record_types, deps.cfg)
         .map_err(|e| SyncError::failed(e.to_string()))?;
     let contacts = deps
@@ -201,10 +205,10 @@ async fn read_registrations(
                 .collect(),
             field: "ContactId".into(),
             ids: contacts.to_vec(),
-            filter: Some(format!(
-                "Campaign.Type = {}",
-                soql_text(events.campaign_type.trim())
-            )),
+            filter: Some(Filter::Equals {
+                path: "Campaign.Type".into(),
+                value: events.campaign_type.trim().to_owned(),
+            }),
         })
         .await?;
     let mut out: HashMap<SfId, Vec<CampaignMembership>> = HashMap::new();
@@ -224,11 +228,31 @@ async fn read_registrations(
     Ok(out)
 }
 
-/// A member to push and the hash its push record will keep.
+/// A member to push and what its push record will keep.
 pub(crate) struct Outgoing {
     pub(crate) member: Member,
     pub(crate) hash: String,
     pub(crate) cursor: Option<DateTime<Utc>>,
+    /// `HasOptedOutOfEmail` and since when it holds that value (see [`opt_out_seen`]).
+    pub(crate) opt_out: Option<(bool, DateTime<Utc>)>,
+}
+
+/// The opt-out a push record keeps: the value read now, and the `SystemModstamp` of the first
+/// read that showed it, so that the write-back can tell when the flag itself last changed in
+/// Salesforce (an unrelated edit moves `SystemModstamp`, not this).
+pub(crate) fn opt_out_seen(
+    member: &Member,
+    previous: Option<&Pushed>,
+    read_at: Option<DateTime<Utc>>,
+) -> Option<(bool, DateTime<Utc>)> {
+    if member.is_deleted {
+        return None;
+    }
+    let value = member.do_not_email;
+    match previous.and_then(|p| p.opt_out) {
+        Some((seen, since)) if seen == value => Some((value, since)),
+        _ => read_at.map(|at| (value, at)),
+    }
 }
 
 struct Diff {
@@ -281,6 +305,7 @@ async fn map_and_diff(
         }
         let hash = member.content_hash().to_string();
         let cursor = member.modstamp.or(wanted.cursor);
+        let opt_out = opt_out_seen(&member, stored, cursor);
         if let Some(previous) = stored.filter(|p| p.hash == hash && !wanted.force) {
             report.skipped_unchanged += 1;
             if cursor > previous.cursor {
@@ -298,6 +323,7 @@ async fn map_and_diff(
             member,
             hash,
             cursor,
+            opt_out,
         });
     }
     diff
@@ -306,23 +332,63 @@ async fn map_and_diff(
 /// Pushes the members in requests of `higher_logic.batch_size` and records each request's
 /// results before the next. A record Higher Logic refused on its own goes to the dead-letter
 /// queue with Higher Logic's message; a request that failed as a whole is retried later.
+///
+/// Two functions may work the same Contact at once, from reads of different ages. So right
+/// before each request the push records are read again and a member older than the one recorded
+/// is not sent; and the records are written conditionally: where a newer one landed meanwhile,
+/// Higher Logic may hold this older push, so the Contact is queued again to be re-read.
+///
+/// The deadline is checked before each request: the messages not reached are reported failed,
+/// so what was pushed is recorded and nothing is redone needlessly.
 async fn push_and_record(
     deps: &MemberDeps<'_>,
     batch: &Batch,
     outgoing: &[Outgoing],
+    deadline: &Deadline,
     report: &mut MemberReport,
 ) -> Result<(), SyncError> {
     let event_type = &deps.cfg.events.group_type;
-    for chunk in outgoing.chunks(deps.cfg.higher_logic.batch_size.max(1)) {
-        let wanted = |o: &Outgoing| &batch.contacts[&o.member.contact_id];
-        let members: Vec<Member> = chunk.iter().map(|o| o.member.clone()).collect();
+    let wanted = |id: &SfId| &batch.contacts[id];
+    for (n, chunk) in outgoing
+        .chunks(deps.cfg.higher_logic.batch_size.max(1))
+        .enumerate()
+    {
+        if deadline.near() {
+            let rest = &outgoing[n * deps.cfg.higher_logic.batch_size.max(1)..];
+            warn!(
+                left = rest.len(),
+                "near the deadline: the members not pushed yet are retried later"
+            );
+            fail_all(report, rest.iter().map(|o| wanted(&o.member.contact_id)));
+            return Ok(());
+        }
+        let ids: Vec<SfId> = chunk.iter().map(|o| o.member.contact_id.clone()).collect();
+        let recorded = deps.state.pushed(&ids).await?;
+        let (current, stale): (Vec<&Outgoing>, Vec<&Outgoing>) = chunk.iter().partition(|o| {
+            recorded
+                .get(&o.member.contact_id)
+                .is_none_or(|p| o.cursor.is_none() || p.cursor <= o.cursor)
+        });
+        // Another function pushed a newer read of these: theirs stands.
+        report.already_current += stale.len() as u64;
+        if current.is_empty() {
+            continue;
+        }
+        let members: Vec<Member> = current.iter().map(|o| o.member.clone()).collect();
         let results = match deps.community.push_members(&members).await {
             Ok(results) => results,
             Err(e) if e.stops_run() => return Err(e),
             Err(e) => {
-                warn!(error = %e, "the push to Higher Logic failed; these Contacts will be retried");
-                fail_all(report, chunk.iter().map(wanted));
-                continue;
+                // Whatever failed this request (an outage, throttling) fails the next ones too:
+                // all that is left waits.
+                warn!(error = %e, "the push to Higher Logic failed; the members not pushed yet will be retried");
+                let rest = &outgoing[n * deps.cfg.higher_logic.batch_size.max(1)..];
+                fail_for(
+                    report,
+                    &e,
+                    rest.iter().map(|o| wanted(&o.member.contact_id)),
+                );
+                return Ok(());
             }
         };
         let results: HashMap<&str, Option<&str>> = results
@@ -331,7 +397,7 @@ async fn push_and_record(
             .collect();
         let now = Utc::now();
         let mut done = Vec::new();
-        for o in chunk {
+        for o in current {
             let m = &o.member;
             match results.get(m.contact_id.as_str()) {
                 Some(None) => {
@@ -348,6 +414,7 @@ async fn push_and_record(
                             hash: o.hash.clone(),
                             cursor: o.cursor,
                             pushed_at: now,
+                            opt_out: o.opt_out,
                         },
                     ));
                 }
@@ -357,19 +424,56 @@ async fn push_and_record(
                         m.contact_id
                     );
                     warn!(contact = %m.contact_id, error = message, "Higher Logic refused the record");
-                    dead_letter_all(deps, batch, wanted(o), &reason, report).await;
+                    dead_letter_all(deps, batch, wanted(&m.contact_id), &reason, report).await;
                 }
                 None => {
                     warn!(contact = %m.contact_id, "Higher Logic gave no result for the record; its messages will be retried");
-                    fail_all(report, std::iter::once(wanted(o)));
+                    fail_all(report, std::iter::once(wanted(&m.contact_id)));
                 }
             }
         }
-        if let Err(e) = deps.state.record_pushed(&done).await {
-            // Higher Logic has the records; pushing them again is harmless (the push is idempotent).
-            warn!(error = %e, "could not record what was pushed; those Contacts will be pushed again");
-            fail_all(report, done.iter().map(|(id, _)| &batch.contacts[id]));
+        match deps.state.record_pushed(&done).await {
+            Ok(overtaken) if overtaken.is_empty() => {}
+            Ok(overtaken) => requeue(deps, batch, &overtaken, report).await,
+            Err(e) => {
+                // Higher Logic has the records; pushing them again is harmless (the push is
+                // idempotent).
+                warn!(error = %e, "could not record what was pushed; those Contacts will be pushed again");
+                fail_for(report, &e, done.iter().map(|(id, _)| wanted(id)));
+            }
         }
     }
     Ok(())
+}
+
+/// Contacts whose push was overtaken by a newer one while this one was in flight: Higher Logic
+/// may hold the older record now, so each is queued again to be re-read and pushed. If the queue
+/// does not take them, their messages are retried instead.
+async fn requeue(deps: &MemberDeps<'_>, batch: &Batch, ids: &[SfId], report: &mut MemberReport) {
+    warn!(
+        contacts = ids.len(),
+        "a newer push of these Contacts landed during this one; queuing them again"
+    );
+    let bodies: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            // Forced: the stored hash is the newer push's, while Higher Logic may hold ours.
+            WorkMessage {
+                full: true,
+                force: true,
+                ..WorkMessage::contact(id.clone(), None, "requeue", false)
+            }
+            .to_body()
+        })
+        .collect();
+    let refused: Vec<usize> = match deps.queue.send(bodies).await {
+        Ok(refused) => refused,
+        Err(e) => {
+            warn!(error = %e, "could not queue the overtaken Contacts; their messages are retried");
+            (0..ids.len()).collect()
+        }
+    };
+    for i in refused {
+        fail_all(report, std::iter::once(&batch.contacts[&ids[i]]));
+    }
 }

@@ -15,9 +15,10 @@ use hlsync_core::time::parse_sf_datetime;
 use serde_json::Value;
 use tracing::warn;
 
-use super::batch::{Batch, MemberDeps, MemberReport, dead_letter_all, fail_all};
+use super::batch::{Batch, MemberDeps, MemberReport, dead_letter_all, fail_all, fail_for};
 use crate::error::SyncError;
-use crate::ports::{Pushed, Record};
+use crate::message::WorkMessage;
+use crate::ports::{FindBy, Pushed, Record};
 
 /// State key prefix of the push records of meetings (by Campaign Id).
 pub const MEETING_PREFIX: &str = "event#";
@@ -56,7 +57,7 @@ pub(crate) async fn refresh_campaigns(
         Err(e) if e.stops_run() => Err(e),
         Err(e) => {
             warn!(error = %e, "could not work the Campaign messages; they will be retried");
-            fail_all(report, batch.campaigns.values());
+            fail_for(report, &e, batch.campaigns.values());
             Ok(())
         }
     }
@@ -132,6 +133,12 @@ async fn work(
             .record_pushed_keys(MEETING_PREFIX, &unchanged)
             .await?;
     }
+    // A meeting that appears, changes or goes away changes its registrants' records (their
+    // Event group comes, is renamed or goes): each is queued to be re-read. Before the push, so
+    // that a failure here leaves the meeting unrecorded and its message retried whole (a
+    // registrant read first brings a new meeting along itself).
+    let changed: Vec<SfId> = outgoing.iter().map(|o| o.id.clone()).collect();
+    queue_registrants(deps, &changed).await?;
     let refused = push(deps, &outgoing, report).await?;
     for (id, error) in refused {
         let wanted = &campaigns[&id];
@@ -143,6 +150,53 @@ async fn work(
             }
             Refusal::Request => fail_all(report, std::iter::once(wanted)),
         }
+    }
+    Ok(())
+}
+
+/// Queues the Contacts registered with these Campaigns (any status: one whose status counted
+/// before may not any more), to be re-read whole.
+async fn queue_registrants(deps: &MemberDeps<'_>, campaigns: &[SfId]) -> Result<(), SyncError> {
+    if campaigns.is_empty() {
+        return Ok(());
+    }
+    let rows = deps
+        .crm
+        .find_by(FindBy {
+            object: "CampaignMember".into(),
+            fields: vec!["Id".into(), "ContactId".into()],
+            field: "CampaignId".into(),
+            ids: campaigns.to_vec(),
+            filter: None,
+        })
+        .await?;
+    let contacts: BTreeSet<SfId> = rows
+        .iter()
+        .filter_map(|r| r.get("ContactId")?.as_str()?.parse().ok())
+        .collect();
+    if contacts.is_empty() {
+        return Ok(());
+    }
+    let bodies: Vec<String> = contacts
+        .into_iter()
+        .map(|id| {
+            WorkMessage {
+                full: true,
+                ..WorkMessage::contact(id, None, "meeting-changed", false)
+            }
+            .to_body()
+        })
+        .collect();
+    let count = bodies.len();
+    let refused = deps.queue.send(bodies).await?;
+    if !refused.is_empty() {
+        return Err(SyncError::Transient {
+            service: crate::error::Service::Aws,
+            message: format!(
+                "the queue did not take {} of the {count} registrants of a changed meeting; the Campaign's message is retried",
+                refused.len()
+            ),
+        });
     }
     Ok(())
 }
@@ -190,6 +244,7 @@ async fn push(
                             hash: o.hash.clone(),
                             cursor: o.cursor,
                             pushed_at: now,
+                            opt_out: None,
                         },
                     ));
                 }

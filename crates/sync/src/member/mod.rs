@@ -17,9 +17,13 @@ use tracing::warn;
 pub use batch::{BatchError, IncomingMessage, MemberDeps, MemberReport};
 pub use meetings::MEETING_PREFIX;
 
+use std::collections::HashMap;
+
 use crate::Deadline;
 use crate::error::SyncError;
-use batch::{Batch, fail_all};
+use crate::optout;
+use crate::ports::EmailPreferenceChange;
+use batch::{Batch, dead_letter, fail_all, fail_for};
 
 /// Where the last batch's report is kept (for `hlsync status`).
 pub const LAST_RUN_DOC: &str = "run#member-refresh";
@@ -32,7 +36,10 @@ pub async fn member_refresh(
     messages: Vec<IncomingMessage>,
     deadline: &Deadline,
 ) -> Result<MemberReport, BatchError> {
-    let all_ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
+    let all_messages: Vec<(String, String)> = messages
+        .iter()
+        .map(|m| (m.message_id.clone(), m.body.clone()))
+        .collect();
     let sf_before = deps.crm.calls_made();
     let hl_before = deps.community.calls_made();
     let mut report = MemberReport {
@@ -40,6 +47,16 @@ pub async fn member_refresh(
         ..MemberReport::default()
     };
     let result = refresh(deps, messages, deadline, &mut report).await;
+    if let Err(error) = &result {
+        // The batch stopped as a whole: every message not dead-lettered is still to do.
+        report.failed_message_ids = all_messages
+            .iter()
+            .map(|(id, _)| id.clone())
+            .filter(|id| !report.dead_lettered_ids.contains(id))
+            .collect();
+        report.note_stop(error);
+    }
+    hand_back(deps, &all_messages, &mut report).await;
     report.salesforce_calls = deps.crm.calls_made().saturating_sub(sf_before);
     report.higher_logic_calls = deps.community.calls_made().saturating_sub(hl_before);
     let mut summary = serde_json::to_value(&report).unwrap_or_default();
@@ -56,14 +73,44 @@ pub async fn member_refresh(
     }
     match result {
         Ok(()) => Ok(report),
-        Err(error) => {
-            report.failed_message_ids = all_ids
-                .into_iter()
-                .filter(|id| !report.dead_lettered_ids.contains(id))
-                .collect();
-            Err(BatchError { error, report })
-        }
+        Err(error) => Err(BatchError { error, report }),
     }
+}
+
+/// After a stop, the messages still to do go back to the queue as new messages that wait out the
+/// stop's delay, and count as done here; only those the queue did not take stay failed (and are
+/// retried the usual way).
+async fn hand_back(
+    deps: &MemberDeps<'_>,
+    messages: &[(String, String)],
+    report: &mut MemberReport,
+) {
+    let Some(stop) = report.stop.clone() else {
+        return;
+    };
+    if report.failed_message_ids.is_empty() {
+        return;
+    }
+    let waiting: Vec<&(String, String)> = messages
+        .iter()
+        .filter(|(id, _)| report.failed_message_ids.contains(id))
+        .collect();
+    let bodies: Vec<String> = waiting.iter().map(|(_, body)| body.clone()).collect();
+    let refused: Vec<usize> = match deps.queue.send_later(bodies, stop.delay).await {
+        Ok(refused) => refused,
+        Err(e) => {
+            warn!(error = %e, "could not hand the waiting messages back; they are retried instead");
+            return;
+        }
+    };
+    report.requeued = (waiting.len() - refused.len()) as u64;
+    report.failed_message_ids = refused.iter().map(|i| waiting[*i].0.clone()).collect();
+    warn!(
+        requeued = report.requeued,
+        delay_s = stop.delay.as_secs(),
+        reason = %stop.reason,
+        "stopped: the batch's waiting messages come back after the delay"
+    );
 }
 
 async fn refresh(
@@ -82,6 +129,9 @@ async fn refresh(
                 .chain(batch.campaigns.values())
                 .chain(batch.campaign_members.values()),
         );
+        report
+            .failed_message_ids
+            .extend(batch.opt_outs.iter().map(|(id, _)| id.clone()));
         return Ok(());
     }
     if !batch.campaigns.is_empty() {
@@ -90,7 +140,55 @@ async fn refresh(
     if !batch.campaign_members.is_empty() {
         resolve_campaign_members(deps, &mut batch, report).await?;
     }
-    contacts::refresh_contacts(deps, &batch, report).await
+    if !batch.opt_outs.is_empty() {
+        write_back_opt_outs(deps, &batch, report).await?;
+    }
+    contacts::refresh_contacts(deps, &batch, deadline, report).await
+}
+
+/// Opt-out changes Salesforce refused before, brought back by `hlsync redrive`: written back now
+/// as the Periodic Refresh would (the later change still wins). Refused for good again: back to
+/// the dead-letter queue with the new reason.
+async fn write_back_opt_outs(
+    deps: &MemberDeps<'_>,
+    batch: &Batch,
+    report: &mut MemberReport,
+) -> Result<(), SyncError> {
+    let changes: Vec<EmailPreferenceChange> =
+        batch.opt_outs.iter().map(|(_, c)| c.clone()).collect();
+    let outcomes = match optout::apply(deps.crm, deps.state, &changes).await {
+        Ok(outcomes) => outcomes,
+        Err(e) if e.stops_run() => return Err(e),
+        Err(e) => {
+            warn!(error = %e, "could not write the opt-outs back; their messages will be retried");
+            report.note_stop(&e);
+            report
+                .failed_message_ids
+                .extend(batch.opt_outs.iter().map(|(id, _)| id.clone()));
+            return Ok(());
+        }
+    };
+    let outcome_of: HashMap<&SfId, &optout::Applied> =
+        outcomes.iter().map(|(c, a)| (&c.key, a)).collect();
+    for (message_id, change) in &batch.opt_outs {
+        let Some(message) = batch.messages.iter().find(|m| &m.message_id == message_id) else {
+            continue;
+        };
+        match outcome_of.get(&change.key) {
+            Some(optout::Applied::Written | optout::Applied::Unchanged) => {}
+            Some(optout::Applied::Refused(error)) => {
+                let reason = format!(
+                    "Salesforce refused to write HasOptedOutOfEmail = {} on Contact {}: {error}",
+                    change.do_not_email, change.key
+                );
+                dead_letter(deps, message, &reason, report).await;
+            }
+            Some(optout::Applied::Retry(_)) | None => {
+                report.failed_message_ids.push(message_id.clone());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Messages written before registrations travelled on the Contact's record name a
@@ -107,7 +205,7 @@ async fn resolve_campaign_members(
         Err(e) if e.stops_run() => return Err(e),
         Err(e) => {
             warn!(error = %e, "could not read the CampaignMembers; their messages will be retried");
-            fail_all(report, batch.campaign_members.values());
+            fail_for(report, &e, batch.campaign_members.values());
             batch.campaign_members.clear();
             return Ok(());
         }
