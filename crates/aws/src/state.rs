@@ -71,6 +71,19 @@ pub struct Pushed {
     pub opt_out: Option<(bool, DateTime<Utc>)>,
 }
 
+impl Pushed {
+    /// The record of a push about to be sent (write-ahead): Higher Logic may hold the record
+    /// from now on, whatever happens next. Its empty hash equals no real one.
+    pub fn pending() -> Self {
+        Pushed {
+            hash: String::new(),
+            cursor: None,
+            pushed_at: Utc::now(),
+            opt_out: None,
+        }
+    }
+}
+
 /// The state table.
 #[derive(Debug, Clone)]
 pub struct StateStore {

@@ -1,8 +1,8 @@
 //! The full refresh: every live Contact queued to be re-read, by an Id scan that no time window
 //! can express. It runs:
-//! - as the **initial load**, when the Contacts feed has no watermark yet: it reads every
-//!   Contact, those whose Flow-kept cursor field is null included, and only once it completes do
-//!   the Contact feeds get their first watermark (its start, less `settle`);
+//! - as the **initial load**, when no full refresh has ever completed: it reads every Contact,
+//!   those whose Flow-kept cursor field is null included; the Contact feeds start their windows
+//!   at the same time, so nothing that changes meanwhile is missed;
 //! - every `contacts.full_refresh_every` (default daily) when something can change without the
 //!   cursor moving: a prefixed formula field (formulas do not move `SystemModstamp`), or a
 //!   Flow-kept `cursor_field` (a Contact it is null on, or an edit the Flow missed);
@@ -43,7 +43,7 @@ pub struct FullRefreshReport {
     pub started: Option<DateTime<Utc>>,
     /// This run continued a full refresh an earlier run left unfinished.
     pub resumed: bool,
-    /// It is the initial load (the Contacts feed has no watermark yet).
+    /// It is the initial load (no full refresh ever completed).
     #[serde(default)]
     pub initial: bool,
     /// Why it ran.
@@ -71,15 +71,14 @@ pub struct FullDeps<'a> {
     pub deadline: &'a Deadline,
 }
 
-/// Runs (or resumes) the full refresh when it is due. `initial`: the Contact feeds have no
-/// watermark yet, so this is the initial load.
+/// Runs (or resumes) the full refresh when it is due.
 pub async fn run_if_due(
     deps: &FullDeps<'_>,
     sf_now: DateTime<Utc>,
-    initial: bool,
 ) -> Result<Option<FullRefreshReport>, SyncError> {
     let state = deps.state;
     let mut mark = Mark::load(state, FEED_FULL_REFRESH).await?;
+    let initial = mark.at().is_none();
     let resumed = mark.checkpoint::<ScanCheckpoint>();
     let mut report = FullRefreshReport {
         resumed: resumed.is_some(),

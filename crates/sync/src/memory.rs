@@ -539,7 +539,10 @@ impl Community for MemoryCommunity {
 #[derive(Default)]
 pub struct MemoryState {
     pub watermarks: Mutex<HashMap<String, StoredWatermark>>,
-    pub leases: Mutex<HashMap<String, String>>,
+    /// Lease name → (owner, expiry on `clock`).
+    pub leases: Mutex<HashMap<String, (String, DateTime<Utc>)>>,
+    /// The clock leases expire on (a test moves it); the system's when unset.
+    pub clock: Mutex<Option<DateTime<Utc>>>,
     pub pushed: Mutex<HashMap<SfId, Pushed>>,
     /// Push records of other kinds, keyed `prefix + key`.
     pub pushed_other: Mutex<HashMap<String, Pushed>>,
@@ -580,12 +583,14 @@ impl StateStore for MemoryState {
         Ok(())
     }
 
-    async fn try_lease(&self, name: &str, owner: &str, _ttl: Duration) -> Result<bool, SyncError> {
+    async fn try_lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, SyncError> {
+        let now = lock(&self.clock).unwrap_or_else(Utc::now);
         let mut leases = lock(&self.leases);
         match leases.get(name) {
-            Some(holder) if holder != owner => Ok(false),
+            Some((holder, expires)) if holder != owner && *expires > now => Ok(false),
             _ => {
-                leases.insert(name.to_string(), owner.to_string());
+                let ttl = chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX);
+                leases.insert(name.to_string(), (owner.to_string(), now + ttl));
                 Ok(true)
             }
         }
@@ -606,7 +611,7 @@ impl StateStore for MemoryState {
 
     async fn release_lease(&self, name: &str, owner: &str) -> Result<(), SyncError> {
         let mut leases = lock(&self.leases);
-        if leases.get(name).is_some_and(|h| h == owner) {
+        if leases.get(name).is_some_and(|(h, _)| h == owner) {
             leases.remove(name);
         }
         Ok(())

@@ -116,7 +116,8 @@ struct Feed {
     /// record's own (a CampaignMember's or an Account's), so its cursor says nothing of when
     /// that record was last read.
     full: bool,
-    /// A feed of Contacts, which the initial load (an Id scan of every Contact) stands in for.
+    /// A feed of Contacts: its first window starts at the initial load, which reads what came
+    /// before.
     contacts: bool,
 }
 
@@ -320,10 +321,18 @@ async fn scan_all(
         };
         report.email_preferences = Some(optout::write_back(&wb).await?);
     }
-    // Until the initial load has read every Contact, the Contact feeds wait: their first window
-    // would start at the beginning of time and miss Contacts whose cursor field is null.
-    let initial = Mark::load(state, FEED_CONTACTS).await?.at().is_none();
-    for feed in feeds(cfg).iter().filter(|f| !(initial && f.contacts)) {
+    // A Contact feed's first window starts now (less `settle`), not at the beginning of time:
+    // what came before is the initial load's (an Id scan of every Contact, nulls of a Flow-kept
+    // cursor included), which starts in this same run and resumes until done. Starting the
+    // feeds first means nothing that changes while the initial load runs is missed.
+    let settle = chrono::TimeDelta::from_std(cfg.salesforce.settle).unwrap_or_default();
+    for feed in feeds(cfg).iter().filter(|f| f.contacts) {
+        let mut mark = Mark::load(state, feed.name).await?;
+        if mark.at().is_none() {
+            mark.advance(state, status.now - settle).await?;
+        }
+    }
+    for feed in feeds(cfg) {
         let mut feed_report = FeedReport {
             feed: feed.name.to_string(),
             ..FeedReport::default()
@@ -334,7 +343,7 @@ async fn scan_all(
             state,
             queue,
             opts,
-            feed,
+            &feed,
             status.now,
             &mut feed_report,
         )
@@ -353,23 +362,7 @@ async fn scan_all(
         run_id: &opts.run_id,
         deadline: &opts.deadline,
     };
-    report.full_refresh = full::run_if_due(&full_deps, status.now, initial).await?;
-    if let Some(started) = report
-        .full_refresh
-        .as_ref()
-        .filter(|f| initial && f.completed)
-        .and_then(|f| f.started)
-    {
-        // Every Contact read as of `started`: the Contact feeds begin there, less `settle`
-        // (changes still being committed then), and their lookback overlaps it further.
-        let settle = chrono::TimeDelta::from_std(cfg.salesforce.settle).unwrap_or_default();
-        for feed in feeds(cfg).iter().filter(|f| f.contacts) {
-            Mark::load(state, feed.name)
-                .await?
-                .advance(state, started - settle)
-                .await?;
-        }
-    }
+    report.full_refresh = full::run_if_due(&full_deps, status.now).await?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use hlsync_core::id::SfId;
 use hlsync_core::schema::{FieldInfo, FieldType};
 use hlsync_sync::Deadline;
 use hlsync_sync::error::{Service, SyncError};
-use hlsync_sync::faults::{FaultyCommunity, FaultyCrm, FaultyQueue, Script};
+use hlsync_sync::faults::{FaultyCommunity, FaultyCrm, FaultyQueue, Op, Script};
 use hlsync_sync::member::{IncomingMessage, MemberDeps, member_refresh};
 use hlsync_sync::memory::{MemoryCommunity, MemoryCrm, MemoryQueue, MemoryState};
 use hlsync_sync::periodic::{FEED_CONTACTS, PeriodicOptions, periodic_refresh};
@@ -329,10 +329,10 @@ async fn a_query_timeout_splits_the_window() {
     }
     w.crm.set_now(t0() + chrono::Duration::hours(1));
     let script = Arc::new(Script::default());
-    script.fail("changes", 0, || {
+    script.fail(Op::Changes, 0, || {
         SyncError::QueryTimeout("too many rows".into())
     });
-    script.fail("changes", 0, || {
+    script.fail(Op::Changes, 0, || {
         SyncError::QueryTimeout("too many rows".into())
     });
     let crm = FaultyCrm {
@@ -354,7 +354,7 @@ async fn a_queue_that_refuses_messages_keeps_the_watermark() {
     w.crm
         .put("Contact", contact(1, t0() - chrono::Duration::hours(1)));
     let script = Arc::new(Script::default());
-    script.fail("send", 0, || SyncError::Transient {
+    script.fail(Op::Send, 0, || SyncError::Transient {
         service: Service::Aws,
         message: "SQS is down".into(),
     });
@@ -570,11 +570,11 @@ async fn an_outage_or_a_rejection_hands_the_batch_back_to_wait_without_spending_
     let w = World::new(2000);
     w.crm.put("Contact", contact(1, t0()));
     let script = Arc::new(Script::default());
-    script.fail("push_members", 0, || SyncError::Transient {
+    script.fail(Op::PushMembers, 0, || SyncError::Transient {
         service: Service::HigherLogic,
         message: "503".into(),
     });
-    script.fail("push_members", 0, || SyncError::Rejected {
+    script.fail(Op::PushMembers, 0, || SyncError::Rejected {
         service: Service::HigherLogic,
         message: "bad API key".into(),
     });

@@ -11,7 +11,7 @@ use hlsync_core::id::SfId;
 use hlsync_core::schema::{FieldInfo, FieldType};
 use hlsync_sync::Deadline;
 use hlsync_sync::error::{Service, SyncError};
-use hlsync_sync::faults::{FaultyCommunity, FaultyCrm, FaultyQueue, Script};
+use hlsync_sync::faults::{FaultyCommunity, FaultyCrm, FaultyQueue, Op, Script};
 use hlsync_sync::full::FEED_FULL_REFRESH;
 use hlsync_sync::member::{MemberDeps, MemberReport, member_refresh};
 use hlsync_sync::memory::{MemoryCommunity, MemoryCrm, MemoryQueue, MemoryState};
@@ -359,7 +359,7 @@ async fn a_contact_is_never_pushed_from_a_partial_read() {
     w.periodic_with(w.queue.as_ref()).await.expect("periodic");
     let script = Arc::new(Script::default());
     for _ in 0..2 {
-        script.fail("find_by", 0, || SyncError::Transient {
+        script.fail(Op::FindBy, 0, || SyncError::Transient {
             service: Service::Salesforce,
             message: "503".into(),
         });
@@ -545,7 +545,7 @@ async fn a_stopped_full_refresh_resumes_after_its_last_page() {
         inner: w.queue.clone(),
         script: Arc::clone(&script),
     };
-    script.fail("send", 1, || SyncError::Transient {
+    script.fail(Op::Send, 1, || SyncError::Transient {
         service: Service::Aws,
         message: "SQS is down".into(),
     });
@@ -764,7 +764,7 @@ async fn higher_logic_trouble_in_the_write_back_never_holds_up_the_contacts() {
         script: Arc::clone(&script),
     };
     // Unavailable: the run succeeds, says why, and the watermark waits.
-    script.fail("email_preferences", 0, || SyncError::Transient {
+    script.fail(Op::EmailPreferences, 0, || SyncError::Transient {
         service: Service::HigherLogic,
         message: "503".into(),
     });
@@ -776,7 +776,7 @@ async fn higher_logic_trouble_in_the_write_back_never_holds_up_the_contacts() {
     assert!(r.error.is_some_and(|e| e.contains("503")));
     assert!(w.crm.updates.lock().expect("updates").is_empty());
     // Rejected credentials stop the run.
-    script.fail("email_preferences", 0, || SyncError::Rejected {
+    script.fail(Op::EmailPreferences, 0, || SyncError::Rejected {
         service: Service::HigherLogic,
         message: "401".into(),
     });

@@ -374,6 +374,22 @@ async fn push_and_record(
         if current.is_empty() {
             continue;
         }
+        // Write-ahead: a member Higher Logic may hold must have a push record, or a later
+        // deactivation or delete would be judged "never pushed" and not sent. So a first push
+        // is recorded as pending before it goes; the real record replaces it after.
+        let first: Vec<(SfId, Pushed)> = current
+            .iter()
+            .filter(|o| !recorded.contains_key(&o.member.contact_id) && !o.member.is_deleted)
+            .map(|o| (o.member.contact_id.clone(), Pushed::pending()))
+            .collect();
+        if !first.is_empty()
+            && let Err(e) = deps.state.record_pushed(&first).await
+        {
+            warn!(error = %e, "could not record the pending pushes; the members not pushed yet will be retried");
+            let rest = &outgoing[n * deps.cfg.higher_logic.batch_size.max(1)..];
+            fail_for(report, &e, rest.iter().map(|o| wanted(&o.member.contact_id)));
+            return Ok(());
+        }
         let members: Vec<Member> = current.iter().map(|o| o.member.clone()).collect();
         let results = match deps.community.push_members(&members).await {
             Ok(results) => results,

@@ -218,6 +218,20 @@ async fn push(
 ) -> Result<Vec<(SfId, Refusal)>, SyncError> {
     let mut refused = Vec::new();
     for chunk in outgoing.chunks(deps.cfg.higher_logic.batch_size.max(1)) {
+        // Write-ahead, as for members: a meeting Higher Logic may hold has a push record, so a
+        // later delete is sent even if this push's own record is lost.
+        let keys: Vec<String> = chunk.iter().map(|o| o.id.to_string()).collect();
+        let existing = deps.state.pushed_keys(MEETING_PREFIX, &keys).await?;
+        let first: Vec<(String, Pushed)> = chunk
+            .iter()
+            .filter(|o| !o.meeting.is_deleted && !existing.contains_key(&o.id.to_string()))
+            .map(|o| (o.id.to_string(), Pushed::pending()))
+            .collect();
+        if !first.is_empty() {
+            deps.state
+                .record_pushed_keys(MEETING_PREFIX, &first)
+                .await?;
+        }
         let meetings: Vec<Meeting> = chunk.iter().map(|o| o.meeting.clone()).collect();
         let results = match deps.community.push_meetings(&meetings).await {
             Ok(results) => results,
@@ -305,6 +319,11 @@ pub(crate) async fn ensure_meetings(
             }
         }
     }
+    // Its other registrants' records gain its group too: a meeting Higher Logic is given for the
+    // first time (a Campaign that joined the events' type, say) queues them all, whoever
+    // brought it along.
+    let new: Vec<SfId> = outgoing.iter().map(|o| o.id.clone()).collect();
+    queue_registrants(deps, &new).await?;
     for (id, _) in push(deps, &outgoing, report).await? {
         lacking.insert(id);
     }
