@@ -256,15 +256,19 @@ sam_mutant "default concurrency 2 -> 3" '/MemberRefreshMaxConcurrency:$/,/Descri
 sam_mutant "schedule input without execution id" 's/,"execution_id":"<aws.scheduler.execution-id>"//'
 sam_mutant "RUST_LOG renamed" 's/RUST_LOG: !Ref LogLevel/RUST_LOG_LEVEL: !Ref LogLevel/'
 sam_mutant "DLQ alarm threshold 0 -> 5" '/DeadLetterQueueAlarm:/,/ComparisonOperator/s/Threshold: 0/Threshold: 5/'
-sam_mutant "HLSYNC_CONCURRENT_FUNCTIONS off by one (the sum's lookup list)" 's/List: "1,2,3,4,/List: "1,2,4,4,/'
-sam_mutant "HLSYNC_CONCURRENT_FUNCTIONS renamed" 's/HLSYNC_CONCURRENT_FUNCTIONS: !If/HLSYNC_CONCURRENT_CALLS: !If/'
+sam_mutant "a stale environment variable left in both functions" \
+  's/^\(        \)RUST_LOG: !Ref LogLevel$/\1RUST_LOG: !Ref LogLevel\n\1HLSYNC_CONCURRENT_FUNCTIONS: "3"/'
 sam_mutant "default batch size 500 -> 100" '/MemberRefreshBatchSize:$/,/Description/s/Default: 500/Default: 100/'
 sam_mutant "opt-out alarm on 1 datapoint" '/OptOutFailedAlarm:/,/ComparisonOperator/s/DatapointsToAlarm: 2/DatapointsToAlarm: 1/'
 sam_mutant "opt-out alarm period off by a minute (the lookup list)" '/MinutesToSeconds:/,/List:/s/,1800,/,1860,/'
 sam_mutant "dashboard charts OptOutFailed of the wrong function" \
   's/\["hlsync", "OptOutFailed", "Function", "periodic-refresh"\]/["hlsync", "OptOutFailed", "Function", "member-refresh"]/'
-cdk_mutant "member-refresh HLSYNC_CONCURRENT_FUNCTIONS 3 -> 2" \
-  'fn("member-refresh")["Properties"]["Environment"]["Variables"]["HLSYNC_CONCURRENT_FUNCTIONS"] = "2"'
+cdk_mutant "a stale environment variable left in member-refresh" \
+  'fn("member-refresh")["Properties"]["Environment"]["Variables"]["HLSYNC_CONCURRENT_FUNCTIONS"] = "3"'
+cdk_mutant "member-refresh may not UpdateItem the state table (the shared pace)" \
+  'p = next(r for r in res("AWS::IAM::Policy") if "MemberRefresh" in json.dumps(r["Properties"]["Roles"]))
+st = next(st for st in p["Properties"]["PolicyDocument"]["Statement"] if "dynamodb:UpdateItem" in st["Action"])
+st["Action"].remove("dynamodb:UpdateItem")'
 cdk_mutant "batch size 500 -> 100" 'res("AWS::Lambda::EventSourceMapping")[0]["Properties"]["BatchSize"] = 100'
 cdk_mutant "batching window 5 -> 0" 'res("AWS::Lambda::EventSourceMapping")[0]["Properties"]["MaximumBatchingWindowInSeconds"] = 0'
 cdk_mutant "member-refresh on x86_64" 'fn("member-refresh")["Properties"]["Architectures"] = ["x86_64"]'

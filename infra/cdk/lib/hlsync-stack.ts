@@ -148,18 +148,15 @@ export class HlsyncStack extends Stack {
         : secretsmanager.Secret.fromSecretCompleteArn(this, 'Secret', s.existingSecretArn);
 
     // ------------------------------------------------------------ functions
-    // How many instances may call Higher Logic at once; each paces itself at
-    // max_calls_per_minute / this, so together they stay under the limit: the Member Refresh's
-    // maximum concurrency plus the Periodic Refresh's reserved concurrency (1 when unreserved).
-    const concurrentFunctions =
-      s.memberRefreshMaxConcurrency + (s.periodicRefreshReservedConcurrency > 0 ? s.periodicRefreshReservedConcurrency : 1);
+    // No concurrency figure for Higher Logic: every function and CLI run takes its calls' slots
+    // from one pace in the state table (item pace#higher-logic, an UpdateItem that DYNAMODB_CRUD
+    // grants), so the limit holds however many instances run.
     const environment = {
       HLSYNC_CONFIG: config.valueAsString,
       HLSYNC_SECRET_ID: secret.secretArn,
       HLSYNC_STATE_TABLE: table.tableName,
       HLSYNC_QUEUE_URL: queue.queueUrl,
       HLSYNC_DLQ_URL: dlq.queueUrl,
-      HLSYNC_CONCURRENT_FUNCTIONS: String(concurrentFunctions),
       RUST_LOG: s.logLevel,
     };
     const architecture = s.architecture === 'arm64' ? lambda.Architecture.ARM_64 : lambda.Architecture.X86_64;
