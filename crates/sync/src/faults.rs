@@ -109,12 +109,7 @@ impl Script {
     }
 
     /// The next call of `op` after `pass` successful ones fails with `error()`.
-    pub fn fail(
-        &self,
-        op: Op,
-        pass: usize,
-        error: impl Fn() -> SyncError + Send + Sync + 'static,
-    ) {
+    pub fn fail(&self, op: Op, pass: usize, error: impl Fn() -> SyncError + Send + Sync + 'static) {
         let mut plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
         let q = plan.entry(op).or_default();
         q.extend((0..pass).map(|_| None));

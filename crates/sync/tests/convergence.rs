@@ -32,8 +32,7 @@ use hlsync_sync::member::{IncomingMessage, MemberDeps, member_refresh};
 use hlsync_sync::memory::{MemoryCommunity, MemoryCrm, MemoryQueue, MemoryState};
 use hlsync_sync::periodic::{self, PeriodicDeps, PeriodicOptions};
 use hlsync_sync::ports::{
-    ChangePages, ChangeQuery, Crm, Describe, FindBy, IdScan, OrgStatus, Record,
-    WriteResult,
+    ChangePages, ChangeQuery, Crm, Describe, FindBy, IdScan, OrgStatus, Record, WriteResult,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -277,16 +276,20 @@ impl World {
         for n in 0..3 {
             self.crm.put(
                 "Account",
-                obj(json!({"Id": sfid("001", n).to_string(), "Name": format!("Account {n}"),
-                           "IsDeleted": false, "SystemModstamp": stamp(at)})),
+                obj(
+                    json!({"Id": sfid("001", n).to_string(), "Name": format!("Account {n}"),
+                           "IsDeleted": false, "SystemModstamp": stamp(at)}),
+                ),
             );
         }
         for (n, kind) in ["Event", "Event", "Webinar"].iter().enumerate() {
             self.crm.put(
                 "Campaign",
-                obj(json!({"Id": sfid("701", n).to_string(), "Name": format!("Campaign {n}"),
+                obj(
+                    json!({"Id": sfid("701", n).to_string(), "Name": format!("Campaign {n}"),
                            "Type": kind, "StartDate": "2026-12-01", "EndDate": null,
-                           "Description": null, "IsDeleted": false, "SystemModstamp": stamp(at)})),
+                           "Description": null, "IsDeleted": false, "SystemModstamp": stamp(at)}),
+                ),
             );
         }
         for _ in 0..CONTACTS {
@@ -324,9 +327,6 @@ impl World {
     /// What people do between two runs.
     fn mutate(&mut self) {
         let now = self.now();
-        if std::env::var("DBG").is_ok() {
-            eprintln!("DBG mutate at {now}: sf={:?}", self.crm.get("Contact", &std::env::var("DBG").unwrap_or_default().parse::<SfId>().unwrap()).map(|c| (c.get("Active__c").cloned(), c.get("IsDeleted").cloned(), c.get("SystemModstamp").cloned())));
-        }
         for _ in 0..self.rng.random_range(1..6) {
             let n = self.rng.random_range(0..self.next_contact);
             let id = sfid("003", n);
@@ -335,7 +335,10 @@ impl World {
             };
             match self.rng.random_range(0..9) {
                 0 => {
-                    c.insert("HL_Member_Type__c".into(), json!(TYPES[self.rng.random_range(0..3)]));
+                    c.insert(
+                        "HL_Member_Type__c".into(),
+                        json!(TYPES[self.rng.random_range(0..3)]),
+                    );
                 }
                 1 => {
                     let active = c.get("Active__c") == Some(&json!(true));
@@ -381,13 +384,20 @@ impl World {
                 }
                 7 => {
                     let campaign = self.rng.random_range(0..3);
-                    let kind = if self.rng.random_bool(0.5) { "Event" } else { "Webinar" };
+                    let kind = if self.rng.random_bool(0.5) {
+                        "Event"
+                    } else {
+                        "Webinar"
+                    };
                     let mut record = self
                         .crm
                         .get("Campaign", &sfid("701", campaign))
                         .expect("campaign");
                     record.insert("Type".into(), json!(kind));
-                    record.insert("Name".into(), json!(format!("Campaign {campaign} ({kind})")));
+                    record.insert(
+                        "Name".into(),
+                        json!(format!("Campaign {campaign} ({kind})")),
+                    );
                     record.insert("SystemModstamp".into(), json!(stamp(now)));
                     self.crm.put("Campaign", record);
                     continue;
@@ -424,7 +434,11 @@ impl World {
         let runs = if self.rng.random_bool(0.3) { 2 } else { 1 };
         let opts: Vec<PeriodicOptions> = (0..runs)
             .map(|_| {
-                let d = if faulty { self.deadline() } else { Deadline::none() };
+                let d = if faulty {
+                    self.deadline()
+                } else {
+                    Deadline::none()
+                };
                 self.periodic_opts(d)
             })
             .collect();
@@ -436,16 +450,8 @@ impl World {
             after - before <= runs as u64,
             "a run called Salesforce again after it rejected the credentials"
         );
-        for r in results {
-            // Faults end runs; the next run picks up.
-            if std::env::var("DBG").is_ok() {
-                match &r {
-                    Ok(r) => eprintln!("DBG periodic now={} feeds={:?} full={:?} skipped={:?}", self.now(), r.feeds.iter().map(|f| (f.feed.clone(), f.from, f.to, f.sent, f.completed)).collect::<Vec<_>>(), r.full_refresh.as_ref().map(|f| (f.initial, f.sent, f.completed)), r.skipped),
-                    Err(e) => eprintln!("DBG periodic now={} error={e}", self.now()),
-                }
-            }
-            let _ = r;
-        }
+        // Faults end runs; the next run picks up where they stopped.
+        drop(results);
     }
 
     fn periodic_deps(&self, faulty: bool) -> PeriodicDeps<'_> {
@@ -509,7 +515,13 @@ impl World {
         }
         let deadlines: Vec<Deadline> = batches
             .iter()
-            .map(|_| if faulty { self.deadline() } else { Deadline::none() })
+            .map(|_| {
+                if faulty {
+                    self.deadline()
+                } else {
+                    Deadline::none()
+                }
+            })
             .collect();
         let before = self.guarded.calls_while_rejected.load(Ordering::SeqCst);
         let count = batches.len() as u64;
@@ -521,22 +533,17 @@ impl World {
         // Two at a time: concurrent functions.
         let mut failed: Vec<IncomingMessage> = Vec::new();
         let results: Vec<_> = futures::future::join_all(work).await;
-        if std::env::var("DBG").is_ok() {
-            for (b, r) in batches.iter().zip(&results) {
-                let ours: Vec<&IncomingMessage> = b.iter().filter(|m| m.body.contains(std::env::var("DBG").unwrap_or_default().as_str())).collect();
-                if !ours.is_empty() {
-                    eprintln!("DBG now={} msgs={:?} result={:?}", self.now(), ours.iter().map(|m| &m.body).collect::<Vec<_>>(), r.as_ref().map(|r| (r.pushed, r.already_current, r.skipped_unchanged, r.failed_message_ids.clone(), r.requeued, r.dead_lettered)).map_err(|e| e.error.to_string()));
-                    eprintln!("DBG  sf={:?}", self.crm.get("Contact", &std::env::var("DBG").unwrap_or_default().parse::<SfId>().unwrap()).map(|c| (c.get("Active__c").cloned(), c.get("IsDeleted").cloned(), c.get("SystemModstamp").cloned())));
-                    eprintln!("DBG  hl={:?}", self.community.member(&format!("{}AAA", std::env::var("DBG").unwrap_or_default())).map(|m| (m.is_member, m.modstamp)));
-                }
-            }
-        }
         for (batch, result) in batches.iter().zip(results) {
             let ids = match result {
                 Ok(report) => report.failed_message_ids,
                 Err(e) => e.report.failed_message_ids,
             };
-            failed.extend(batch.iter().filter(|m| ids.contains(&m.message_id)).cloned());
+            failed.extend(
+                batch
+                    .iter()
+                    .filter(|m| ids.contains(&m.message_id))
+                    .cloned(),
+            );
         }
         let after = self.guarded.calls_while_rejected.load(Ordering::SeqCst);
         assert!(
@@ -568,8 +575,7 @@ impl World {
 
     /// What Higher Logic must hold: the mapping of every Contact as Salesforce has it now.
     fn expected(&self) -> BTreeMap<SfId, Member> {
-        let schema =
-            ContactSchema::build(&describe().fields, &[], &self.cfg).expect("schema");
+        let schema = ContactSchema::build(&describe().fields, &[], &self.cfg).expect("schema");
         let objects = self.crm.objects.lock().expect("objects").clone();
         let live = |r: &Record| r.get("IsDeleted") != Some(&json!(true));
         let text = |r: &Record, k: &str| r.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -609,7 +615,10 @@ impl World {
             .iter()
             .map(|(id, c)| {
                 let account = text(c, "AccountId").and_then(|a| accounts.get(&a).cloned());
-                let regs = registrations.get(&id.to_string()).cloned().unwrap_or_default();
+                let regs = registrations
+                    .get(&id.to_string())
+                    .cloned()
+                    .unwrap_or_default();
                 let member = map_contact(
                     &ContactInput {
                         fields: c,
@@ -663,8 +672,14 @@ async fn run_seed(seed: u64) {
         }
         w.queue.release_delayed();
     }
-    assert!(w.queue.sent.lock().expect("sent").is_empty(), "seed {seed}: work left");
-    assert!(w.queue.dead.lock().expect("dead").is_empty(), "seed {seed}: dead letters");
+    assert!(
+        w.queue.sent.lock().expect("sent").is_empty(),
+        "seed {seed}: work left"
+    );
+    assert!(
+        w.queue.dead.lock().expect("dead").is_empty(),
+        "seed {seed}: dead letters"
+    );
 
     let expected = w.expected();
     for (id, want) in &expected {
@@ -700,11 +715,7 @@ async fn run_seed(seed: u64) {
         .keys()
         .cloned()
         .collect();
-    let events: Vec<String> = w
-        .crm
-        .objects
-        .lock()
-        .expect("objects")["Campaign"]
+    let events: Vec<String> = w.crm.objects.lock().expect("objects")["Campaign"]
         .iter()
         .filter(|(_, r)| r.get("Type") == Some(&json!("Event")))
         .map(|(id, _)| id.to_string())

@@ -387,7 +387,11 @@ async fn push_and_record(
         {
             warn!(error = %e, "could not record the pending pushes; the members not pushed yet will be retried");
             let rest = &outgoing[n * deps.cfg.higher_logic.batch_size.max(1)..];
-            fail_for(report, &e, rest.iter().map(|o| wanted(&o.member.contact_id)));
+            fail_for(
+                report,
+                &e,
+                rest.iter().map(|o| wanted(&o.member.contact_id)),
+            );
             return Ok(());
         }
         let members: Vec<Member> = current.iter().map(|o| o.member.clone()).collect();
