@@ -1,7 +1,8 @@
 # hlsync: two commands set everything up on a fresh machine.
 #   make run    the demo: the whole system on this machine (moto, simulators, a sync, a summary)
 #   make test   every test (installs what it needs: a Python venv with moto server)
-# Also: make bench (figures), make package (Lambda zips), make deploy (SAM, guided), make infra-check.
+# Also: make bench (figures), make soak (the convergence test, 500 seeds), make package (Lambda zips),
+# make deploy (SAM, guided), make infra-check.
 
 SHELL := /bin/bash
 VENV  := .venv
@@ -9,7 +10,7 @@ PY    := python3
 CARGO ?= cargo
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test bench venv lint unit infra-check package deploy clean-venv
+.PHONY: run test bench soak venv lint unit infra-check package deploy clean-venv
 
 # Python tools the project needs: moto server (the AWS emulator of the tests and the demo).
 $(VENV)/.installed: tools/requirements.txt
@@ -42,6 +43,11 @@ infra-check:
 
 bench: venv
 	$(CARGO) bench --quiet -p hlsync-cli --bench pipeline
+
+# The convergence test under random faults with many seeds (make test runs a few dozen).
+SEEDS ?= 500
+soak:
+	HLSYNC_CONVERGENCE_SEEDS=$(SEEDS) $(CARGO) test --release -p hlsync-sync --test convergence
 
 # The Lambda zips, one folder per architecture (target/lambda/<arch>/<function>/bootstrap.zip).
 package: $(VENV)/.installed-package

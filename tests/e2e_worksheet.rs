@@ -503,6 +503,23 @@ async fn check_lists_the_fields_and_warns_about_formulas_and_refuses_a_bad_confi
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("HL_Region__c"), "{stderr}");
 
+    // A Flow-kept cursor field: check counts the Contacts it is null on.
+    std::fs::write(
+        &bad,
+        sys.config_toml.replace(
+            "[salesforce]\n",
+            "[salesforce]\ncursor_field = \"Sync_Modified__c\"\n",
+        ),
+    )
+    .expect("write");
+    let out = check(&sys, Some(&bad));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("have no value in Sync_Modified__c"),
+        "{stdout}"
+    );
+
     // A cursor field the org does not have, and one that is not a date/time.
     for (cursor, why) in [
         ("HL_Mod_Date__c", "has no field"),

@@ -411,7 +411,28 @@ fn status_text(v: &Value) -> String {
 async fn check(config: Option<&Path>, stack: &str, json: bool) -> anyhow::Result<()> {
     let rt = context::runtime(config, stack).await?;
     let describe = rt.crm.describe_contact(true).await?;
-    let report = check_report(&rt.cfg, &describe);
+    let mut report = check_report(&rt.cfg, &describe);
+    // A Flow-kept cursor field: how many Contacts it is null on (no window finds them; the
+    // initial load and the full refresh do).
+    let cursor = &rt.cfg.salesforce.cursor_field;
+    if report["ok"] == json!(true) && !cursor.eq_ignore_ascii_case("SystemModstamp") {
+        let client = rt.crm.client().await?;
+        let mut pager = client.query(&format!(
+            "SELECT COUNT() FROM Contact WHERE {cursor} = null"
+        ))?;
+        pager.next_page().await?;
+        let nulls = pager.total_size().unwrap_or(0);
+        report["cursor_nulls"] = json!(nulls);
+        if nulls > 0
+            && let Some(w) = report["warnings"].as_array_mut()
+        {
+            w.push(json!(format!(
+                "{nulls} Contacts have no value in {cursor} (salesforce.cursor_field): no change window finds them; \
+                 the initial load and the full refresh (every {}) read them. Fix the Flow that keeps it, or accept that delay",
+                humantime::format_duration(rt.cfg.contacts.full_refresh_every)
+            )));
+        }
+    }
     emit(json, &report, || check_text(&report))?;
     if let Some(error) = report.get("error").and_then(Value::as_str) {
         bail!("{error}");

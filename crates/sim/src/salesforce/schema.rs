@@ -232,6 +232,9 @@ pub fn default_contact_custom_fields() -> Vec<FieldSpec> {
         FieldSpec::double("HL_Join_Year__c", "Join Year"),
         FieldSpec::date("HL_Member_Since__c", "Member Since"),
         FieldSpec::formula("HL_Is_Board__c", "Is Board", FieldType::Boolean),
+        // A "mod date" a Flow keeps, for `salesforce.cursor_field`; the simulator does not run
+        // the Flow, so it moves only when a test sets it (and it is null on some Contacts).
+        FieldSpec::datetime("Sync_Modified__c", "Sync Modified"),
     ]
 }
 

@@ -384,6 +384,13 @@ pub fn generate_at(n_contacts: usize, seed: u64, anchor: DateTime<Utc>) -> Datas
             modified - Duration::days(rng.random_range(0..1_000)),
             modified,
         );
+        // The Flow-kept mod date: the last modification, except where the Flow never ran.
+        let flow_date = if i % 5 == 2 {
+            Value::Null
+        } else {
+            c.get("SystemModstamp").cloned().unwrap_or(Value::Null)
+        };
+        c.insert("Sync_Modified__c".to_owned(), flow_date);
         data.contacts.push(c);
     }
 
