@@ -82,6 +82,11 @@ impl Pushed {
             opt_out: None,
         }
     }
+
+    /// Whether this records a push whose outcome is unknown (see [`Pushed::pending`]).
+    pub fn is_pending(&self) -> bool {
+        self.hash.is_empty()
+    }
 }
 
 /// The state table.

@@ -45,7 +45,8 @@ impl Meeting {
     }
 }
 
-/// The Campaign fields a meeting is read from.
+/// The Campaign fields a meeting is read from (`LastModifiedDate`: when a user last edited it,
+/// which the sync compares with when it last handled the Campaign).
 pub const CAMPAIGN_FIELDS: &[&str] = &[
     "Id",
     "Name",
@@ -54,6 +55,7 @@ pub const CAMPAIGN_FIELDS: &[&str] = &[
     "StartDate",
     "EndDate",
     "IsDeleted",
+    "LastModifiedDate",
     "SystemModstamp",
 ];
 

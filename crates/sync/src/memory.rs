@@ -317,7 +317,7 @@ impl Crm for MemoryCrm {
             let key: Option<SfId> = field(record, &query.field)
                 .and_then(Value::as_str)
                 .and_then(|s| s.parse().ok());
-            if is_deleted(record)
+            if (is_deleted(record) && !query.with_deleted)
                 || !key.is_some_and(|k| wanted.contains(&k))
                 || !matches_filter(&objects, record, query.filter.as_ref(), None)
             {

@@ -24,7 +24,7 @@
 //! list it), and were it listed, the Contact would already hold its value: a write happens only
 //! when the decision differs from what Salesforce holds now, so an echo writes nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use hlsync_core::config::Config;
@@ -74,38 +74,111 @@ pub struct OptOutReport {
     pub error: Option<String>,
 }
 
-/// The value to write to Salesforce, if any.
-///
-/// `sf_value`/`sf_modstamp`: the Contact as read now; `seen`: the value its push record keeps and
-/// the `SystemModstamp` of the first read that showed it. When Salesforce still holds that value,
-/// that is when the flag last changed there; when it holds another (changed since the last read),
-/// the change happened at or before `sf_modstamp`, which is used. The later change wins; on a tie,
-/// opted out.
+/// What hlsync knows of when `HasOptedOutOfEmail` last changed in Salesforce, besides the
+/// Contact as read now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlagHistory {
+    /// The value the push record keeps and the `SystemModstamp` of the first read that showed it.
+    pub seen: Option<(bool, DateTime<Utc>)>,
+    /// The value the write-back last wrote and the `SystemModstamp` the Contact had just before
+    /// (the write itself came later). No read of the Member Refresh may have seen it yet.
+    pub written: Option<(bool, DateTime<Utc>)>,
+}
+
+impl FlagHistory {
+    /// When the flag took the value `sf_value` that the Contact, last modified at
+    /// `sf_modstamp`, holds now (as near as can be told; never after `sf_modstamp`).
+    pub fn changed_at(&self, sf_value: bool, sf_modstamp: DateTime<Utc>) -> DateTime<Utc> {
+        let from_seen = match self.seen {
+            Some((value, since)) if value == sf_value => since,
+            // Changed since the last read: at or before the modstamp.
+            _ => sf_modstamp,
+        };
+        let at = match self.written {
+            // hlsync wrote this value after `before`: the flag took it then, or later.
+            Some((value, before)) if value == sf_value => from_seen.max(before),
+            // hlsync wrote the other value after the read that saw this one: changed back since.
+            Some((_, before)) if from_seen <= before => sf_modstamp,
+            _ => from_seen,
+        };
+        at.min(sf_modstamp)
+    }
+}
+
+/// The value to write to Salesforce, if any: the later change wins (Salesforce's, as told by
+/// [`FlagHistory::changed_at`], or the member's `UpdatedOn`); on a tie, opted out.
 pub fn decide(
     sf_value: bool,
     sf_modstamp: DateTime<Utc>,
-    seen: Option<(bool, DateTime<Utc>)>,
+    history: FlagHistory,
     hl_value: bool,
     hl_updated_on: DateTime<Utc>,
 ) -> Option<bool> {
-    let sf_time = match seen {
-        Some((value, since)) if value == sf_value => since.min(sf_modstamp),
-        _ => sf_modstamp,
-    };
+    let sf_time = history.changed_at(sf_value, sf_modstamp);
     let keep = resolve_opt_out((sf_value, sf_time), (hl_value, hl_updated_on));
     (keep != sf_value).then_some(keep)
+}
+
+/// State key of the record of the last write-back to a Contact.
+fn written_doc(id: &SfId) -> String {
+    format!("opt-out-written#{id}")
+}
+
+/// How long the record of a write-back is kept: long after the Member Refresh has read the
+/// Contact again (the write-back queues that read).
+const WRITTEN_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Written {
+    value: bool,
+    /// The Contact's `SystemModstamp` just before the write.
+    before: DateTime<Utc>,
+}
+
+async fn load_written(
+    state: &dyn StateStore,
+    ids: &[SfId],
+) -> Result<HashMap<SfId, (bool, DateTime<Utc>)>, SyncError> {
+    let docs =
+        futures::future::try_join_all(ids.iter().map(|id| async move {
+            Ok::<_, SyncError>((id, state.get_doc(&written_doc(id)).await?))
+        }))
+        .await?;
+    Ok(docs
+        .into_iter()
+        .filter_map(|(id, doc)| {
+            let w: Written = serde_json::from_value(doc?).ok()?;
+            Some((id.clone(), (w.value, w.before)))
+        })
+        .collect())
 }
 
 /// What became of one change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     Written,
-    /// Salesforce's change is later, it already agrees, or the Contact is gone.
+    /// Salesforce already agrees, or the Contact is gone.
     Unchanged,
+    /// Salesforce's change is later and differs: Higher Logic, which the member changed, must be
+    /// given Salesforce's value again.
+    KeepSalesforce,
     /// Refused for now; worth trying again.
     Retry(String),
     /// Refused for good, with Salesforce's reason.
     Refused(String),
+}
+
+/// One change and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub change: EmailPreferenceChange,
+    pub applied: Applied,
+    /// The Contact must be re-read and pushed whatever its push record says (the caller queues
+    /// it, forced): Higher Logic holds a value that record does not describe, because the member
+    /// changed it there. Salesforce's value must go back (`KeepSalesforce`); or Salesforce now
+    /// agrees with Higher Logic, and the record's hash, still that of the value pushed before,
+    /// would make a later change back to that value in Salesforce look unchanged.
+    pub repush: bool,
 }
 
 /// Writes back the changes Higher Logic wins (one per member: the latest), reading the Contacts
@@ -114,7 +187,7 @@ pub async fn apply(
     crm: &dyn Crm,
     state: &dyn StateStore,
     changes: &[EmailPreferenceChange],
-) -> Result<Vec<(EmailPreferenceChange, Applied)>, SyncError> {
+) -> Result<Vec<Outcome>, SyncError> {
     // One decision per member: their latest change (a tie opts out).
     let mut latest: BTreeMap<SfId, &EmailPreferenceChange> = BTreeMap::new();
     for c in changes {
@@ -123,11 +196,22 @@ pub async fn apply(
             *slot = c;
         }
     }
+    // Members with both values at their latest `UpdatedOn`: which one Higher Logic holds is
+    // unknown, so it is given the decided value.
+    let ambiguous: BTreeSet<SfId> = changes
+        .iter()
+        .filter(|c| {
+            let l = latest[&c.key];
+            c.updated_on == l.updated_on && c.do_not_email != l.do_not_email
+        })
+        .map(|c| c.key.clone())
+        .collect();
     let ids: Vec<SfId> = latest.keys().cloned().collect();
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let pushed = state.pushed(&ids).await?;
+    let written = load_written(state, &ids).await?;
     let fields = vec![
         "Id".to_string(),
         FIELD.to_string(),
@@ -136,7 +220,10 @@ pub async fn apply(
     let records = crm.read("Contact", &ids, &fields).await?;
 
     let mut outcomes: HashMap<SfId, Applied> = HashMap::new();
+    // Live Contacts whose push record says another value than Higher Logic holds.
+    let mut stale: BTreeSet<SfId> = BTreeSet::new();
     let mut writes = Vec::new();
+    let mut recorded = Vec::new();
     for (id, record) in ids.iter().zip(&records) {
         let change = latest[id];
         let Some(record) = record else {
@@ -155,10 +242,17 @@ pub async fn apply(
             )));
         };
         let seen = pushed.get(id).and_then(|p| p.opt_out);
+        if seen.map(|(value, _)| value) != Some(change.do_not_email) || ambiguous.contains(id) {
+            stale.insert(id.clone());
+        }
+        let history = FlagHistory {
+            seen,
+            written: written.get(id).copied(),
+        };
         match decide(
             sf_value,
             modstamp,
-            seen,
+            history,
             change.do_not_email,
             change.updated_on,
         ) {
@@ -166,6 +260,10 @@ pub async fn apply(
                 let mut fields = Map::new();
                 fields.insert(FIELD.into(), Value::Bool(value));
                 writes.push(("Contact".to_string(), id.clone(), fields));
+                recorded.push((id.clone(), value, modstamp));
+            }
+            None if sf_value != change.do_not_email => {
+                outcomes.insert(id.clone(), Applied::KeepSalesforce);
             }
             None => {
                 outcomes.insert(id.clone(), Applied::Unchanged);
@@ -173,6 +271,17 @@ pub async fn apply(
         }
     }
     if !writes.is_empty() {
+        // Recorded before the write: a write whose answer is lost is known all the same.
+        futures::future::try_join_all(recorded.iter().map(|(id, value, before)| async move {
+            let doc = serde_json::json!(Written {
+                value: *value,
+                before: *before,
+            });
+            state
+                .put_doc(&written_doc(id), doc, Some(WRITTEN_TTL))
+                .await
+        }))
+        .await?;
         for r in crm.update(writes).await? {
             let outcome = match r.error {
                 None => Applied::Written,
@@ -185,10 +294,20 @@ pub async fn apply(
     Ok(latest
         .into_iter()
         .map(|(id, change)| {
-            let outcome = outcomes
+            let applied = outcomes
                 .remove(&id)
                 .unwrap_or_else(|| Applied::Retry("Salesforce gave no result".into()));
-            (change.clone(), outcome)
+            // A refused write leaves Higher Logic with the member's choice until it is redriven.
+            let repush = match applied {
+                Applied::KeepSalesforce => true,
+                Applied::Written | Applied::Unchanged => stale.contains(&id),
+                Applied::Retry(_) | Applied::Refused(_) => false,
+            };
+            Outcome {
+                change: change.clone(),
+                applied,
+                repush,
+            }
         })
         .collect())
 }
@@ -197,6 +316,20 @@ fn is_retryable_write_error(error: &str) -> bool {
     RETRYABLE_WRITE_ERRORS
         .iter()
         .any(|code| error.contains(code))
+}
+
+/// Messages that re-read these Contacts and push them whatever their push record says (see
+/// [`Outcome::repush`]).
+pub fn forced_bodies<'a>(ids: impl Iterator<Item = &'a SfId>, run_id: &str) -> Vec<String> {
+    ids.map(|id| {
+        WorkMessage {
+            full: true,
+            force: true,
+            ..WorkMessage::contact(id.clone(), None, run_id, false)
+        }
+        .to_body()
+    })
+    .collect()
 }
 
 /// The message that carries a change Salesforce refused to the dead-letter queue.
@@ -255,10 +388,28 @@ async fn run(wb: &WriteBack<'_>, report: &mut OptOutReport) -> Result<(), SyncEr
     let outcomes = apply(wb.crm, wb.state, &changes).await?;
     report.changes = outcomes.len() as u64;
     let mut hold_before: Option<DateTime<Utc>> = None;
-    for (change, outcome) in &outcomes {
-        match outcome {
+    let repush: Vec<&EmailPreferenceChange> = outcomes
+        .iter()
+        .filter(|o| o.repush)
+        .map(|o| &o.change)
+        .collect();
+    if !repush.is_empty() {
+        let bodies = forced_bodies(repush.iter().map(|c| &c.key), wb.run_id);
+        let refused = wb.queue.send(bodies).await?;
+        for i in refused {
+            // Not queued: hold the watermark so the next run decides again (and, finding the
+            // push record still stale, queues it again).
+            let at = repush[i].updated_on;
+            hold_before = Some(hold_before.map_or(at, |h| h.min(at)));
+        }
+    }
+    for Outcome {
+        change, applied, ..
+    } in &outcomes
+    {
+        match applied {
             Applied::Written => report.written += 1,
-            Applied::Unchanged => report.unchanged += 1,
+            Applied::Unchanged | Applied::KeepSalesforce => report.unchanged += 1,
             Applied::Retry(error) => {
                 warn!(contact = %change.key, %error, "Salesforce refused the opt-out write-back for now; it is retried next run");
                 report.failed += 1;
@@ -328,28 +479,38 @@ mod tests {
             .expect("valid")
     }
 
+    fn seen(value: bool, since: DateTime<Utc>) -> FlagHistory {
+        FlagHistory {
+            seen: Some((value, since)),
+            written: None,
+        }
+    }
+
     #[test]
     fn the_later_change_wins_and_a_tie_opts_out() {
         // The member opted out after Salesforce's flag last changed: written.
         assert_eq!(
-            decide(false, at(1), Some((false, at(1))), true, at(5)),
+            decide(false, at(1), seen(false, at(1)), true, at(5)),
             Some(true)
         );
         // The flag changed in Salesforce after the member did: nothing to write.
-        assert_eq!(
-            decide(false, at(9), Some((false, at(9))), true, at(5)),
-            None
-        );
+        assert_eq!(decide(false, at(9), seen(false, at(9)), true, at(5)), None);
         // A tie opts out.
         assert_eq!(
-            decide(false, at(5), Some((false, at(5))), true, at(5)),
+            decide(false, at(5), seen(false, at(5)), true, at(5)),
             Some(true)
         );
         // Already equal: never written, whoever is later (the echo of our own write).
-        assert_eq!(decide(true, at(9), Some((true, at(9))), true, at(10)), None);
+        assert_eq!(decide(true, at(9), seen(true, at(9)), true, at(10)), None);
         // Never read before: the Contact's SystemModstamp as read.
-        assert_eq!(decide(false, at(1), None, true, at(5)), Some(true));
-        assert_eq!(decide(true, at(9), None, false, at(5)), None);
+        assert_eq!(
+            decide(false, at(1), FlagHistory::default(), true, at(5)),
+            Some(true)
+        );
+        assert_eq!(
+            decide(true, at(9), FlagHistory::default(), false, at(5)),
+            None
+        );
     }
 
     #[test]
@@ -357,15 +518,33 @@ mod tests {
         // Flag false since :01, member opted out at :05, someone edited the title at :06: the
         // SystemModstamp is :06, but the flag itself last changed at :01.
         assert_eq!(
-            decide(false, at(6), Some((false, at(1))), true, at(5)),
+            decide(false, at(6), seen(false, at(1)), true, at(5)),
             Some(true)
         );
         // But an opt-out made in Salesforce since the last read (the stored value differs) is
         // judged by its SystemModstamp, and an older opt-in does not undo it.
-        assert_eq!(
-            decide(true, at(7), Some((false, at(1))), false, at(5)),
-            None
-        );
+        assert_eq!(decide(true, at(7), seen(false, at(1)), false, at(5)), None);
+    }
+
+    #[test]
+    fn a_write_back_counts_as_a_change_of_the_flag() {
+        // Read false since :01; hlsync wrote true after the Contact's :10 modstamp; someone set
+        // it back to false at :30. The flag changed at :30, not :01: a member's opt-out of :20
+        // loses to it.
+        let history = FlagHistory {
+            seen: Some((false, at(1))),
+            written: Some((true, at(10))),
+        };
+        assert_eq!(history.changed_at(false, at(30)), at(30));
+        assert_eq!(decide(false, at(30), history, true, at(20)), None);
+        // Still true, never read since the write: it changed after :10 (at its modstamp, :11).
+        assert_eq!(history.changed_at(true, at(11)), at(11));
+        // Read false again after the change back (at :30): that read's stamp stands.
+        let later = FlagHistory {
+            seen: Some((false, at(30))),
+            written: Some((true, at(10))),
+        };
+        assert_eq!(later.changed_at(false, at(40)), at(30));
     }
 
     #[test]

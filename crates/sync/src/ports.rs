@@ -128,6 +128,8 @@ pub struct FindBy {
     pub ids: Vec<SfId>,
     /// Extra condition ANDed to the `IN` list.
     pub filter: Option<Filter>,
+    /// Rows in the recycle bin too (`queryAll`): a deleted row still names what it belonged to.
+    pub with_deleted: bool,
 }
 
 impl FindBy {

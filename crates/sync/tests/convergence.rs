@@ -315,7 +315,7 @@ impl World {
             let campaign = self.rng.random_range(0..3);
             self.crm.put(
                 "CampaignMember",
-                obj(json!({"Id": sfid("00v", n).to_string(),
+                obj(json!({"Id": sfid("00v", n * 3 + campaign).to_string(),
                            "CampaignId": sfid("701", campaign).to_string(),
                            "ContactId": sfid("003", n).to_string(),
                            "Status": STATUSES[self.rng.random_range(0..STATUSES.len())],
@@ -372,9 +372,11 @@ impl World {
                 6 => {
                     let status = STATUSES[self.rng.random_range(0..STATUSES.len())];
                     let campaign = self.rng.random_range(0..3);
+                    // One CampaignMember per Contact and Campaign: Salesforce does not let a
+                    // CampaignMember's CampaignId change.
                     self.crm.put(
                         "CampaignMember",
-                        obj(json!({"Id": sfid("00v", n).to_string(),
+                        obj(json!({"Id": sfid("00v", n * 3 + campaign).to_string(),
                                    "CampaignId": sfid("701", campaign).to_string(),
                                    "ContactId": id.to_string(), "Status": status,
                                    "IsDeleted": self.rng.random_bool(0.2),
@@ -638,6 +640,9 @@ impl World {
 async fn run_seed(seed: u64) {
     let mut w = World::new(seed);
     for round in 0..ROUNDS {
+        // SystemModstamp moves with every change (to the millisecond in Salesforce): a change is
+        // never stamped with the time of a read that came before it.
+        w.advance(TimeDelta::seconds(1));
         w.mutate();
         let minutes = w.rng.random_range(2..12);
         w.advance(TimeDelta::minutes(minutes));

@@ -228,8 +228,11 @@ async fn meetings_go_to_meeting_and_registrations_travel_on_the_members_record()
     let (p, m) = w.sync().await;
     assert!(p.completed());
     let feeds: Vec<&str> = p.feeds.iter().map(|f| f.feed.as_str()).collect();
-    // The initial load reads every Contact; the Contact feeds begin after it.
-    assert_eq!(feeds, ["campaigns", "campaign-members"]);
+    // The initial load reads every Contact; the Contact feeds begin with it.
+    assert_eq!(
+        feeds,
+        ["contacts", "accounts", "campaigns", "campaign-members"]
+    );
     assert!(p.full_refresh.is_some_and(|f| f.initial && f.completed));
     // Only the Event campaign is a meeting.
     let meetings = w.community.meetings.lock().expect("meetings").clone();
@@ -937,5 +940,151 @@ async fn a_campaign_leaving_or_joining_the_event_type_follows_in_higher_logic() 
             .lock()
             .expect("lock")
             .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_campaign_that_leaves_the_event_type_and_comes_back_unseen_returns_to_its_registrants() {
+    let w = events_world();
+    w.sync().await;
+    assert_eq!(event_roles(&w, 1).len(), 1);
+
+    // The Event becomes a Webinar and its registrant is edited: the registrant is read while it
+    // is a Webinar (and loses the group), before the Campaign's own message is worked.
+    w.crm.put("Campaign", campaign(1, "Webinar", w.now()));
+    let mut c1 = contact(1, w.now());
+    c1.insert("HL_Member_Type__c".into(), json!("Silver"));
+    w.crm.put("Contact", c1);
+    w.advance(TimeDelta::minutes(2));
+    w.periodic_with(w.queue.as_ref()).await.expect("periodic");
+    let (campaigns, others): (Vec<_>, Vec<_>) = w
+        .queue
+        .take()
+        .into_iter()
+        .partition(|m| m.body.contains(r#""kind":"campaign""#));
+    assert!(!campaigns.is_empty(), "the Campaign's change was queued");
+    let deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: w.crm.as_ref(),
+        community: w.community.as_ref(),
+        state: w.state.as_ref(),
+        queue: w.queue.as_ref(),
+    };
+    member_refresh(&deps, others, &Deadline::none())
+        .await
+        .expect("contacts");
+    assert!(event_roles(&w, 1).is_empty(), "read while a Webinar");
+
+    // Back to an Event before its message is worked: that message maps the same meeting as
+    // was pushed, but the Campaign was edited since: its registrants are read again.
+    w.advance(TimeDelta::minutes(1));
+    w.crm.put("Campaign", campaign(1, "Event", w.now()));
+    member_refresh(&deps, campaigns, &Deadline::none())
+        .await
+        .expect("campaign");
+    w.advance(TimeDelta::minutes(2));
+    w.sync().await;
+    w.sync().await;
+    assert_eq!(
+        event_roles(&w, 1),
+        [(
+            sfid("701", 1).to_string(),
+            "Campaign 1".into(),
+            "Registered".into()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_registration_deleted_as_its_campaign_stops_being_an_event_leaves_its_member() {
+    let w = events_world();
+    w.sync().await;
+    // Nothing left over (the meeting's own message queues its registrants once more).
+    while !w.queue.sent.lock().expect("queue").is_empty() {
+        w.members().await;
+    }
+    assert_eq!(event_roles(&w, 1).len(), 1);
+    // Within one window: the registration is deleted and the Campaign becomes a Webinar. The
+    // registrations feed lists those of events only, so the Campaign's change finds the deleted
+    // registration.
+    let mut gone = campaign_member(1, 1, 1, "Registered", w.now());
+    gone.insert("IsDeleted".into(), json!(true));
+    w.crm.put("CampaignMember", gone);
+    w.crm.put("Campaign", campaign(1, "Webinar", w.now()));
+    w.advance(TimeDelta::minutes(2));
+    w.sync().await;
+    w.sync().await;
+    assert!(event_roles(&w, 1).is_empty());
+}
+
+#[tokio::test]
+async fn a_salesforce_change_back_after_a_written_opt_out_reaches_higher_logic() {
+    let w = formula_world(false, 2000);
+    w.sync().await;
+    let key = sfid("003", 2);
+    w.community.set_email_opt_out(&key, true, w.now());
+    w.advance(TimeDelta::minutes(1));
+    // The write-back writes the member's opt-out; what this run and the next queue is held.
+    let held = MemoryQueue::default();
+    let p = w.periodic_with(&held).await.expect("periodic");
+    assert_eq!(p.email_preferences.expect("read").written, 1);
+    w.advance(TimeDelta::minutes(15));
+    w.periodic_with(&held).await.expect("periodic");
+    // Past the feed's lookback, someone opts the Contact back in in Salesforce.
+    let mut c2 = contact(2, w.now());
+    c2.insert("HasOptedOutOfEmail".into(), json!(false));
+    w.crm.put("Contact", c2);
+    w.advance(TimeDelta::minutes(2));
+    // The held messages are worked now, then the sync goes on: Higher Logic, which the member
+    // changed (so the push record no longer describes it), gets Salesforce's value.
+    let deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: w.crm.as_ref(),
+        community: w.community.as_ref(),
+        state: w.state.as_ref(),
+        queue: w.queue.as_ref(),
+    };
+    member_refresh(&deps, held.take(), &Deadline::none())
+        .await
+        .expect("held");
+    w.sync().await;
+    w.sync().await;
+    assert_eq!(
+        w.crm.get("Contact", &key).expect("contact")["HasOptedOutOfEmail"],
+        json!(false)
+    );
+    assert!(
+        !w.community
+            .member(key.as_str())
+            .expect("member")
+            .do_not_email
+    );
+}
+
+#[tokio::test]
+async fn two_opposite_changes_at_one_instant_leave_both_sides_opted_out() {
+    let w = formula_world(false, 2000);
+    let key = sfid("003", 2);
+    let mut c2 = contact(2, t0() - TimeDelta::days(2));
+    c2.insert("HasOptedOutOfEmail".into(), json!(true));
+    w.crm.put("Contact", c2);
+    w.sync().await;
+    // The member flips twice within one `UpdatedOn`: Higher Logic ends opted in, but the feed
+    // cannot say which came last. A tie opts out, and Higher Logic is told so.
+    w.community.set_email_opt_out(&key, false, w.now());
+    w.community.set_email_opt_out(&key, true, w.now());
+    w.community.set_email_opt_out(&key, false, w.now());
+    w.advance(TimeDelta::minutes(1));
+    w.sync().await;
+    w.sync().await;
+    assert_eq!(
+        w.crm.get("Contact", &key).expect("contact")["HasOptedOutOfEmail"],
+        json!(true)
+    );
+    assert!(
+        w.community
+            .member(key.as_str())
+            .expect("member")
+            .do_not_email
     );
 }

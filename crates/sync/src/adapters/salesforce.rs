@@ -370,7 +370,13 @@ impl Crm for SalesforceCrm {
         let client = self.client().await?;
         let mut out = Vec::new();
         for ids in query.ids.chunks(FindBy::IDS_PER_QUERY) {
-            let records = match client.query(&query.soql(ids)) {
+            let soql = query.soql(ids);
+            let pager = if query.with_deleted {
+                client.query_all(&soql)
+            } else {
+                client.query(&soql)
+            };
+            let records = match pager {
                 Ok(pager) => pager.collect_all().await,
                 Err(e) => Err(e),
             };

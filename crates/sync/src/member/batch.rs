@@ -11,7 +11,7 @@ use tracing::warn;
 
 use crate::error::SyncError;
 use crate::message::{RecordKind, WorkMessage};
-use crate::ports::{Community, Crm, EmailPreferenceChange, StateStore, WorkQueue};
+use crate::ports::{Community, Crm, EmailPreferenceChange, Pushed, StateStore, WorkQueue};
 
 /// One queue message as the event source hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,8 +138,10 @@ impl Wanted {
         self.force |= msg.force;
     }
 
-    /// Whether a push made from a read at `pushed_cursor` already carries this change.
-    pub(crate) fn covered_by(&self, pushed_cursor: Option<DateTime<Utc>>) -> bool {
+    /// Whether the push `stored` records already carries this change: it was made from a read
+    /// at or after it. A pending record (a push whose outcome is unknown) carries nothing.
+    pub(crate) fn covered_by(&self, stored: Option<&Pushed>) -> bool {
+        let pushed_cursor = stored.filter(|p| !p.is_pending()).and_then(|p| p.cursor);
         match (pushed_cursor, self.cursor) {
             (Some(done), Some(change)) => !self.full && change <= done,
             _ => false,

@@ -44,7 +44,7 @@ pub(crate) async fn refresh_contacts(
     // Step 1: a Contact whose last push was read at or after this change already carries it.
     let to_read: Vec<SfId> = ids
         .into_iter()
-        .filter(|id| !wanted[id].covered_by(pushed.get(id).and_then(|p| p.cursor)))
+        .filter(|id| !wanted[id].covered_by(pushed.get(id)))
         .collect();
     report.already_current = (wanted.len() - to_read.len()) as u64;
     if to_read.is_empty() {
@@ -209,6 +209,7 @@ async fn read_registrations(
                 path: "Campaign.Type".into(),
                 value: events.campaign_type.trim().to_owned(),
             }),
+            with_deleted: false,
         })
         .await?;
     let mut out: HashMap<SfId, Vec<CampaignMembership>> = HashMap::new();
@@ -362,37 +363,43 @@ async fn push_and_record(
             fail_all(report, rest.iter().map(|o| wanted(&o.member.contact_id)));
             return Ok(());
         }
-        let ids: Vec<SfId> = chunk.iter().map(|o| o.member.contact_id.clone()).collect();
-        let recorded = deps.state.pushed(&ids).await?;
-        let (current, stale): (Vec<&Outgoing>, Vec<&Outgoing>) = chunk.iter().partition(|o| {
-            recorded
-                .get(&o.member.contact_id)
-                .is_none_or(|p| o.cursor.is_none() || p.cursor <= o.cursor)
-        });
+        // Write-ahead: each push is recorded as pending (no hash) before it is sent, on the
+        // same conditional write as the final record. So a push whose own record is then lost is
+        // never mistaken for "Higher Logic has the old version" (its next read pushes again),
+        // and a member Higher Logic may hold always has a record (a later deactivation or delete
+        // is sent). And where a newer read is recorded already, this older one is not sent.
+        let pending: Vec<(SfId, Pushed)> = chunk
+            .iter()
+            .map(|o| {
+                let record = Pushed {
+                    cursor: o.cursor,
+                    opt_out: o.opt_out,
+                    ..Pushed::pending()
+                };
+                (o.member.contact_id.clone(), record)
+            })
+            .collect();
+        let stale = match deps.state.record_pushed(&pending).await {
+            Ok(stale) => stale,
+            Err(e) => {
+                warn!(error = %e, "could not record the pending pushes; the members not pushed yet will be retried");
+                let rest = &outgoing[n * deps.cfg.higher_logic.batch_size.max(1)..];
+                fail_for(
+                    report,
+                    &e,
+                    rest.iter().map(|o| wanted(&o.member.contact_id)),
+                );
+                return Ok(());
+            }
+        };
+        let current: Vec<&Outgoing> = chunk
+            .iter()
+            .filter(|o| !stale.contains(&o.member.contact_id))
+            .collect();
         // Another function pushed a newer read of these: theirs stands.
         report.already_current += stale.len() as u64;
         if current.is_empty() {
             continue;
-        }
-        // Write-ahead: a member Higher Logic may hold must have a push record, or a later
-        // deactivation or delete would be judged "never pushed" and not sent. So a first push
-        // is recorded as pending before it goes; the real record replaces it after.
-        let first: Vec<(SfId, Pushed)> = current
-            .iter()
-            .filter(|o| !recorded.contains_key(&o.member.contact_id) && !o.member.is_deleted)
-            .map(|o| (o.member.contact_id.clone(), Pushed::pending()))
-            .collect();
-        if !first.is_empty()
-            && let Err(e) = deps.state.record_pushed(&first).await
-        {
-            warn!(error = %e, "could not record the pending pushes; the members not pushed yet will be retried");
-            let rest = &outgoing[n * deps.cfg.higher_logic.batch_size.max(1)..];
-            fail_for(
-                report,
-                &e,
-                rest.iter().map(|o| wanted(&o.member.contact_id)),
-            );
-            return Ok(());
         }
         let members: Vec<Member> = current.iter().map(|o| o.member.clone()).collect();
         let results = match deps.community.push_members(&members).await {

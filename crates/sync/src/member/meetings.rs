@@ -23,11 +23,29 @@ use crate::ports::{FindBy, Pushed, Record};
 /// State key prefix of the push records of meetings (by Campaign Id).
 pub const MEETING_PREFIX: &str = "event#";
 
-fn modstamp(record: &Record) -> Option<DateTime<Utc>> {
+fn stamp(record: &Record, field: &str) -> Option<DateTime<Utc>> {
     record
-        .get("SystemModstamp")
+        .get(field)
         .and_then(Value::as_str)
         .and_then(parse_sf_datetime)
+}
+
+fn modstamp(record: &Record) -> Option<DateTime<Utc>> {
+    stamp(record, "SystemModstamp")
+}
+
+/// Whether a user edited the Campaign after `handled` (the `SystemModstamp` it had when its
+/// message was last worked). Its meeting may map the same as then and still have changed in
+/// between: a `Type` or a delete that came and went while registrants were re-read, who then
+/// left its event group out. A system-only touch (`SystemModstamp` alone) does not count; a
+/// record without `LastModifiedDate` counts any touch.
+fn edited_since(record: &Record, handled: Option<DateTime<Utc>>) -> bool {
+    let edited = stamp(record, "LastModifiedDate").or_else(|| modstamp(record));
+    match (edited, handled) {
+        (Some(edited), Some(handled)) => edited > handled,
+        // Never handled by its own message (brought along by a registrant), or no stamp.
+        _ => true,
+    }
 }
 
 fn fields() -> Vec<String> {
@@ -75,7 +93,7 @@ async fn work(
         .await?;
     let to_read: Vec<SfId> = campaigns
         .iter()
-        .filter(|(id, w)| !w.covered_by(pushed.get(&id.to_string()).and_then(|p| p.cursor)))
+        .filter(|(id, w)| !w.covered_by(pushed.get(&id.to_string())))
         .map(|(id, _)| id.clone())
         .collect();
     report.already_current += (campaigns.len() - to_read.len()) as u64;
@@ -85,6 +103,7 @@ async fn work(
     let records = deps.crm.read("Campaign", &to_read, &fields()).await?;
     let mut outgoing = Vec::new();
     let mut unchanged = Vec::new();
+    let mut requeue = Vec::new();
     for (id, record) in to_read.iter().zip(records) {
         let wanted = &campaigns[id];
         let stored = pushed.get(&id.to_string());
@@ -110,6 +129,15 @@ async fn work(
         let hash = meeting.content_hash().to_string();
         if let Some(previous) = stored.filter(|p| p.hash == hash && !wanted.force) {
             report.skipped_unchanged += 1;
+            // Pushed already, but brought along by a registrant (its record has no cursor): its
+            // other registrants have not been queued yet. Or edited since its message was last
+            // worked: registrants read in between may have seen it otherwise.
+            if record
+                .as_ref()
+                .is_some_and(|r| edited_since(r, previous.cursor))
+            {
+                requeue.push(id.clone());
+            }
             if cursor > previous.cursor {
                 unchanged.push((
                     id.to_string(),
@@ -128,17 +156,21 @@ async fn work(
             cursor,
         });
     }
+    // A meeting that appears, changes or goes away changes its registrants' records (their
+    // Event group comes, is renamed or goes): each is queued to be re-read; so are those of the
+    // unchanged ones above. Before anything is recorded, so that a failure here leaves the
+    // Campaign's message to be retried whole.
+    let changed: Vec<SfId> = outgoing
+        .iter()
+        .map(|o| o.id.clone())
+        .chain(requeue)
+        .collect();
+    queue_registrants(deps, &changed).await?;
     if !unchanged.is_empty() {
         deps.state
             .record_pushed_keys(MEETING_PREFIX, &unchanged)
             .await?;
     }
-    // A meeting that appears, changes or goes away changes its registrants' records (their
-    // Event group comes, is renamed or goes): each is queued to be re-read. Before the push, so
-    // that a failure here leaves the meeting unrecorded and its message retried whole (a
-    // registrant read first brings a new meeting along itself).
-    let changed: Vec<SfId> = outgoing.iter().map(|o| o.id.clone()).collect();
-    queue_registrants(deps, &changed).await?;
     let refused = push(deps, &outgoing, report).await?;
     for (id, error) in refused {
         let wanted = &campaigns[&id];
@@ -155,7 +187,7 @@ async fn work(
 }
 
 /// Queues the Contacts registered with these Campaigns (any status: one whose status counted
-/// before may not any more), to be re-read whole.
+/// before may not any more; deleted registrations too), to be re-read whole.
 async fn queue_registrants(deps: &MemberDeps<'_>, campaigns: &[SfId]) -> Result<(), SyncError> {
     if campaigns.is_empty() {
         return Ok(());
@@ -168,6 +200,9 @@ async fn queue_registrants(deps: &MemberDeps<'_>, campaigns: &[SfId]) -> Result<
             field: "CampaignId".into(),
             ids: campaigns.to_vec(),
             filter: None,
+            // A registration deleted as the meeting changed may not have reached its member yet
+            // (the registrations feed lists only those of events).
+            with_deleted: true,
         })
         .await?;
     let contacts: BTreeSet<SfId> = rows
@@ -218,20 +253,15 @@ async fn push(
 ) -> Result<Vec<(SfId, Refusal)>, SyncError> {
     let mut refused = Vec::new();
     for chunk in outgoing.chunks(deps.cfg.higher_logic.batch_size.max(1)) {
-        // Write-ahead, as for members: a meeting Higher Logic may hold has a push record, so a
-        // later delete is sent even if this push's own record is lost.
-        let keys: Vec<String> = chunk.iter().map(|o| o.id.to_string()).collect();
-        let existing = deps.state.pushed_keys(MEETING_PREFIX, &keys).await?;
-        let first: Vec<(String, Pushed)> = chunk
+        // Write-ahead, as for members: each push is recorded as pending first, so a push whose
+        // own record is lost is sent again, and a later delete is sent even then.
+        let pending: Vec<(String, Pushed)> = chunk
             .iter()
-            .filter(|o| !o.meeting.is_deleted && !existing.contains_key(&o.id.to_string()))
             .map(|o| (o.id.to_string(), Pushed::pending()))
             .collect();
-        if !first.is_empty() {
-            deps.state
-                .record_pushed_keys(MEETING_PREFIX, &first)
-                .await?;
-        }
+        deps.state
+            .record_pushed_keys(MEETING_PREFIX, &pending)
+            .await?;
         let meetings: Vec<Meeting> = chunk.iter().map(|o| o.meeting.clone()).collect();
         let results = match deps.community.push_meetings(&meetings).await {
             Ok(results) => results,
@@ -290,9 +320,10 @@ pub(crate) async fn ensure_meetings(
         .state
         .pushed_keys(MEETING_PREFIX, &keys(campaigns.iter()))
         .await?;
+    // A pending record (a push whose outcome is unknown) is not a meeting Higher Logic has.
     let missing: Vec<SfId> = campaigns
         .into_iter()
-        .filter(|id| !pushed.contains_key(&id.to_string()))
+        .filter(|id| pushed.get(&id.to_string()).is_none_or(Pushed::is_pending))
         .collect();
     if missing.is_empty() {
         return Ok(BTreeSet::new());
@@ -305,9 +336,11 @@ pub(crate) async fn ensure_meetings(
             .as_ref()
             .map(|r| map_campaign(r, &deps.cfg.events.campaign_type));
         match meeting {
+            // Recorded without a cursor: brought along, its other registrants not queued yet (the
+            // Campaign's own message does that).
             Some(Ok(meeting)) if !meeting.is_deleted => outgoing.push(Outgoing {
                 hash: meeting.content_hash().to_string(),
-                cursor: record.as_ref().and_then(modstamp),
+                cursor: None,
                 id: id.clone(),
                 meeting,
             }),
@@ -319,11 +352,6 @@ pub(crate) async fn ensure_meetings(
             }
         }
     }
-    // Its other registrants' records gain its group too: a meeting Higher Logic is given for the
-    // first time (a Campaign that joined the events' type, say) queues them all, whoever
-    // brought it along.
-    let new: Vec<SfId> = outgoing.iter().map(|o| o.id.clone()).collect();
-    queue_registrants(deps, &new).await?;
     for (id, _) in push(deps, &outgoing, report).await? {
         lacking.insert(id);
     }

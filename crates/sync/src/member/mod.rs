@@ -168,14 +168,35 @@ async fn write_back_opt_outs(
             return Ok(());
         }
     };
-    let outcome_of: HashMap<&SfId, &optout::Applied> =
-        outcomes.iter().map(|(c, a)| (&c.key, a)).collect();
+    let outcome_of: HashMap<&SfId, &optout::Outcome> =
+        outcomes.iter().map(|o| (&o.change.key, o)).collect();
+    let repush: Vec<&SfId> = outcomes
+        .iter()
+        .filter(|o| o.repush)
+        .map(|o| &o.change.key)
+        .collect();
+    let mut not_queued: Vec<&SfId> = Vec::new();
+    if !repush.is_empty() {
+        let bodies = optout::forced_bodies(repush.iter().copied(), "opt-out");
+        match deps.queue.send(bodies).await {
+            Ok(refused) => not_queued.extend(refused.into_iter().map(|i| repush[i])),
+            Err(_) => not_queued.extend(repush.iter().copied()),
+        }
+    }
     for (message_id, change) in &batch.opt_outs {
         let Some(message) = batch.messages.iter().find(|m| &m.message_id == message_id) else {
             continue;
         };
-        match outcome_of.get(&change.key) {
-            Some(optout::Applied::Written | optout::Applied::Unchanged) => {}
+        match outcome_of.get(&change.key).map(|o| &o.applied) {
+            // Its re-push is not queued: the message is retried, and decides again.
+            Some(_) if not_queued.contains(&&change.key) => {
+                report.failed_message_ids.push(message_id.clone());
+            }
+            Some(
+                optout::Applied::Written
+                | optout::Applied::Unchanged
+                | optout::Applied::KeepSalesforce,
+            ) => {}
             Some(optout::Applied::Refused(error)) => {
                 let reason = format!(
                     "Salesforce refused to write HasOptedOutOfEmail = {} on Contact {}: {error}",
