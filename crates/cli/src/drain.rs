@@ -17,13 +17,15 @@ use serde::Serialize;
 use crate::output::progress;
 
 /// How long a received message stays invisible while its batch is worked.
-const VISIBILITY: Duration = Duration::from_secs(120);
+pub const VISIBILITY: Duration = Duration::from_secs(120);
 /// Empty receives in a row, while messages are in flight elsewhere, before a drain gives up.
 const MAX_IDLE_ROUNDS: u32 = 20;
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct DrainReport {
     pub batches: u64,
+    /// Messages in the largest batch handed to the handler.
+    pub largest_batch: u64,
     pub messages: u64,
     pub contacts: u64,
     pub pushed: u64,
@@ -43,6 +45,7 @@ pub struct DrainReport {
 impl DrainReport {
     fn add(&mut self, r: &MemberReport) {
         self.batches += 1;
+        self.largest_batch = self.largest_batch.max(r.received);
         self.messages += r.received;
         self.contacts += r.contacts;
         self.pushed += r.pushed;
@@ -59,18 +62,37 @@ impl DrainReport {
     }
 }
 
+/// How a drain receives its batches.
+#[derive(Debug, Clone)]
+pub struct DrainOptions {
+    /// Messages per batch handed to the handler (the event source's BatchSize).
+    pub batch_size: usize,
+    /// The visibility timeout asked for on each receive ([`VISIBILITY`]; tests shrink it).
+    pub visibility: Duration,
+}
+
+impl DrainOptions {
+    pub fn new(batch_size: usize) -> Self {
+        DrainOptions {
+            batch_size,
+            visibility: VISIBILITY,
+        }
+    }
+}
+
 /// Receives up to `batch_size` messages, the way the event source batches them.
 async fn receive_batch(
     rt: &Runtime,
-    batch_size: usize,
+    opts: &DrainOptions,
 ) -> anyhow::Result<Vec<hlsync_aws::Received>> {
+    let batch_size = opts.batch_size;
     let mut batch = Vec::new();
     while batch.len() < batch_size {
         let want = (batch_size - batch.len()).min(10);
         let got = rt
             .queues
             .queue
-            .receive(want, Some(VISIBILITY), Duration::ZERO)
+            .receive(want, Some(opts.visibility), Duration::ZERO)
             .await?;
         if got.is_empty() {
             break;
@@ -123,11 +145,24 @@ pub async fn drain_until(
     json: bool,
     producer_done: &AtomicBool,
 ) -> anyhow::Result<DrainReport> {
-    let batch_size = batch_size.clamp(1, 10_000);
+    drain_with(rt, &DrainOptions::new(batch_size), json, producer_done).await
+}
+
+/// [`drain_until`] with every option.
+pub async fn drain_with(
+    rt: &Runtime,
+    opts: &DrainOptions,
+    json: bool,
+    producer_done: &AtomicBool,
+) -> anyhow::Result<DrainReport> {
+    let opts = DrainOptions {
+        batch_size: opts.batch_size.clamp(1, 10_000),
+        ..opts.clone()
+    };
     let mut total = DrainReport::default();
     let mut idle_rounds = 0;
     loop {
-        let received = receive_batch(rt, batch_size).await?;
+        let received = receive_batch(rt, &opts).await?;
         if received.is_empty() {
             if !producer_done.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
