@@ -8,8 +8,8 @@
 //! goes to the DLQ without ever having been worked. The drain used to gather a full batch (500
 //! messages, ten a receive) however long that took, and on a slow queue it took longer than the
 //! timeout: moto spends time in proportion to the messages it holds on each message it returns
-//! (about 15 a second with 500 queued, a dozen a minute with 5,000), so the first messages of a
-//! batch kept coming back into it while it was gathered, and walked to the DLQ. Now, as the event
+//! (about 12 a second with 500 queued, under 2 with 5,000), so the first messages of a batch
+//! kept coming back into it while it was gathered, and walked to the DLQ. Now, as the event
 //! source does, a batch is handed over when it is full or when its batching window
 //! ([`BATCHING_WINDOW`], the stack's default) has passed since its first receive; the window is a
 //! bound on waiting, looked at between receives. The visibility timeout is a hard bound: a
