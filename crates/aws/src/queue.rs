@@ -7,8 +7,9 @@ use std::time::Duration;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::BuildError;
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
-    QueueAttributeName, SendMessageBatchRequestEntry,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -40,7 +41,8 @@ pub struct SendFailure {
     pub message: String,
 }
 
-/// One receipt handle whose message was not deleted, by its index in what was given.
+/// One receipt handle whose message was not deleted (or whose visibility was not changed), by its
+/// index in what was given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeleteFailure {
     pub index: usize,
@@ -318,6 +320,68 @@ impl WorkQueue {
             .await
             .map_err(aws(Service::Sqs, "ChangeMessageVisibility", &self.url))?;
         Ok(())
+    }
+
+    /// Hides received messages for `timeout` more, in batches of 10 (a consumer whose work
+    /// outlasts the visibility timeout keeps its messages this way). What was not changed (the
+    /// message was deleted, or received again by someone else) is returned by index.
+    pub async fn change_visibility_batch(
+        &self,
+        receipt_handles: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<DeleteFailure>, AwsError> {
+        let batches: Vec<Vec<(usize, &String)>> = receipt_handles
+            .iter()
+            .enumerate()
+            .collect::<Vec<_>>()
+            .chunks(BATCH_MAX)
+            .map(<[_]>::to_vec)
+            .collect();
+        let failures: Vec<Vec<DeleteFailure>> = stream::iter(batches)
+            .map(|batch| self.change_visibility_one_batch(batch, timeout))
+            .buffer_unordered(CONCURRENT_BATCHES)
+            .try_collect()
+            .await?;
+        let mut failures: Vec<DeleteFailure> = failures.into_iter().flatten().collect();
+        failures.sort_by_key(|f| f.index);
+        Ok(failures)
+    }
+
+    async fn change_visibility_one_batch(
+        &self,
+        batch: Vec<(usize, &String)>,
+        timeout: Duration,
+    ) -> Result<Vec<DeleteFailure>, AwsError> {
+        let entries = batch
+            .iter()
+            .map(|(index, handle)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(index.to_string())
+                    .receipt_handle(*handle)
+                    .visibility_timeout(seconds(timeout))
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.invalid())?;
+        let out = self
+            .client
+            .change_message_visibility_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(aws(Service::Sqs, "ChangeMessageVisibilityBatch", &self.url))?;
+        Ok(out
+            .failed
+            .into_iter()
+            .filter_map(|f| {
+                Some(DeleteFailure {
+                    index: f.id.parse().ok()?,
+                    code: f.code,
+                    message: f.message.unwrap_or_default(),
+                })
+            })
+            .collect())
     }
 
     /// SQS's approximate counts. (The age of the oldest message is a CloudWatch metric, not a
