@@ -8,7 +8,10 @@
 //!    one SQS event of 500, 2,000 and 10,000 messages against moto and the simulators, with that
 //!    many Contacts seeded.
 //!
-//! Figures are printed beside their targets, never asserted.
+//! The binaries are those `cargo bench` builds for this package: release settings (the bench
+//! profile), this machine's architecture, and dependency features unified with the bench's
+//! dev-dependencies. `make package` builds them for arm64 with the package's own features: close,
+//! not identical. Figures are printed beside their targets, never asserted.
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
