@@ -12,7 +12,9 @@ use hlsync_salesforce::ClientOptions;
 use hlsync_sim::higher_logic::{HigherLogicSim, HlSimOptions};
 use hlsync_sim::moto::MotoServer;
 use hlsync_sim::salesforce::{self as sfsim, SalesforceSim, SimOptions};
-use hlsync_sync::runtime::{Resources, Runtime};
+use hlsync_sync::runtime::{
+    ENV_DLQ_URL, ENV_QUEUE_URL, ENV_SECRET_ID, ENV_STATE_TABLE, Resources, Runtime,
+};
 use serde_json::json;
 
 use crate::commands::provision_with;
@@ -205,6 +207,20 @@ email_preferences_url = "{prefs}"
                 self.config_path().display().to_string(),
             ),
         ]
+    }
+
+    /// The environment a deployed function gets (the SAM template's variables, the config as a
+    /// file path), plus the SDK's endpoint and credentials for moto: what runs the Lambda
+    /// binaries against this system.
+    pub fn function_env(&self) -> Vec<(String, String)> {
+        let mut env = self.env();
+        env.extend([
+            (ENV_SECRET_ID.into(), self.resources.secret_id.clone()),
+            (ENV_STATE_TABLE.into(), self.resources.table.clone()),
+            (ENV_QUEUE_URL.into(), self.resources.queue_url.clone()),
+            (ENV_DLQ_URL.into(), self.resources.dlq_url.clone()),
+        ]);
+        env
     }
 }
 

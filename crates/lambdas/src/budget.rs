@@ -4,6 +4,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hlsync_sync::Deadline;
 use lambda_runtime::Context;
+use tracing::warn;
 
 /// The most a function keeps in hand to finish cleanly (save the checkpoint, report, print EMF).
 pub const MAX_MARGIN: Duration = Duration::from_secs(30);
@@ -50,14 +51,30 @@ impl Budget {
 
     pub fn from_context(ctx: &Context) -> Self {
         // The runtime API always sends a deadline; 0 is what `Context::default()` holds.
-        let time_left = (ctx.deadline != 0).then(|| {
-            ctx.deadline()
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO)
-        });
+        let time_left = match ctx.deadline {
+            0 => None,
+            ms if ms < EARLIEST_PLAUSIBLE_DEADLINE_MS => {
+                warn!(
+                    deadline_ms = ms,
+                    "the Runtime API sent a deadline that is no Unix time in milliseconds (an emulator's?); running as if none were known"
+                );
+                None
+            }
+            _ => Some(
+                ctx.deadline()
+                    .duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO),
+            ),
+        };
         Self::from_time_left(time_left)
     }
 }
+
+/// 2020-01-01T00:00:00Z in Unix milliseconds. `Lambda-Runtime-Deadline-Ms` is a Unix time in
+/// milliseconds; a smaller value cannot be one. cargo-lambda's emulator (`cargo lambda watch`)
+/// sends `600000`, meaning ten minutes from now: read as a Unix time it lies in 1970, leaves no
+/// time at all, and every batch would be handed back untouched.
+pub const EARLIEST_PLAUSIBLE_DEADLINE_MS: u64 = 1_577_836_800_000;
 
 #[cfg(test)]
 mod tests {
@@ -92,6 +109,30 @@ mod tests {
         assert!(b.time_left.is_none());
         assert!(!b.deadline.near());
         assert_eq!(b.lease_ttl, LEASE_WITHOUT_DEADLINE);
+    }
+
+    #[test]
+    fn a_deadline_that_is_no_unix_time_counts_as_unknown() {
+        // What `cargo lambda watch` sends: ten minutes, as a duration.
+        let mut ctx = Context::default();
+        ctx.deadline = 600_000;
+        let b = Budget::from_context(&ctx);
+        assert!(b.time_left.is_none());
+        assert!(!b.deadline.near());
+        assert_eq!(b.lease_ttl, LEASE_WITHOUT_DEADLINE);
+    }
+
+    #[test]
+    fn a_deadline_just_passed_leaves_no_time() {
+        let mut ctx = Context::default();
+        let a_second_ago = SystemTime::now() - Duration::from_secs(1);
+        ctx.deadline = a_second_ago
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let b = Budget::from_context(&ctx);
+        assert_eq!(b.time_left, Some(Duration::ZERO));
+        assert!(b.deadline.near());
     }
 
     #[test]
