@@ -181,9 +181,9 @@ impl Crm for FaultyCrm {
             script: Arc::clone(&self.script),
         }))
     }
-    async fn find_by(&self, query: FindBy) -> Result<Vec<Record>, SyncError> {
+    async fn find_many(&self, queries: Vec<FindBy>) -> Result<Vec<Vec<Record>>, SyncError> {
         self.script.check(Op::FindBy)?;
-        self.inner.find_by(query).await
+        self.inner.find_many(queries).await
     }
     async fn update(
         &self,

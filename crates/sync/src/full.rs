@@ -10,9 +10,11 @@
 //!   checkbox label, a Record Type name): see [`note_describe`].
 //!
 //! The scan is keyset-paged by Id and checkpointed after each page is on the queue, so a run
-//! stopped by its deadline resumes where it stopped. Its messages carry `full: true`: the Member
-//! Refresh re-reads them even when its stored cursor is newer, and pushes only those whose mapped
-//! record changed. It costs Salesforce reads, not Higher Logic pushes.
+//! stopped by its deadline resumes where it stopped. Each page of 2,000 Contacts becomes one
+//! range message (`kind: "contact_range"`, the Ids after the previous page's last up to this
+//! page's last), which the Member Refresh reads back as one query, whatever the Contacts' push
+//! records say, and pushes only those whose mapped record changed. So a million Contacts cost 500
+//! scan pages, 500 messages and 500 range reads: Salesforce reads, not Higher Logic pushes.
 //!
 //! Its watermark is when the last full refresh started on Salesforce's clock (a change during
 //! the scan is caught by the next one), stored as the feed `contacts-full-refresh`.
@@ -27,8 +29,8 @@ use tracing::{info, warn};
 
 use crate::Deadline;
 use crate::error::{Service, SyncError};
-use crate::message::{RecordKind, WorkMessage};
-use crate::ports::{Change, Crm, Describe, IdScan, StateStore, WorkQueue};
+use crate::message::WorkMessage;
+use crate::ports::{Crm, Describe, IdScan, StateStore, WorkQueue};
 use crate::watermark::{Mark, ScanCheckpoint};
 
 pub const FEED_FULL_REFRESH: &str = "contacts-full-refresh";
@@ -50,8 +52,11 @@ pub struct FullRefreshReport {
     #[serde(default)]
     pub reason: String,
     pub formula_fields: Vec<String>,
-    /// Contacts queued (with `full: true`).
+    /// Contacts queued (in range messages).
     pub sent: u64,
+    /// Range messages queued (one per page of the scan).
+    #[serde(default)]
+    pub messages: u64,
     pub completed: bool,
 }
 
@@ -144,19 +149,20 @@ pub async fn run_if_due(
         let Some(last) = page.last().map(|c| c.id.clone()) else {
             continue;
         };
-        let bodies = full_messages(&page, deps.run_id, false);
-        let count = bodies.len() as u64;
-        let failed = deps.queue.send(bodies).await?;
+        let body = WorkMessage::contact_range(cp.after.clone(), last.clone(), deps.run_id, false)
+            .to_body();
+        let failed = deps.queue.send(vec![body]).await?;
         if !failed.is_empty() {
             return Err(SyncError::Transient {
                 service: Service::Aws,
                 message: format!(
-                    "the queue did not accept {} of {count} full refresh messages; the full refresh resumes before them on the next run",
-                    failed.len()
+                    "the queue did not accept the full refresh's range message after {:?}; the full refresh resumes there on the next run",
+                    cp.after
                 ),
             });
         }
-        report.sent += count;
+        report.sent += page.len() as u64;
+        report.messages += 1;
         cp.after = Some(last);
         mark.save_checkpoint(state, &cp).await?;
         if deps.deadline.near() {
@@ -253,28 +259,10 @@ pub async fn note_describe(state: &dyn StateStore, describe: &Describe, cfg: &Co
     }
 }
 
-/// Messages that make the Member Refresh re-read these Contacts whatever their stored cursor
-/// (`full`), and with `force` push them even when unchanged.
-fn full_messages(page: &[Change], run_id: &str, force: bool) -> Vec<String> {
-    page.iter()
-        .map(|c| {
-            let mut m = WorkMessage::of(
-                RecordKind::Contact,
-                c.id.clone(),
-                Some(c.cursor),
-                run_id,
-                false,
-            );
-            m.full = true;
-            m.force = force;
-            m.to_body()
-        })
-        .collect()
-}
-
 /// `hlsync resync`: queues every live Contact for a re-read and a forced push (after Higher
-/// Logic's copy was lost or reset). One Salesforce call lists 2,000 Contacts; the Member Refresh
-/// then reads them in batches as usual. No watermark moves: run it again if it stops.
+/// Logic's copy was lost or reset), as range messages: one Salesforce call lists 2,000 Contacts
+/// and becomes one message, which the Member Refresh reads back as one query. No watermark
+/// moves: run it again if it stops. Answers how many Contacts were queued.
 pub async fn queue_resync(
     crm: &dyn Crm,
     queue: &dyn WorkQueue,
@@ -287,20 +275,23 @@ pub async fn queue_resync(
         })
         .await?;
     let mut sent = 0;
+    let mut after = None;
     while let Some(page) = pages.next_page().await? {
-        let bodies = full_messages(&page, run_id, true);
-        let count = bodies.len();
-        let failed = queue.send(bodies).await?;
+        let Some(last) = page.last().map(|c| c.id.clone()) else {
+            continue;
+        };
+        let body = WorkMessage::contact_range(after.clone(), last.clone(), run_id, true).to_body();
+        let failed = queue.send(vec![body]).await?;
         if !failed.is_empty() {
             return Err(SyncError::Transient {
                 service: Service::Aws,
                 message: format!(
-                    "the queue did not accept {} of {count} messages after {sent} were queued; run `hlsync resync` again",
-                    failed.len()
+                    "the queue did not accept a range message after {sent} Contacts were queued; run `hlsync resync` again"
                 ),
             });
         }
-        sent += count as u64;
+        sent += page.len() as u64;
+        after = Some(last);
     }
     Ok(sent)
 }

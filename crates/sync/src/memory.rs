@@ -20,8 +20,8 @@ use serde_json::Value;
 use crate::error::SyncError;
 use crate::ports::{
     Change, ChangePages, ChangeQuery, Community, Crm, Describe, EmailPreferenceChange, Filter,
-    FindBy, IdScan, OrgStatus, PushResult, Pushed, Record, StateStore, StoredWatermark, WorkQueue,
-    WriteResult,
+    FindBy, IdScan, Keys, OrgStatus, PushResult, Pushed, Record, StateStore, StoredWatermark,
+    WorkQueue, WriteResult,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -183,6 +183,63 @@ fn matches_filter(
     }
 }
 
+/// The rows of `objects` a [`FindBy`] selects, as Salesforce returns them.
+fn find_in(objects: &BTreeMap<String, BTreeMap<SfId, Record>>, query: &FindBy) -> Vec<Record> {
+    let listed: Option<HashSet<&SfId>> = match &query.keys {
+        Keys::In(ids) => Some(ids.iter().collect()),
+        Keys::Range { .. } => None,
+    };
+    let selects = |k: &SfId| {
+        listed
+            .as_ref()
+            .map_or_else(|| query.selects(k), |l| l.contains(k))
+    };
+    let mut out = Vec::new();
+    for (id, record) in objects.get(&query.object).into_iter().flatten() {
+        let key: Option<SfId> = field(record, &query.field)
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok());
+        if (is_deleted(record) && !query.with_deleted)
+            || !key.is_some_and(|k| selects(&k))
+            || !matches_filter(objects, record, query.filter.as_ref(), None)
+        {
+            continue;
+        }
+        let mut row = Record::new();
+        row.insert("Id".into(), Value::String(id.to_string()));
+        for f in &query.fields {
+            match f.split_once('.') {
+                None => {
+                    row.insert(f.clone(), field(record, f).cloned().unwrap_or(Value::Null));
+                }
+                // A relationship path comes back as a nested record, as in Salesforce (null
+                // when the reference is empty).
+                Some((parent, name)) => {
+                    let parent_record = field(record, &format!("{parent}Id"))
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse::<SfId>().ok())
+                        .and_then(|pid| objects.get(parent)?.get(&pid));
+                    let Some(p) = parent_record else {
+                        row.entry(parent.to_string()).or_insert(Value::Null);
+                        continue;
+                    };
+                    let nested = row
+                        .entry(parent.to_string())
+                        .or_insert_with(|| Value::Object(Record::new()));
+                    if let Value::Object(nested) = nested {
+                        nested.insert(
+                            name.to_string(),
+                            field(p, name).cloned().unwrap_or(Value::Null),
+                        );
+                    }
+                }
+            }
+        }
+        out.push(row);
+    }
+    out
+}
+
 struct MemoryPages {
     pages: std::vec::IntoIter<Vec<Change>>,
     calls: Arc<AtomicU64>,
@@ -306,51 +363,17 @@ impl Crm for MemoryCrm {
         Ok(self.pages(changes))
     }
 
-    async fn find_by(&self, query: FindBy) -> Result<Vec<Record>, SyncError> {
-        for _ in query.ids.chunks(FindBy::IDS_PER_QUERY) {
+    async fn find_many(&self, queries: Vec<FindBy>) -> Result<Vec<Vec<Record>>, SyncError> {
+        // As the Salesforce adapter sends them: five queries per API call.
+        let soqls: usize = queries.iter().map(|q| q.soqls().len()).sum();
+        for _ in 0..soqls.div_ceil(5) {
             self.call();
         }
         let objects = lock(&self.objects);
-        let wanted: HashSet<&SfId> = query.ids.iter().collect();
-        let mut out = Vec::new();
-        for (id, record) in objects.get(&query.object).into_iter().flatten() {
-            let key: Option<SfId> = field(record, &query.field)
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse().ok());
-            if (is_deleted(record) && !query.with_deleted)
-                || !key.is_some_and(|k| wanted.contains(&k))
-                || !matches_filter(&objects, record, query.filter.as_ref(), None)
-            {
-                continue;
-            }
-            let mut row = Record::new();
-            row.insert("Id".into(), Value::String(id.to_string()));
-            for f in &query.fields {
-                match f.split_once('.') {
-                    None => {
-                        row.insert(f.clone(), field(record, f).cloned().unwrap_or(Value::Null));
-                    }
-                    // A relationship path comes back as a nested record, as in Salesforce.
-                    Some((parent, name)) => {
-                        let parent_record = field(record, &format!("{parent}Id"))
-                            .and_then(Value::as_str)
-                            .and_then(|s| s.parse::<SfId>().ok())
-                            .and_then(|pid| objects.get(parent)?.get(&pid));
-                        let nested = row
-                            .entry(parent.to_string())
-                            .or_insert_with(|| Value::Object(Record::new()));
-                        if let (Some(p), Value::Object(nested)) = (parent_record, nested) {
-                            nested.insert(
-                                name.to_string(),
-                                field(p, name).cloned().unwrap_or(Value::Null),
-                            );
-                        }
-                    }
-                }
-            }
-            out.push(row);
-        }
-        Ok(out)
+        Ok(queries
+            .iter()
+            .map(|query| find_in(&objects, query))
+            .collect())
     }
 
     async fn update(

@@ -1,7 +1,9 @@
 //! The work message that the Periodic Refresh puts on the queue and the Member Refresh consumes.
 //!
-//! One message names one changed record. It is small on purpose: the Member Refresh re-reads the
-//! record in full, so a message that waited on the queue never carries stale data.
+//! One message names one changed record, or, for bulk work (the initial load, a full refresh,
+//! `hlsync resync`), a range of Contact Ids: one message per page of 2,000 Contacts. It is small
+//! on purpose: the Member Refresh re-reads the records in full, so a message that waited on the
+//! queue never carries stale data.
 
 use chrono::{DateTime, Utc};
 use hlsync_core::id::SfId;
@@ -19,6 +21,9 @@ pub enum RecordKind {
     Campaign,
     /// A CampaignMember (messages of earlier versions): its Contact is re-read.
     CampaignMember,
+    /// Every live Contact with an Id after `after` (from the first when absent) and at most
+    /// `id`: bulk work, read as one query.
+    ContactRange,
     /// A member's email opt-out from Higher Logic that Salesforce refused to take (dead-lettered
     /// with the reason; `hlsync redrive` brings it back to be written again): `id` is the
     /// Contact, `value` the opt-out, `cursor` when the member changed it in Higher Logic.
@@ -51,6 +56,9 @@ pub struct WorkMessage {
     /// The opt-out of a `kind: "opt_out"` message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<bool>,
+    /// The Id a `kind: "contact_range"` message starts after (exclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<SfId>,
 }
 
 /// Why a message body could not be understood. It will never succeed on a retry, so it goes
@@ -88,6 +96,18 @@ impl WorkMessage {
             full: false,
             force: false,
             value: None,
+            after: None,
+        }
+    }
+
+    /// A range message: the live Contacts with an Id in `(after, through]`, re-read whatever
+    /// their push records say (`full`), and with `force` pushed even when unchanged.
+    pub fn contact_range(after: Option<SfId>, through: SfId, run: &str, force: bool) -> Self {
+        WorkMessage {
+            full: true,
+            force,
+            after,
+            ..Self::of(RecordKind::ContactRange, through, None, run, false)
         }
     }
 
@@ -101,6 +121,20 @@ impl WorkMessage {
         {
             return Err(MessageError::Incomplete(
                 "an opt_out message needs `value` and `cursor`",
+            ));
+        }
+        if message.after.is_some() && message.kind != RecordKind::ContactRange {
+            return Err(MessageError::Incomplete(
+                "only a contact_range message has `after`",
+            ));
+        }
+        if message
+            .after
+            .as_ref()
+            .is_some_and(|after| *after >= message.id)
+        {
+            return Err(MessageError::Incomplete(
+                "a contact_range message's `after` must come before its `id`",
             ));
         }
         Ok(message)
@@ -144,6 +178,25 @@ mod tests {
             WorkMessage::parse(c).expect("parses").kind,
             RecordKind::Campaign
         );
+    }
+
+    #[test]
+    fn a_range_message_round_trips_and_an_empty_range_is_malformed() {
+        let after: SfId = "003000000000001AAA".parse().expect("valid id");
+        let through: SfId = "003000000000009AAA".parse().expect("valid id");
+        let m = WorkMessage::contact_range(Some(after.clone()), through.clone(), "r", false);
+        let body = m.to_body();
+        assert!(body.contains(r#""kind":"contact_range""#), "{body}");
+        assert_eq!(WorkMessage::parse(&body).expect("parses"), m);
+        let from_start = WorkMessage::contact_range(None, through.clone(), "r", true);
+        assert_eq!(
+            WorkMessage::parse(&from_start.to_body()).expect("parses"),
+            from_start
+        );
+        let backwards = WorkMessage::contact_range(Some(through), after, "r", false);
+        assert!(WorkMessage::parse(&backwards.to_body()).is_err());
+        let stray = r#"{"v":1,"kind":"contact","id":"003000000000001","after":"003000000000000","run":"r"}"#;
+        assert!(WorkMessage::parse(stray).is_err());
     }
 
     #[test]

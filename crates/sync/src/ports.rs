@@ -117,16 +117,27 @@ pub struct Change {
     pub key: Option<SfId>,
 }
 
-/// Live records of `object` whose reference `field` is one of `ids` (and that pass `filter`):
-/// a Contact's CampaignMembers, an Account's Contacts. Read with `query`, many Ids per call.
+/// Which rows a [`FindBy`] selects by its key field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keys {
+    /// Rows whose key is one of these (queried [`FindBy::IDS_PER_QUERY`] at a time).
+    In(Vec<SfId>),
+    /// Rows whose key is after `after` (from the first when `None`) and at most `through`: a
+    /// page of the Id order, one query whatever its size.
+    Range { after: Option<SfId>, through: SfId },
+}
+
+/// Live records of `object` whose reference `field` is one of `keys` (and that pass `filter`):
+/// a Contact's CampaignMembers, an Account's Contacts, the Contacts of an Id range. Read with
+/// `query`, many Ids per call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FindBy {
     pub object: String,
     /// Fields to select; relationship paths (`Campaign.Name`) come back as nested records.
     pub fields: Vec<String>,
     pub field: String,
-    pub ids: Vec<SfId>,
-    /// Extra condition ANDed to the `IN` list.
+    pub keys: Keys,
+    /// Extra condition ANDed to the keys.
     pub filter: Option<Filter>,
     /// Rows in the recycle bin too (`queryAll`): a deleted row still names what it belonged to.
     pub with_deleted: bool,
@@ -137,21 +148,49 @@ impl FindBy {
     /// Salesforce's 16,384-byte limit with room for the select list.
     pub const IDS_PER_QUERY: usize = 500;
 
-    /// The SOQL of one query over `ids` (a chunk of at most [`FindBy::IDS_PER_QUERY`]).
-    pub fn soql(&self, ids: &[SfId]) -> String {
-        let list: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
+    /// The SOQL of each query this takes, in order: one per [`FindBy::IDS_PER_QUERY`] Ids, or
+    /// one for a range. None for an empty list.
+    pub fn soqls(&self) -> Vec<String> {
+        match &self.keys {
+            Keys::In(ids) => ids
+                .chunks(Self::IDS_PER_QUERY)
+                .map(|chunk| {
+                    let list: Vec<String> = chunk.iter().map(|id| format!("'{id}'")).collect();
+                    self.soql_where(&format!("{} IN ({})", self.field, list.join(",")))
+                })
+                .collect(),
+            Keys::Range { after, through } => {
+                let upper = format!("{} <= '{through}'", self.field);
+                let condition = match after {
+                    Some(after) => format!("{} > '{after}' AND {upper}", self.field),
+                    None => upper,
+                };
+                vec![self.soql_where(&condition)]
+            }
+        }
+    }
+
+    fn soql_where(&self, condition: &str) -> String {
         let mut soql = format!(
-            "SELECT {} FROM {} WHERE {} IN ({})",
+            "SELECT {} FROM {} WHERE {condition}",
             self.fields.join(", "),
             self.object,
-            self.field,
-            list.join(",")
         );
         if let Some(filter) = &self.filter {
             soql.push_str(&format!(" AND ({})", filter.soql(None)));
         }
         soql.push_str(" ORDER BY Id ASC");
         soql
+    }
+
+    /// Whether `key` is one this selects.
+    pub fn selects(&self, key: &SfId) -> bool {
+        match &self.keys {
+            Keys::In(ids) => ids.contains(key),
+            Keys::Range { after, through } => {
+                after.as_ref().is_none_or(|after| key > after) && key <= through
+            }
+        }
     }
 }
 
@@ -209,7 +248,13 @@ pub trait Crm: Send + Sync {
     /// Every live record the query finds, all pages read: one API call per
     /// [`FindBy::IDS_PER_QUERY`] Ids (more only when one chunk finds over 2,000 records). Either
     /// all of them or an error: never a partial answer.
-    async fn find_by(&self, query: FindBy) -> Result<Vec<Record>, SyncError>;
+    async fn find_by(&self, query: FindBy) -> Result<Vec<Record>, SyncError> {
+        let mut all = self.find_many(vec![query]).await?;
+        Ok(all.pop().unwrap_or_default())
+    }
+    /// Several finds at once, answered in order: an adapter may send their queries together
+    /// (Salesforce's Composite resource runs five queries in one API call). All or an error.
+    async fn find_many(&self, queries: Vec<FindBy>) -> Result<Vec<Vec<Record>>, SyncError>;
     /// Updates records (`(object, Id, fields)`), many per API call; one result per record, in order.
     async fn update(
         &self,

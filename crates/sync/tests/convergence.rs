@@ -175,9 +175,9 @@ impl Crm for Guarded {
         self.observe();
         r
     }
-    async fn find_by(&self, query: FindBy) -> Result<Vec<Record>, SyncError> {
+    async fn find_many(&self, queries: Vec<FindBy>) -> Result<Vec<Vec<Record>>, SyncError> {
         self.check()?;
-        let r = self.inner.find_by(query).await;
+        let r = self.inner.find_many(queries).await;
         self.observe();
         r
     }

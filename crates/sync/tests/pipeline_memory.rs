@@ -748,11 +748,30 @@ impl Crm for StaleCrm {
     ) -> Result<Box<dyn hlsync_sync::ports::ChangePages>, SyncError> {
         self.inner.scan(scan).await
     }
-    async fn find_by(
+    async fn find_many(
         &self,
-        query: hlsync_sync::ports::FindBy,
-    ) -> Result<Vec<serde_json::Map<String, Value>>, SyncError> {
-        self.inner.find_by(query).await
+        queries: Vec<hlsync_sync::ports::FindBy>,
+    ) -> Result<Vec<Vec<serde_json::Map<String, Value>>>, SyncError> {
+        let objects: Vec<String> = queries.iter().map(|q| q.object.clone()).collect();
+        let found = self.inner.find_many(queries).await?;
+        let stale_id = self.stale.get("Id").and_then(Value::as_str);
+        Ok(objects
+            .iter()
+            .zip(found)
+            .map(|(object, records)| {
+                records
+                    .into_iter()
+                    .map(|record| {
+                        let id = record.get("Id").and_then(Value::as_str);
+                        if object == "Contact" && id.is_some() && id == stale_id {
+                            self.stale.clone()
+                        } else {
+                            record
+                        }
+                    })
+                    .collect()
+            })
+            .collect())
     }
     async fn update(
         &self,
@@ -984,4 +1003,198 @@ async fn with_a_flow_kept_cursor_nulls_are_loaded_and_undeletes_found() {
     assert_eq!(report.pushed, 1, "the undelete is found on SystemModstamp");
     assert!(w.community.member(id(1).as_str()).is_some());
     assert!(!w.community.is_deleted(id(1).as_str()));
+}
+
+// ----- range messages (bulk work) ------------------------------------------------------------
+
+fn range(n: usize, after: Option<usize>, through: usize, force: bool) -> IncomingMessage {
+    let m =
+        hlsync_sync::message::WorkMessage::contact_range(after.map(id), id(through), "r", force);
+    message(n, m.to_body())
+}
+
+#[tokio::test]
+async fn a_range_is_read_in_one_call_and_a_bad_contact_in_it_goes_to_the_dlq_alone() {
+    let w = World::new(2000);
+    for n in 0..=2000 {
+        w.crm.put("Contact", contact(n, t0()));
+    }
+    w.community
+        .refuse
+        .lock()
+        .expect("lock")
+        .insert(id(7).to_string());
+    let deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: w.crm.as_ref(),
+        community: w.community.as_ref(),
+        state: w.state.as_ref(),
+        queue: w.queue.as_ref(),
+    };
+    // The Contacts after id(0) up to id(1999): 1,999 of them.
+    let report = member_refresh(
+        &deps,
+        vec![range(1, Some(0), 1999, false)],
+        &Deadline::none(),
+    )
+    .await
+    .expect("runs");
+    assert!(report.failed_message_ids.is_empty(), "the range is done");
+    assert_eq!(report.contacts, 1999);
+    assert_eq!(report.pushed, 1998);
+    assert!(
+        w.community.member(id(0).as_str()).is_none(),
+        "before the range"
+    );
+    assert!(
+        w.community.member(id(2000).as_str()).is_none(),
+        "after the range"
+    );
+    // The refused Contact alone is on the DLQ, as a message of its own.
+    let dead = w.queue.dead.lock().expect("lock").clone();
+    assert_eq!(dead.len(), 1);
+    let body: Value = serde_json::from_str(&dead[0].0).expect("json");
+    assert_eq!(body["kind"], "contact");
+    assert_eq!(body["id"], id(7).to_string());
+    assert!(dead[0].1.contains("refused"), "{}", dead[0].1);
+    assert_eq!(
+        report.salesforce_calls, 2,
+        "a describe and one query for the whole range"
+    );
+    assert_eq!(report.higher_logic_calls, 10, "200 records per push");
+
+    // The same range again: nothing changed, nothing pushed, one read.
+    let again = member_refresh(
+        &deps,
+        vec![range(2, Some(0), 1999, false)],
+        &Deadline::none(),
+    )
+    .await
+    .expect("runs");
+    assert_eq!((again.pushed, again.skipped_unchanged), (0, 1998));
+    // Forced (`hlsync resync`): all pushed again, the refused one aside.
+    let forced = member_refresh(
+        &deps,
+        vec![range(3, Some(0), 1999, true)],
+        &Deadline::none(),
+    )
+    .await
+    .expect("runs");
+    assert_eq!(forced.pushed, 1998);
+}
+
+#[tokio::test]
+async fn a_range_that_cannot_be_read_is_retried_as_a_range() {
+    let w = World::new(2000);
+    for n in 0..10 {
+        w.crm.put("Contact", contact(n, t0()));
+    }
+    let script = Arc::new(Script::default());
+    script.fail(Op::FindBy, 0, || {
+        SyncError::QueryTimeout("the range query timed out".into())
+    });
+    let crm = FaultyCrm {
+        inner: w.crm.clone(),
+        script,
+    };
+    let deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: &crm,
+        community: w.community.as_ref(),
+        state: w.state.as_ref(),
+        queue: w.queue.as_ref(),
+    };
+    let report = member_refresh(
+        &deps,
+        vec![range(1, None, 9, false), message(2, body(3))],
+        &Deadline::none(),
+    )
+    .await
+    .expect("runs");
+    // The single Contact's read went first and took the fault: its message is retried; the
+    // range, read on its own, is done.
+    assert!(report.failed_message_ids.contains(&"m2".to_owned()));
+    assert!(!report.failed_message_ids.contains(&"m1".to_owned()));
+
+    let script = Arc::new(Script::default());
+    script.fail(Op::FindBy, 0, || {
+        SyncError::QueryTimeout("the range query timed out".into())
+    });
+    let crm = FaultyCrm {
+        inner: w.crm.clone(),
+        script,
+    };
+    let deps = MemberDeps { crm: &crm, ..deps };
+    let report = member_refresh(&deps, vec![range(1, None, 9, false)], &Deadline::none())
+        .await
+        .expect("runs");
+    assert_eq!(
+        report.failed_message_ids,
+        ["m1"],
+        "retried whole, as a range"
+    );
+    assert_eq!(report.pushed, 0);
+}
+
+// On tokio's paused clock: the slow pushes and the deadline are virtual time, not a race.
+#[tokio::test(start_paused = true)]
+async fn near_the_deadline_the_rest_of_a_range_and_the_ranges_not_started_are_handed_back() {
+    let mut w = World::new(2000);
+    w.cfg.higher_logic.batch_size = 10;
+    for n in 0..60 {
+        w.crm.put("Contact", contact(n, t0()));
+    }
+    let slow = SlowCommunity {
+        inner: w.community.clone(),
+        delay: Duration::from_millis(300),
+    };
+    let deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: w.crm.as_ref(),
+        community: &slow,
+        state: w.state.as_ref(),
+        queue: w.queue.as_ref(),
+    };
+    // Room for the read and one request before the stop.
+    let deadline = Deadline::after(Duration::from_millis(200));
+    let report = member_refresh(
+        &deps,
+        vec![range(1, None, 29, false), range(2, Some(29), 59, false)],
+        &deadline,
+    )
+    .await
+    .expect("runs");
+    assert_eq!(report.pushed, 10, "the first request only");
+    assert!(
+        report.failed_message_ids.is_empty(),
+        "nothing spends a receive: {:?}",
+        report.failed_message_ids
+    );
+    assert_eq!(report.requeued, 2);
+    let handed_back = w.queue.take();
+    let ranges: Vec<(Option<String>, String)> = handed_back
+        .iter()
+        .map(|m| {
+            let v: Value = serde_json::from_str(&m.body).expect("json");
+            assert_eq!(v["kind"], "contact_range");
+            (
+                v["after"].as_str().map(str::to_owned),
+                v["id"].as_str().expect("id").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ranges,
+        [
+            (Some(id(9).to_string()), id(29).to_string()),
+            (Some(id(29).to_string()), id(59).to_string()),
+        ],
+        "the rest of the first range, and the second untouched"
+    );
+    // Worked later, they push exactly what was left.
+    let report = member_refresh(&deps, handed_back, &Deadline::none())
+        .await
+        .expect("runs");
+    assert_eq!(report.pushed, 50);
+    assert_eq!(w.community.len(), 60);
 }

@@ -360,8 +360,9 @@ async fn a_member_brings_its_meeting_along_whatever_the_queue_order() {
 async fn a_contact_is_never_pushed_from_a_partial_read() {
     let w = events_world();
     w.periodic_with(w.queue.as_ref()).await.expect("periodic");
+    // Contacts and their registrations are read together: whatever fails, nothing is pushed.
     let script = Arc::new(Script::default());
-    for _ in 0..2 {
+    for _ in 0..10 {
         script.fail(Op::FindBy, 0, || SyncError::Transient {
             service: Service::Salesforce,
             message: "503".into(),
@@ -425,8 +426,9 @@ async fn registrations_cost_one_query_per_500_contacts() {
         .await
         .expect("batch");
     assert_eq!((r.pushed, r.registrations_pushed), (1000, 1000));
-    // describe + one Contact read + two registration queries + one Campaign read.
-    assert_eq!(r.salesforce_calls, 5);
+    // A describe; the Contacts (two queries of 500) and their registrations (two more), sent
+    // together in one call; one Campaign read.
+    assert_eq!(r.salesforce_calls, 3);
 }
 
 #[tokio::test]
@@ -513,9 +515,9 @@ async fn a_formula_change_is_found_by_the_full_refresh_once_a_period() {
             .any(|g| g.key.as_str() == "HL_Is_Board__c")
     );
     // Batch reads: status, four window queries (Contacts, Accounts, Campaigns,
-    // CampaignMembers), a describe, one scan page, then a describe, one Contact read and one
-    // query of their registrations: never one call per Contact.
-    assert_eq!(w.crm.calls_made() - calls, 10);
+    // CampaignMembers), a describe, one scan page, then a describe and one call reading the
+    // range's Contacts and their registrations: never one call per Contact.
+    assert_eq!(w.crm.calls_made() - calls, 9);
 
     // A second one inside the period does not run.
     w.advance(TimeDelta::hours(1));
@@ -557,17 +559,52 @@ async fn a_stopped_full_refresh_resumes_after_its_last_page() {
         .await
         .expect_err("the second page fails");
     assert!(err.is_retryable());
-    assert_eq!(w.queue.sent.lock().expect("sent").len(), 2);
+    // One range message per page of the scan.
+    assert_eq!(w.queue.sent.lock().expect("sent").len(), 1);
     let mark = w.state.watermark(FEED_FULL_REFRESH).await.expect("mark");
     assert!(mark.checkpoint.is_some());
 
     let p = w.periodic_with(w.queue.as_ref()).await.expect("resumes");
     let full = p.full_refresh.expect("resumed");
     assert!(full.resumed && full.completed);
-    assert_eq!(full.sent, 3, "only the Contacts after the checkpoint");
+    assert_eq!(
+        (full.sent, full.messages),
+        (3, 2),
+        "only the Contacts after the checkpoint"
+    );
     let sent = w.queue.take();
-    assert_eq!(sent.len(), 5);
-    assert!(sent.iter().all(|m| m.body.contains(r#""full":true"#)));
+    assert_eq!(sent.len(), 3);
+    assert!(
+        sent.iter()
+            .all(|m| m.body.contains(r#""kind":"contact_range""#))
+    );
+    // The ranges follow each other: each starts after the last Id of the one before.
+    let ranges: Vec<(Option<String>, String)> = sent
+        .iter()
+        .map(|m| {
+            let v: Value = serde_json::from_str(&m.body).expect("json");
+            (
+                v["after"].as_str().map(str::to_owned),
+                v["id"].as_str().expect("id").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(ranges[0].0, None);
+    assert_eq!(ranges[1].0.as_deref(), Some(ranges[0].1.as_str()));
+    assert_eq!(ranges[2].0.as_deref(), Some(ranges[1].1.as_str()));
+    // And worked, they make every member.
+    let deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: w.crm.as_ref(),
+        community: w.community.as_ref(),
+        state: w.state.as_ref(),
+        queue: w.queue.as_ref(),
+    };
+    let r = member_refresh(&deps, sent, &Deadline::none())
+        .await
+        .expect("ranges");
+    assert_eq!(r.contacts, 5);
+    assert!(r.failed_message_ids.is_empty());
 }
 
 // ----- email opt-out write-back ---------------------------------------------------------------

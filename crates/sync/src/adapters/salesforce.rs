@@ -366,25 +366,28 @@ impl Crm for SalesforceCrm {
         }
     }
 
-    async fn find_by(&self, query: FindBy) -> Result<Vec<Record>, SyncError> {
+    async fn find_many(&self, queries: Vec<FindBy>) -> Result<Vec<Vec<Record>>, SyncError> {
         let client = self.client().await?;
-        let mut out = Vec::new();
-        for ids in query.ids.chunks(FindBy::IDS_PER_QUERY) {
-            let soql = query.soql(ids);
-            let pager = if query.with_deleted {
-                client.query_all(&soql)
-            } else {
-                client.query(&soql)
-            };
-            let records = match pager {
-                Ok(pager) => pager.collect_all().await,
-                Err(e) => Err(e),
-            };
-            self.observe(&client);
-            match records {
-                Ok(records) => out.extend(records),
-                Err(e) => return Err(self.on_error(e).await),
+        let mut out = Vec::with_capacity(queries.len());
+        for query in &queries {
+            let mut records = Vec::new();
+            for soql in query.soqls() {
+                let pager = if query.with_deleted {
+                    client.query_all(&soql)
+                } else {
+                    client.query(&soql)
+                };
+                let page = match pager {
+                    Ok(pager) => pager.collect_all().await,
+                    Err(e) => Err(e),
+                };
+                self.observe(&client);
+                match page {
+                    Ok(page) => records.extend(page),
+                    Err(e) => return Err(self.on_error(e).await),
+                }
             }
+            out.push(records);
         }
         Ok(out)
     }

@@ -11,7 +11,7 @@ use tracing::warn;
 
 use crate::error::SyncError;
 use crate::message::{RecordKind, WorkMessage};
-use crate::ports::{Community, Crm, EmailPreferenceChange, Pushed, StateStore, WorkQueue};
+use crate::ports::{Community, Crm, EmailPreferenceChange, Keys, Pushed, StateStore, WorkQueue};
 
 /// One queue message as the event source hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +149,63 @@ impl Wanted {
     }
 }
 
+/// A range message of the batch: the live Contacts with an Id in `(after, through]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Range {
+    pub(crate) message_id: String,
+    pub(crate) after: Option<SfId>,
+    pub(crate) through: SfId,
+    pub(crate) force: bool,
+    pub(crate) run: String,
+}
+
+impl Range {
+    pub(crate) fn keys(&self) -> Keys {
+        Keys::Range {
+            after: self.after.clone(),
+            through: self.through.clone(),
+        }
+    }
+
+    /// What the range asks for each of its Contacts: a re-read whatever the push record says.
+    pub(crate) fn wanted(&self) -> Wanted {
+        Wanted {
+            message_ids: vec![self.message_id.clone()],
+            cursor: None,
+            full: true,
+            force: self.force,
+        }
+    }
+
+    /// The same range from after `after` on (a new message, not yet sent).
+    pub(crate) fn continued(&self, after: Option<SfId>) -> Range {
+        Range {
+            message_id: String::new(),
+            after,
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn body(&self) -> String {
+        WorkMessage::contact_range(
+            self.after.clone(),
+            self.through.clone(),
+            &self.run,
+            self.force,
+        )
+        .to_body()
+    }
+}
+
+impl std::fmt::Display for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.after {
+            Some(after) => write!(f, "({after}, {}]", self.through),
+            None => write!(f, "(…, {}]", self.through),
+        }
+    }
+}
+
 /// A batch's messages sorted by what they name. Malformed ones are not here: [`Batch::parse`]
 /// dead-letters them.
 #[derive(Default)]
@@ -161,6 +218,8 @@ pub(crate) struct Batch {
     /// Opt-out changes Salesforce refused earlier, brought back from the dead-letter queue, with
     /// the id of the message of each.
     pub(crate) opt_outs: Vec<(String, EmailPreferenceChange)>,
+    /// Range messages (bulk work), each worked as one unit.
+    pub(crate) ranges: Vec<Range>,
     pub(crate) messages: Vec<IncomingMessage>,
 }
 
@@ -179,6 +238,16 @@ impl Batch {
                         RecordKind::Contact => &mut batch.contacts,
                         RecordKind::Campaign => &mut batch.campaigns,
                         RecordKind::CampaignMember => &mut batch.campaign_members,
+                        RecordKind::ContactRange => {
+                            batch.ranges.push(Range {
+                                message_id: m.message_id.clone(),
+                                after: msg.after.clone(),
+                                through: msg.id.clone(),
+                                force: msg.force,
+                                run: msg.run.clone(),
+                            });
+                            continue;
+                        }
                         RecordKind::OptOut => {
                             // `parse` checked that both are there.
                             if let (Some(value), Some(at)) = (msg.value, msg.cursor) {
@@ -252,6 +321,40 @@ pub(crate) async fn dead_letter(
             // The queue's own redrive policy moves it to the DLQ after its retries.
             warn!(message_id = %m.message_id, error = %e, "could not dead-letter the message; reporting it as failed");
             report.failed_message_ids.push(m.message_id.clone());
+        }
+    }
+}
+
+/// Dead-letters what asked for Contact `id`, which can never succeed, with `reason`: its own
+/// messages, and for a range that named it a message of its own (the range goes on without it).
+pub(crate) async fn dead_letter_record(
+    deps: &MemberDeps<'_>,
+    batch: &Batch,
+    id: &SfId,
+    wanted: &Wanted,
+    reason: &str,
+    report: &mut MemberReport,
+) {
+    for m in batch.messages_of(wanted) {
+        if !batch.ranges.iter().any(|r| r.message_id == m.message_id) {
+            dead_letter(deps, m, reason, report).await;
+            continue;
+        }
+        let body = WorkMessage {
+            full: true,
+            force: wanted.force,
+            ..WorkMessage::contact(id.clone(), None, "range", false)
+        }
+        .to_body();
+        match deps.queue.dead_letter(&body, reason).await {
+            Ok(()) => {
+                warn!(contact = %id, range = %m.message_id, reason, "a Contact of a range sent to the dead-letter queue on its own");
+                report.dead_lettered += 1;
+            }
+            Err(e) => {
+                warn!(contact = %id, error = %e, "could not dead-letter a Contact of a range; the range is retried");
+                report.failed_message_ids.push(m.message_id.clone());
+            }
         }
     }
 }

@@ -1,14 +1,16 @@
-//! Contacts → members, in named steps: skip the already current, read (Contacts, their Accounts,
-//! their registrations), map and diff, make sure the meetings exist, push and record.
+//! Contacts → members, in named steps: skip the already current, read (Contacts with their
+//! Account's name, and their registrations), map and diff, make sure the meetings exist, push and
+//! record.
 //!
 //! Where a Contact becomes a member: `hlsync_core::mapping::map_contact`, called from
-//! [`map_and_diff`]. Salesforce is read in batches, never one call per Contact: one
-//! `composite/sobjects` call per 2,000 Contacts, one more for their Accounts, and (with events)
-//! one query per 500 Contacts for their registrations. A Contact is pushed only from a complete
-//! read: Higher Logic replaces the whole record, so a push without the registrations would
-//! remove them.
+//! [`map_and_diff`]. Salesforce is read in batches, never one call per Contact: the Contacts
+//! (with `Account.Name`) and their registrations are queries sent together, five per API call
+//! (see [`Crm::find_many`](crate::ports::Crm::find_many)): 500 Contacts a query when messages name
+//! them one by one, a whole Id range a query for a range message. A Contact is pushed only from a
+//! complete read: Higher Logic replaces the whole record, so a push without the registrations
+//! would remove them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use hlsync_core::event::{CAMPAIGN_MEMBER_FIELDS, campaign_membership};
@@ -16,17 +18,19 @@ use hlsync_core::id::SfId;
 use hlsync_core::mapping::{CampaignMembership, ContactInput, map_contact};
 use hlsync_core::member::Member;
 use hlsync_core::schema::ContactSchema;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::{info, warn};
 
-use super::batch::{Batch, MemberDeps, MemberReport, Wanted, dead_letter_all, fail_all, fail_for};
+use super::batch::{
+    Batch, MemberDeps, MemberReport, Range, Wanted, dead_letter_record, fail_all, fail_for,
+};
 use super::meetings::{ensure_meetings, named_campaigns};
 use crate::Deadline;
 use crate::error::SyncError;
 use crate::message::WorkMessage;
-use crate::ports::{Filter, FindBy, Pushed, Record};
+use crate::ports::{Filter, FindBy, Keys, Pushed, Record};
 
-/// Works the batch's Contact messages.
+/// Works the batch's Contact messages (one Contact each).
 pub(crate) async fn refresh_contacts(
     deps: &MemberDeps<'_>,
     batch: &Batch,
@@ -34,7 +38,7 @@ pub(crate) async fn refresh_contacts(
     report: &mut MemberReport,
 ) -> Result<(), SyncError> {
     let wanted = &batch.contacts;
-    report.contacts = wanted.len() as u64;
+    report.contacts += wanted.len() as u64;
     if wanted.is_empty() {
         return Ok(());
     }
@@ -46,13 +50,13 @@ pub(crate) async fn refresh_contacts(
         .into_iter()
         .filter(|id| !wanted[id].covered_by(pushed.get(id)))
         .collect();
-    report.already_current = (wanted.len() - to_read.len()) as u64;
+    report.already_current += (wanted.len() - to_read.len()) as u64;
     if to_read.is_empty() {
         return Ok(());
     }
 
     // Step 2: read everything the records are made of, or nothing.
-    let read = match read(deps, &to_read).await {
+    let read = match read(deps, Keys::In(to_read.clone())).await {
         Ok(read) => read,
         Err(e) if e.stops_run() => return Err(e),
         Err(e) => {
@@ -61,9 +65,130 @@ pub(crate) async fn refresh_contacts(
             return Ok(());
         }
     };
+    let unit = Unit { batch, wanted };
+    if let Some(stopped) =
+        map_push_record(deps, &unit, &to_read, &read, &pushed, deadline, report).await?
+    {
+        warn!(
+            left = stopped.len(),
+            "near the deadline: the members not pushed yet are retried later"
+        );
+        fail_all(report, stopped.iter().map(|id| &wanted[id]));
+    }
+    info!(
+        contacts = report.contacts,
+        pushed = report.pushed,
+        skipped = report.skipped_unchanged,
+        failed = report.failed_message_ids.len(),
+        "member refresh batch done"
+    );
+    Ok(())
+}
 
+/// Works one range message: every live Contact with an Id in the range, read with one query
+/// (and one for their registrations), re-read whatever their push records say (`full`).
+///
+/// The range's message ends well when every Contact in it did; one that fails fails the range,
+/// which is retried as a range (the Contacts already pushed are then found unchanged). A Contact
+/// that can never succeed (unmappable, refused by Higher Logic) goes to the dead-letter queue
+/// alone, as a message of its own, and the range goes on. Near the deadline, what is left of the
+/// range is handed back as a narrower range message.
+pub(crate) async fn refresh_range(
+    deps: &MemberDeps<'_>,
+    batch: &Batch,
+    range: &Range,
+    deadline: &Deadline,
+    report: &mut MemberReport,
+) -> Result<(), SyncError> {
+    let read = match read(deps, range.keys()).await {
+        Ok(read) => read,
+        Err(e) if e.stops_run() => return Err(e),
+        Err(e) => {
+            warn!(error = %e, range = %range, "could not read the range; it will be retried");
+            report.note_stop(&e);
+            report.failed_message_ids.push(range.message_id.clone());
+            return Ok(());
+        }
+    };
+    let ids: Vec<SfId> = read.contacts.keys().cloned().collect();
+    report.contacts += ids.len() as u64;
+    let wanted: BTreeMap<SfId, Wanted> =
+        ids.iter().map(|id| (id.clone(), range.wanted())).collect();
+    let pushed = match deps.state.pushed(&ids).await {
+        Ok(pushed) => pushed,
+        Err(e) if e.stops_run() => return Err(e),
+        Err(e) => {
+            warn!(error = %e, range = %range, "could not read the push records of the range; it will be retried");
+            report.note_stop(&e);
+            report.failed_message_ids.push(range.message_id.clone());
+            return Ok(());
+        }
+    };
+    let unit = Unit {
+        batch,
+        wanted: &wanted,
+    };
+    if let Some(stopped) =
+        map_push_record(deps, &unit, &ids, &read, &pushed, deadline, report).await?
+    {
+        hand_back_rest(deps, range, &ids, &stopped, report).await;
+    }
+    info!(range = %range, contacts = ids.len(), "range done");
+    Ok(())
+}
+
+/// Near the deadline, inside a range: the Contacts from the first one not pushed on are handed
+/// back as a range message of their own (the one worked counts as done). If the queue does not
+/// take it, the range's message is retried whole.
+async fn hand_back_rest(
+    deps: &MemberDeps<'_>,
+    range: &Range,
+    ids: &[SfId],
+    stopped: &[SfId],
+    report: &mut MemberReport,
+) {
+    let Some(first) = stopped.iter().min() else {
+        return;
+    };
+    // Everything before `first` in the range's order is done.
+    let after = ids
+        .iter()
+        .filter(|id| *id < first)
+        .max()
+        .cloned()
+        .or(range.after.clone());
+    let rest = range.continued(after);
+    warn!(range = %range, rest = %rest, "near the deadline: the rest of the range is handed back");
+    match deps.queue.send(vec![rest.body()]).await {
+        Ok(refused) if refused.is_empty() => report.requeued += 1,
+        Ok(_) | Err(_) => {
+            warn!(range = %range, "could not hand the rest of the range back; the range is retried");
+            report.failed_message_ids.push(range.message_id.clone());
+        }
+    }
+}
+
+/// The Contacts of one unit of work (the batch's single-Contact messages, or one range), with
+/// what their messages ask for.
+pub(crate) struct Unit<'a> {
+    pub(crate) batch: &'a Batch,
+    pub(crate) wanted: &'a BTreeMap<SfId, Wanted>,
+}
+
+/// Steps 3 to 5: map and diff, make sure the meetings exist, push and record. Answers the
+/// Contacts the deadline left unpushed, if it stopped the pushes.
+async fn map_push_record(
+    deps: &MemberDeps<'_>,
+    unit: &Unit<'_>,
+    ids: &[SfId],
+    read: &Read,
+    pushed: &HashMap<SfId, Pushed>,
+    deadline: &Deadline,
+    report: &mut MemberReport,
+) -> Result<Option<Vec<SfId>>, SyncError> {
+    let wanted = unit.wanted;
     // Step 3: map, and keep only what differs from the last push.
-    let diff = map_and_diff(deps, batch, &to_read, &read, &pushed, report).await;
+    let diff = map_and_diff(deps, unit, ids, read, pushed, report).await;
     if !diff.unchanged.is_empty()
         && let Err(e) = deps.state.record_pushed(&diff.unchanged).await
     {
@@ -71,7 +196,7 @@ pub(crate) async fn refresh_contacts(
     }
     let mut outgoing = diff.outgoing;
     if outgoing.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
 
     // Step 4: the meetings their event groups name go first.
@@ -85,13 +210,13 @@ pub(crate) async fn refresh_contacts(
         Ok(lacking) => lacking,
         Err(e) if e.stops_run() => return Err(e),
         Err(e) => {
-            warn!(error = %e, "could not push the meetings the members name; the batch will be retried");
+            warn!(error = %e, "could not push the meetings the members name; they will be retried");
             fail_for(
                 report,
                 &e,
                 outgoing.iter().map(|o| &wanted[&o.member.contact_id]),
             );
-            return Ok(());
+            return Ok(None);
         }
     };
     if !lacking.is_empty() {
@@ -109,113 +234,84 @@ pub(crate) async fn refresh_contacts(
     }
 
     // Step 5: push, a request at a time, and record what Higher Logic took.
-    push_and_record(deps, batch, &outgoing, deadline, report).await?;
-    info!(
-        contacts = report.contacts,
-        pushed = report.pushed,
-        skipped = report.skipped_unchanged,
-        failed = report.failed_message_ids.len(),
-        "member refresh batch done"
-    );
-    Ok(())
+    push_and_record(deps, unit, &outgoing, deadline, report).await
 }
 
-/// What the Member Refresh read for a batch of Contacts.
-struct Read {
+/// What the Member Refresh read for some Contacts.
+pub(crate) struct Read {
     schema: ContactSchema,
-    /// In the order asked; `None`: absent (deleted).
-    contacts: Vec<Option<Record>>,
+    /// The live Contacts found (by Id); one asked for by Id and not here is deleted.
+    contacts: BTreeMap<SfId, Record>,
     account_names: HashMap<SfId, String>,
     registrations: HashMap<SfId, Vec<CampaignMembership>>,
 }
 
-async fn read(deps: &MemberDeps<'_>, ids: &[SfId]) -> Result<Read, SyncError> {
+/// Reads the Contacts `keys` selects, with their Account's name and (with events) their
+/// registrations: two queries per 500 Ids, or two for a range, sent together.
+async fn read(deps: &MemberDeps<'_>, keys: Keys) -> Result<Read, SyncError> {
     let describe = deps.crm.describe_contact(false).await?;
     crate::full::note_describe(deps.state, &describe, deps.cfg).await;
     let schema = ContactSchema::build(&describe.fields, &describe.record_types, deps.cfg)
         .map_err(|e| SyncError::failed(e.to_string()))?;
-    let contacts = deps
-        .crm
-        .read("Contact", ids, &schema.contact_fields())
-        .await?;
-    let account_names = read_account_names(deps, &contacts).await?;
-    let live: Vec<SfId> = ids
-        .iter()
-        .zip(&contacts)
-        .filter(|(_, r)| r.is_some())
-        .map(|(id, _)| id.clone())
-        .collect();
-    let registrations = read_registrations(deps, &live).await?;
-    Ok(Read {
-        schema,
-        contacts,
-        account_names,
-        registrations,
-    })
-}
-
-fn account_id(fields: &Map<String, Value>) -> Option<SfId> {
-    fields
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("AccountId"))
-        .and_then(|(_, v)| v.as_str())
-        .and_then(|s| s.parse().ok())
-}
-
-async fn read_account_names(
-    deps: &MemberDeps<'_>,
-    records: &[Option<Record>],
-) -> Result<HashMap<SfId, String>, SyncError> {
-    let ids: BTreeSet<SfId> = records.iter().flatten().filter_map(account_id).collect();
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let ids: Vec<SfId> = ids.into_iter().collect();
-    let accounts = deps
-        .crm
-        .read("Account", &ids, &["Id".to_string(), "Name".to_string()])
-        .await?;
-    Ok(ids
-        .into_iter()
-        .zip(accounts)
-        .filter_map(|(id, rec)| {
-            let name = rec?.get("Name")?.as_str()?.to_string();
-            Some((id, name))
-        })
-        .collect())
-}
-
-/// The event memberships of these Contacts: their CampaignMembers whose Campaign is of the
-/// events' type, one query per 500 Contacts. Nothing (and no call) when events are disabled.
-async fn read_registrations(
-    deps: &MemberDeps<'_>,
-    contacts: &[SfId],
-) -> Result<HashMap<SfId, Vec<CampaignMembership>>, SyncError> {
+    let mut fields = schema.contact_fields();
+    fields.push(ACCOUNT_NAME.to_owned());
+    let mut queries = vec![FindBy {
+        object: "Contact".into(),
+        fields,
+        field: "Id".into(),
+        keys: keys.clone(),
+        filter: None,
+        with_deleted: false,
+    }];
     let events = &deps.cfg.events;
-    if !events.enabled || contacts.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = deps
-        .crm
-        .find_by(FindBy {
+    if events.enabled {
+        queries.push(FindBy {
             object: "CampaignMember".into(),
             fields: CAMPAIGN_MEMBER_FIELDS
                 .iter()
                 .map(|f| (*f).to_string())
                 .collect(),
             field: "ContactId".into(),
-            ids: contacts.to_vec(),
+            keys,
             filter: Some(Filter::Equals {
                 path: "Campaign.Type".into(),
                 value: events.campaign_type.trim().to_owned(),
             }),
             with_deleted: false,
-        })
-        .await?;
-    let mut out: HashMap<SfId, Vec<CampaignMembership>> = HashMap::new();
-    for row in &rows {
-        match campaign_membership(row) {
-            Ok(Some((contact, membership))) => out.entry(contact).or_default().push(membership),
+        });
+    }
+    let mut found = deps.crm.find_many(queries).await?.into_iter();
+    let mut contacts = BTreeMap::new();
+    let mut account_names = HashMap::new();
+    for mut record in found.next().unwrap_or_default() {
+        let Some(id) = record
+            .get("Id")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<SfId>().ok())
+        else {
+            return Err(SyncError::failed(
+                "Salesforce returned a Contact without an Id",
+            ));
+        };
+        // `Account.Name` comes back as a nested record (null without an Account).
+        let account = record.remove("Account");
+        if let (Some(account_id), Some(name)) = (
+            account_id(&record),
+            account
+                .as_ref()
+                .and_then(|a| a.get("Name"))
+                .and_then(Value::as_str),
+        ) {
+            account_names.insert(account_id, name.to_owned());
+        }
+        contacts.insert(id, record);
+    }
+    let mut registrations: HashMap<SfId, Vec<CampaignMembership>> = HashMap::new();
+    for row in found.next().unwrap_or_default() {
+        match campaign_membership(&row) {
+            Ok(Some((contact, membership))) => {
+                registrations.entry(contact).or_default().push(membership);
+            }
             Ok(None) => {}
             // A row Salesforce wrote cannot be mended by a retry, but leaving it out would
             // remove a registration: stop the batch loudly instead.
@@ -226,7 +322,23 @@ async fn read_registrations(
             }
         }
     }
-    Ok(out)
+    Ok(Read {
+        schema,
+        contacts,
+        account_names,
+        registrations,
+    })
+}
+
+/// The relationship path that brings a Contact's Account name along with it.
+const ACCOUNT_NAME: &str = "Account.Name";
+
+fn account_id(fields: &Record) -> Option<SfId> {
+    fields
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("AccountId"))
+        .and_then(|(_, v)| v.as_str())
+        .and_then(|s| s.parse().ok())
 }
 
 /// A member to push and what its push record will keep.
@@ -264,7 +376,7 @@ struct Diff {
 
 async fn map_and_diff(
     deps: &MemberDeps<'_>,
-    batch: &Batch,
+    unit: &Unit<'_>,
     ids: &[SfId],
     read: &Read,
     pushed: &HashMap<SfId, Pushed>,
@@ -274,8 +386,9 @@ async fn map_and_diff(
         outgoing: Vec::new(),
         unchanged: Vec::new(),
     };
-    for (id, record) in ids.iter().zip(&read.contacts) {
-        let wanted: &Wanted = &batch.contacts[id];
+    for id in ids {
+        let record = read.contacts.get(id);
+        let wanted: &Wanted = &unit.wanted[id];
         let stored = pushed.get(id);
         let member = match record {
             Some(fields) => {
@@ -291,7 +404,8 @@ async fn map_and_diff(
                     Err(e) => {
                         // Retrying will not make the record mappable: dead-letter its messages.
                         warn!(contact = %id, error = %e, "Contact cannot be mapped");
-                        dead_letter_all(deps, batch, wanted, &e.to_string(), report).await;
+                        dead_letter_record(deps, unit.batch, id, wanted, &e.to_string(), report)
+                            .await;
                         continue;
                     }
                 }
@@ -339,29 +453,26 @@ async fn map_and_diff(
 /// is not sent; and the records are written conditionally: where a newer one landed meanwhile,
 /// Higher Logic may hold this older push, so the Contact is queued again to be re-read.
 ///
-/// The deadline is checked before each request: the messages not reached are reported failed,
-/// so what was pushed is recorded and nothing is redone needlessly.
+/// The deadline is checked before each request: what was pushed is recorded, and the Contacts
+/// not reached are answered, for the caller to hand back.
 async fn push_and_record(
     deps: &MemberDeps<'_>,
-    batch: &Batch,
+    unit: &Unit<'_>,
     outgoing: &[Outgoing],
     deadline: &Deadline,
     report: &mut MemberReport,
-) -> Result<(), SyncError> {
+) -> Result<Option<Vec<SfId>>, SyncError> {
     let event_type = &deps.cfg.events.group_type;
-    let wanted = |id: &SfId| &batch.contacts[id];
+    let wanted = |id: &SfId| &unit.wanted[id];
     for (n, chunk) in outgoing
         .chunks(deps.cfg.higher_logic.batch_size.max(1))
         .enumerate()
     {
         if deadline.near() {
             let rest = &outgoing[n * deps.cfg.higher_logic.batch_size.max(1)..];
-            warn!(
-                left = rest.len(),
-                "near the deadline: the members not pushed yet are retried later"
-            );
-            fail_all(report, rest.iter().map(|o| wanted(&o.member.contact_id)));
-            return Ok(());
+            return Ok(Some(
+                rest.iter().map(|o| o.member.contact_id.clone()).collect(),
+            ));
         }
         // Write-ahead: each push is recorded as pending (no hash) before it is sent, on the
         // same conditional write as the final record. So a push whose own record is then lost is
@@ -389,7 +500,7 @@ async fn push_and_record(
                     &e,
                     rest.iter().map(|o| wanted(&o.member.contact_id)),
                 );
-                return Ok(());
+                return Ok(None);
             }
         };
         let current: Vec<&Outgoing> = chunk
@@ -415,7 +526,7 @@ async fn push_and_record(
                     &e,
                     rest.iter().map(|o| wanted(&o.member.contact_id)),
                 );
-                return Ok(());
+                return Ok(None);
             }
         };
         let results: HashMap<&str, Option<&str>> = results
@@ -451,7 +562,15 @@ async fn push_and_record(
                         m.contact_id
                     );
                     warn!(contact = %m.contact_id, error = message, "Higher Logic refused the record");
-                    dead_letter_all(deps, batch, wanted(&m.contact_id), &reason, report).await;
+                    dead_letter_record(
+                        deps,
+                        unit.batch,
+                        &m.contact_id,
+                        wanted(&m.contact_id),
+                        &reason,
+                        report,
+                    )
+                    .await;
                 }
                 None => {
                     warn!(contact = %m.contact_id, "Higher Logic gave no result for the record; its messages will be retried");
@@ -461,7 +580,7 @@ async fn push_and_record(
         }
         match deps.state.record_pushed(&done).await {
             Ok(overtaken) if overtaken.is_empty() => {}
-            Ok(overtaken) => requeue(deps, batch, &overtaken, report).await,
+            Ok(overtaken) => requeue(deps, unit, &overtaken, report).await,
             Err(e) => {
                 // Higher Logic has the records; pushing them again is harmless (the push is
                 // idempotent).
@@ -470,13 +589,13 @@ async fn push_and_record(
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Contacts whose push was overtaken by a newer one while this one was in flight: Higher Logic
 /// may hold the older record now, so each is queued again to be re-read and pushed. If the queue
 /// does not take them, their messages are retried instead.
-async fn requeue(deps: &MemberDeps<'_>, batch: &Batch, ids: &[SfId], report: &mut MemberReport) {
+async fn requeue(deps: &MemberDeps<'_>, unit: &Unit<'_>, ids: &[SfId], report: &mut MemberReport) {
     warn!(
         contacts = ids.len(),
         "a newer push of these Contacts landed during this one; queuing them again"
@@ -501,6 +620,6 @@ async fn requeue(deps: &MemberDeps<'_>, batch: &Batch, ids: &[SfId], report: &mu
         }
     };
     for i in refused {
-        fail_all(report, std::iter::once(&batch.contacts[&ids[i]]));
+        fail_all(report, std::iter::once(&unit.wanted[&ids[i]]));
     }
 }

@@ -18,7 +18,7 @@ use tracing::warn;
 use super::batch::{Batch, MemberDeps, MemberReport, dead_letter_all, fail_all, fail_for};
 use crate::error::SyncError;
 use crate::message::WorkMessage;
-use crate::ports::{FindBy, Pushed, Record};
+use crate::ports::{FindBy, Keys, Pushed, Record};
 
 /// State key prefix of the push records of meetings (by Campaign Id).
 pub const MEETING_PREFIX: &str = "event#";
@@ -198,7 +198,7 @@ async fn queue_registrants(deps: &MemberDeps<'_>, campaigns: &[SfId]) -> Result<
             object: "CampaignMember".into(),
             fields: vec!["Id".into(), "ContactId".into()],
             field: "CampaignId".into(),
-            ids: campaigns.to_vec(),
+            keys: Keys::In(campaigns.to_vec()),
             filter: None,
             // A registration deleted as the meeting changed may not have reached its member yet
             // (the registrations feed lists only those of events).

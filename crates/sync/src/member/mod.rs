@@ -132,6 +132,7 @@ async fn refresh(
         report
             .failed_message_ids
             .extend(batch.opt_outs.iter().map(|(id, _)| id.clone()));
+        hand_back_ranges(deps, &batch.ranges, report).await;
         return Ok(());
     }
     if !batch.campaigns.is_empty() {
@@ -143,7 +144,45 @@ async fn refresh(
     if !batch.opt_outs.is_empty() {
         write_back_opt_outs(deps, &batch, report).await?;
     }
-    contacts::refresh_contacts(deps, &batch, deadline, report).await
+    contacts::refresh_contacts(deps, &batch, deadline, report).await?;
+    for (n, range) in batch.ranges.iter().enumerate() {
+        if deadline.near() {
+            hand_back_ranges(deps, &batch.ranges[n..], report).await;
+            break;
+        }
+        contacts::refresh_range(deps, &batch, range, deadline, report).await?;
+    }
+    Ok(())
+}
+
+/// Ranges the deadline leaves unworked go back to the queue as new messages, so that waiting for
+/// the next function never counts towards the receives that lead to the dead-letter queue (a
+/// batch of ranges may take longer than one function may run). If the queue does not take them,
+/// their messages are retried instead.
+async fn hand_back_ranges(
+    deps: &MemberDeps<'_>,
+    ranges: &[batch::Range],
+    report: &mut MemberReport,
+) {
+    if ranges.is_empty() {
+        return;
+    }
+    warn!(
+        ranges = ranges.len(),
+        "near the deadline: ranges not started are handed back"
+    );
+    let bodies = ranges.iter().map(batch::Range::body).collect();
+    let refused: Vec<usize> = match deps.queue.send(bodies).await {
+        Ok(refused) => refused,
+        Err(e) => {
+            warn!(error = %e, "could not hand the ranges back; they are retried");
+            (0..ranges.len()).collect()
+        }
+    };
+    report.requeued += (ranges.len() - refused.len()) as u64;
+    report
+        .failed_message_ids
+        .extend(refused.into_iter().map(|i| ranges[i].message_id.clone()));
 }
 
 /// Opt-out changes Salesforce refused before, brought back by `hlsync redrive`: written back now
