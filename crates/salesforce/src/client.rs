@@ -527,6 +527,15 @@ impl SalesforceClient {
     /// every response, bounded retries with backoff on transient failures. Returns the JSON answer
     /// (`Null` for an empty body).
     pub(crate) async fn send(&self, call: Call) -> Result<Value, SfError> {
+        self.send_in_session(call).await.map(|(answer, _)| answer)
+    }
+
+    /// `send`, also returning the session the answer came under: a composite subrequest can
+    /// answer 401 inside a 200, and its caller then replaces that session (`renew_session`).
+    pub(crate) async fn send_in_session(
+        &self,
+        call: Call,
+    ) -> Result<(Value, Arc<Session>), SfError> {
         let policy = self.inner.options.retry;
         let max_attempts = policy.attempts.max(1);
         let mut attempt = 0;
@@ -592,12 +601,13 @@ impl SalesforceClient {
             debug!(what = %call.what, status = status.as_u16(), usage = ?self.usage(), "Salesforce answered");
             if status.is_success() {
                 if text.trim().is_empty() {
-                    return Ok(Value::Null);
+                    return Ok((Value::Null, session));
                 }
-                return serde_json::from_str(&text).map_err(|e| SfError::Decode {
+                let answer = serde_json::from_str(&text).map_err(|e| SfError::Decode {
                     what: call.what.clone(),
                     detail: format!("not JSON: {e}"),
-                });
+                })?;
+                return Ok((answer, session));
             }
             let (code, message) = error_of(&text);
             match status {
@@ -643,6 +653,11 @@ impl SalesforceClient {
                 }
             }
         }
+    }
+
+    /// Logs in again after `stale` was refused, unless a concurrent call already did.
+    pub(crate) async fn renew_session(&self, stale: &Session) -> Result<(), SfError> {
+        self.relogin(stale).await.map(|_| ())
     }
 
     async fn pause_or_fail_transport(

@@ -2,8 +2,9 @@
 //!
 //! It treats the org's daily API allotment as the scarcest resource: every response's
 //! `Sforce-Limit-Info` is read, every call first passes the allotment guard, reads and writes go
-//! through sObject Collections in the largest batches Salesforce allows, and nothing retries a
-//! rejected login (repeated failed logins lock the integration user out).
+//! through sObject Collections in the largest batches Salesforce allows, several queries can share
+//! one call through the Composite resource (`query_many`), and nothing retries a rejected login
+//! (repeated failed logins lock the integration user out).
 //!
 //! ```no_run
 //! # async fn run(cfg: &hlsync_core::config::SalesforceConfig,
@@ -19,6 +20,7 @@
 
 mod auth;
 mod client;
+mod composite;
 mod credentials;
 mod describe;
 mod error;
@@ -26,6 +28,7 @@ mod query;
 mod records;
 
 pub use client::{ClientOptions, LoginState, MAX_URL_BYTES, RetryPolicy, SalesforceClient};
+pub use composite::{CompositeQuery, QUERIES_PER_COMPOSITE};
 pub use credentials::{AuthFlow, SalesforceCredentials};
 pub use describe::Describe;
 pub use error::SfError;

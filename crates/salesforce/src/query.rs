@@ -50,25 +50,88 @@ impl SalesforceClient {
     }
 }
 
+/// `query` or `queryAll`, the resource name.
+pub(crate) fn resource(all: bool) -> &'static str {
+    if all { "queryAll" } else { "query" }
+}
+
+/// The path of a query's first page, `/services/data/vXX.X/query?q=...`. Refuses a SOQL whose
+/// path alone is over `MAX_URL_BYTES` (Salesforce would answer 414), without any call.
+pub(crate) fn first_page_path(
+    client: &SalesforceClient,
+    soql: &str,
+    all: bool,
+) -> Result<String, SfError> {
+    let encoded: String = url::form_urlencoded::byte_serialize(soql.trim().as_bytes()).collect();
+    let path = client.data_path(&format!("{}?q={encoded}", resource(all)));
+    if path.len() > MAX_URL_BYTES {
+        return Err(SfError::QueryTooLong {
+            bytes: path.len(),
+            limit: MAX_URL_BYTES,
+        });
+    }
+    Ok(path)
+}
+
+/// The batch size a query asks for when it does not set its own.
+pub(crate) fn default_batch_size(client: &SalesforceClient) -> Option<u32> {
+    client.inner.options.query_batch_size.map(clamp_batch)
+}
+
+/// One page of a query answer, checked: its records, and the path of the next page.
+pub(crate) struct CheckedPage {
+    pub records: Vec<Record>,
+    pub next: Option<String>,
+    pub total_size: Option<u64>,
+}
+
+impl CheckedPage {
+    /// Reads a page in the documented shape; `what` names the query in errors.
+    pub(crate) fn read(answer: Value, what: &str) -> Result<Self, SfError> {
+        let decode = |detail: String| SfError::Decode {
+            what: what.to_string(),
+            detail,
+        };
+        let page: Page = serde_json::from_value(answer).map_err(|e| decode(e.to_string()))?;
+        let next = match (page.done, page.next_records_url) {
+            (true, _) => None,
+            (false, Some(url)) if url.starts_with("/services/") => Some(url),
+            (false, Some(url)) => {
+                return Err(decode(format!(
+                    "nextRecordsUrl `{url}` is not a /services path"
+                )));
+            }
+            (false, None) => {
+                return Err(decode(
+                    "done is false but there is no nextRecordsUrl".into(),
+                ));
+            }
+        };
+        let mut records = Vec::with_capacity(page.records.len());
+        for r in page.records {
+            match r {
+                Value::Object(map) => records.push(map),
+                other => return Err(decode(format!("a record is not an object: {other}"))),
+            }
+        }
+        Ok(CheckedPage {
+            records,
+            next,
+            total_size: page.total_size,
+        })
+    }
+}
+
 impl QueryPager {
     fn new(client: &SalesforceClient, soql: &str, all: bool) -> Result<Self, SfError> {
-        let resource = if all { "queryAll" } else { "query" };
-        let encoded: String =
-            url::form_urlencoded::byte_serialize(soql.trim().as_bytes()).collect();
-        let path = client.data_path(&format!("{resource}?q={encoded}"));
         // The instance URL is added at send time, where the full URL is checked again; checking
         // the path here refuses the obvious cases without a login.
-        if path.len() > MAX_URL_BYTES {
-            return Err(SfError::QueryTooLong {
-                bytes: path.len(),
-                limit: MAX_URL_BYTES,
-            });
-        }
+        let path = first_page_path(client, soql, all)?;
         Ok(QueryPager {
             client: client.clone(),
-            what: resource,
+            what: resource(all),
             next: Some(path),
-            batch_size: client.inner.options.query_batch_size.map(clamp_batch),
+            batch_size: default_batch_size(client),
             total_size: None,
             pages: 0,
         })
@@ -96,30 +159,13 @@ impl QueryPager {
                 guarded: true,
             })
             .await?;
-        let page: Page = serde_json::from_value(answer).map_err(|e| self.decode(e.to_string()))?;
-        let next = match (page.done, page.next_records_url) {
-            (true, _) => None,
-            (false, Some(url)) if url.starts_with("/services/") => Some(url),
-            (false, Some(url)) => {
-                return Err(self.decode(format!("nextRecordsUrl `{url}` is not a /services path")));
-            }
-            (false, None) => {
-                return Err(self.decode("done is false but there is no nextRecordsUrl".into()));
-            }
-        };
-        let mut records = Vec::with_capacity(page.records.len());
-        for r in page.records {
-            match r {
-                Value::Object(map) => records.push(map),
-                other => return Err(self.decode(format!("a record is not an object: {other}"))),
-            }
-        }
+        let page = CheckedPage::read(answer, self.what)?;
         if self.total_size.is_none() {
             self.total_size = page.total_size;
         }
         self.pages += 1;
-        self.next = next;
-        Ok(Some(records))
+        self.next = page.next;
+        Ok(Some(page.records))
     }
 
     /// Every remaining record, in order.
@@ -143,13 +189,6 @@ impl QueryPager {
 
     pub fn is_done(&self) -> bool {
         self.next.is_none()
-    }
-
-    fn decode(&self, detail: String) -> SfError {
-        SfError::Decode {
-            what: self.what.to_string(),
-            detail,
-        }
     }
 }
 

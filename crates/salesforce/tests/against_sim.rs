@@ -8,7 +8,9 @@ use chrono::{DateTime, Duration as TimeDelta, TimeZone, Utc};
 use common::*;
 use hlsync_core::id::SfId;
 use hlsync_core::time::format_soql_datetime;
-use hlsync_salesforce::{ClientOptions, Record, SalesforceClient, SalesforceCredentials, SfError};
+use hlsync_salesforce::{
+    ClientOptions, CompositeQuery, Record, SalesforceClient, SalesforceCredentials, SfError,
+};
 use hlsync_sim::salesforce::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PASSWORD, DEFAULT_SECURITY_TOKEN,
     DEFAULT_USERNAME, FaultPlan, FieldSpec, SalesforceSim, SimOptions,
@@ -560,4 +562,176 @@ async fn random_server_errors_during_paging_lose_and_repeat_nothing() {
     let faults = sim.counters().faults_served;
     assert!(faults > 0, "the seed injects faults");
     assert_eq!(sf.calls_made(), 10 + faults);
+}
+
+// ---- several queries per call (Composite) ----
+
+fn client_with_batch(sim: &SalesforceSim, batch: u32) -> SalesforceClient {
+    SalesforceClient::with_options(
+        &sf_config(),
+        cc(sim),
+        true,
+        ClientOptions {
+            query_batch_size: Some(batch),
+            ..fast_options()
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn query_many_reads_seven_queries_five_per_call() {
+    let sim = sim().await;
+    let ids = insert_contacts(&sim, 700, sim.now() - TimeDelta::hours(1));
+    // "Contact 697".."Contact 699" go to the recycle bin.
+    for id in &ids[697..] {
+        assert!(sim.delete("Contact", id));
+    }
+    let queries = [
+        // 697 live rows: pages of 200, 200, 200, 97.
+        CompositeQuery::query("SELECT Id, LastName FROM Contact ORDER BY Id"),
+        // "Contact 1", "Contact 10".."19", "Contact 100".."199": one page.
+        CompositeQuery::query("SELECT Id FROM Contact WHERE LastName LIKE 'Contact 1%'"),
+        CompositeQuery::query_all("SELECT Id, IsDeleted FROM Contact WHERE IsDeleted = true"),
+        // 450 rows: 200, 200, 50.
+        CompositeQuery::query("SELECT Id FROM Contact ORDER BY LastName LIMIT 450"),
+        CompositeQuery::query("SELECT Id FROM Contact WHERE Email LIKE 'c2%'"),
+        // 250 rows: 200, 50.
+        CompositeQuery::query("SELECT Id, Email FROM Contact ORDER BY Email LIMIT 250"),
+        CompositeQuery::query("SELECT Id FROM Contact ORDER BY Id LIMIT 10"),
+    ];
+    let sf = client_with_batch(&sim, 200);
+    sf.login().await.unwrap();
+    sim.reset_counters();
+    let usage = sim.api_usage();
+
+    let out = sf.query_many(&queries).await.unwrap();
+
+    // Five queries under way at a time, one page of each per call:
+    //   call 1: first pages of queries 0-4 (1, 2 and 4 are done in one page);
+    //   call 2: next pages of 0 and 3, first pages of 5 and 6 (6 is done);
+    //   call 3: third pages of 0 and 3 (3 done), second page of 5 (done);
+    //   call 4: last page of 0.
+    let counters = sim.counters();
+    assert_eq!(counters.calls_by_endpoint.get("composite"), Some(&4));
+    assert_eq!(counters.api_calls, 4);
+    assert_eq!(sim.api_usage(), usage + 4);
+    assert_eq!(sf.calls_made(), 4);
+    assert_eq!(sf.usage().map(|u| u.used), Some(usage + 4));
+    assert_eq!(counters.subrequests(), 13, "13 pages in all");
+    assert_eq!(counters.subrequests_by_endpoint.get("query_more"), Some(&6));
+    assert_eq!(counters.calls_by_endpoint.get("query"), None);
+
+    let sizes: Vec<usize> = out.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [697, 111, 3, 450, 111, 250, 10]);
+    assert!(out[2].iter().all(|r| r["IsDeleted"] == true));
+    // The same records, in the same order, as the plain endpoint gives.
+    for (q, got) in queries.iter().zip(&out) {
+        let pager = if q.all {
+            sf.query_all(&q.soql)
+        } else {
+            sf.query(&q.soql)
+        };
+        let plain = pager.unwrap().collect_all().await.unwrap();
+        assert_eq!(ids_of(got), ids_of(&plain), "{}", q.soql);
+    }
+}
+
+#[tokio::test]
+async fn query_many_names_the_malformed_query_that_failed() {
+    let sim = sim().await;
+    insert_contacts(&sim, 5, sim.now() - TimeDelta::hours(1));
+    let sf = client(cc(&sim));
+    let err = sf
+        .query_many(&[
+            CompositeQuery::query("SELECT Id FROM Contact"),
+            CompositeQuery::query("SELECT Id, Nmae FROM Contact"),
+            CompositeQuery::query_all("SELECT Id FROM Contact"),
+        ])
+        .await
+        .unwrap_err();
+    match &err {
+        SfError::Api {
+            what, status, code, ..
+        } => {
+            assert_eq!((*status, code.as_str()), (400, "INVALID_FIELD"));
+            assert!(what.contains("`SELECT Id, Nmae FROM Contact`"), "{what}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.is_retryable());
+    assert_eq!(sim.counters().api_calls, 1);
+}
+
+#[tokio::test]
+async fn query_many_surfaces_a_query_timeout_and_refuses_long_soql_without_a_call() {
+    let sim = SalesforceSim::start(SimOptions {
+        faults: FaultPlan {
+            query_timeout_over_rows: Some(100),
+            ..FaultPlan::default()
+        },
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    insert_contacts(&sim, 150, sim.now() - TimeDelta::hours(1));
+    let sf = client(cc(&sim));
+    let ids: Vec<String> = (0..1200)
+        .map(|i| format!("'003000000000{i:03}AAA'"))
+        .collect();
+    let long = format!("SELECT Id FROM Contact WHERE Id IN ({})", ids.join(","));
+    let err = sf
+        .query_many(&[CompositeQuery::query(long)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SfError::QueryTooLong { .. }), "{err:?}");
+    assert_eq!(sim.counters().successful_logins, 0, "nothing was sent");
+
+    let err = sf
+        .query_many(&[
+            CompositeQuery::query("SELECT Id FROM Contact WHERE Email = 'c7@example.org'"),
+            CompositeQuery::query_all("SELECT Id FROM Contact"),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SfError::QueryTimeout { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("queryAll `SELECT Id FROM Contact`"),
+        "{err}"
+    );
+    assert_eq!(sf.calls_made(), 1, "not retried");
+}
+
+#[tokio::test]
+async fn query_many_retries_a_failed_composite_request_as_any_call() {
+    let sim = sim().await;
+    insert_contacts(&sim, 3, sim.now() - TimeDelta::hours(1));
+    let sf = client(cc(&sim));
+    sim.fail_next_calls(2);
+    let out = sf
+        .query_many(&[
+            CompositeQuery::query("SELECT Id FROM Contact"),
+            CompositeQuery::query("SELECT Id FROM Contact LIMIT 1"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out[0].len(), 3);
+    assert_eq!(out[1].len(), 1);
+    assert_eq!(sf.calls_made(), 3);
+    assert_eq!(sim.counters().faults_served, 2);
+    assert_eq!(
+        sim.counters().subrequests(),
+        2,
+        "only the third try ran its subrequests"
+    );
+
+    // An expired session: one login more, then the same composite request.
+    sim.expire_sessions();
+    let out = sf
+        .query_many(&[CompositeQuery::query("SELECT Id FROM Contact")])
+        .await
+        .unwrap();
+    assert_eq!(out[0].len(), 3);
+    assert_eq!(sim.counters().successful_logins, 2);
 }

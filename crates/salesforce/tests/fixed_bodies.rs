@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
 use hlsync_core::id::SfId;
-use hlsync_salesforce::{LoginState, SfError};
+use hlsync_salesforce::{ClientOptions, CompositeQuery, LoginState, SalesforceClient, SfError};
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::Verifier;
@@ -751,6 +751,7 @@ fn client_pager_and_futures_are_send() {
     send(&sf.describe("Contact", false));
     send(&sf.retrieve("Contact", &[], &[]));
     send(&sf.update(Vec::new()));
+    send(&sf.query_many(&[]));
     send(&sf.ensure_budget(1));
     send(&sf.login());
 }
@@ -783,4 +784,338 @@ async fn a_login_whose_fate_is_unknown_is_not_resent() {
         1,
         "one login request, not resent"
     );
+}
+
+// ---- Composite: several queries in one call ----
+
+/// A composite answer in the documented shape, one result per subrequest.
+fn composite_answer(results: Value) -> Answer {
+    data(200, &json!({"compositeResponse": results}).to_string())
+}
+
+fn result(reference: &str, status: u16, body: Value) -> Value {
+    json!({"body": body, "httpHeaders": {}, "httpStatusCode": status, "referenceId": reference})
+}
+
+fn subrequests(req: &Seen) -> Vec<Value> {
+    let body: Value = serde_json::from_str(&req.body).unwrap();
+    body["compositeRequest"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn query_many_sends_two_queries_in_one_composite_request_then_the_next_page() {
+    let server = FixedServer::start(|req, base| match req.path.as_str() {
+        "/services/oauth2/token" => token_answer(base),
+        "/services/data/v62.0/composite" if subrequests(req).len() == 2 => composite_answer(json!([
+            result("q0", 200, json!({"totalSize": 3, "done": false,
+                "nextRecordsUrl": "/services/data/v62.0/query/01gD0000002HU6KIAW-2",
+                "records": [contact("003D000000QV9n2IAD", "A"), contact("003D000000QV9n3IAD", "B")]})),
+            result("q1", 200, json!({"totalSize": 1, "done": true,
+                "records": [contact("003D000000QV9n5IAD", "Deleted")]})),
+        ])),
+        "/services/data/v62.0/composite" => composite_answer(json!([
+            result("q0", 200, json!({"totalSize": 3, "done": true,
+                "records": [contact("003D000000QV9n4IAD", "C")]})),
+        ])),
+        _ => data(404, r#"[{"errorCode":"NOT_FOUND","message":"The requested resource does not exist"}]"#),
+    })
+    .await;
+    let sf = client(cc_creds(&server.base));
+    let out = sf
+        .query_many(&[
+            CompositeQuery::query("SELECT Id, LastName FROM Contact"),
+            CompositeQuery::query_all("SELECT Id FROM Contact WHERE IsDeleted = true"),
+        ])
+        .await
+        .unwrap();
+    let last_names = |records: &[hlsync_salesforce::Record]| {
+        records
+            .iter()
+            .map(|r| r["LastName"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(last_names(&out[0]), ["A", "B", "C"]);
+    assert_eq!(last_names(&out[1]), ["Deleted"]);
+
+    let seen = server.seen();
+    let composites: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.path.ends_with("/composite"))
+        .collect();
+    assert_eq!(composites.len(), 2);
+    assert!(composites.iter().all(|s| s.method == "POST"));
+    assert_eq!(
+        composites[0].header("content-type").as_deref(),
+        Some("application/json")
+    );
+    let first: Value = serde_json::from_str(&composites[0].body).unwrap();
+    assert_eq!(
+        first,
+        json!({"allOrNone": false, "compositeRequest": [
+            {"method": "GET", "url": "/services/data/v62.0/query?q=SELECT+Id%2C+LastName+FROM+Contact",
+             "referenceId": "q0"},
+            {"method": "GET", "url": "/services/data/v62.0/queryAll?q=SELECT+Id+FROM+Contact+WHERE+IsDeleted+%3D+true",
+             "referenceId": "q1"},
+        ]})
+    );
+    let second: Value = serde_json::from_str(&composites[1].body).unwrap();
+    assert_eq!(
+        second,
+        json!({"allOrNone": false, "compositeRequest": [
+            {"method": "GET", "url": "/services/data/v62.0/query/01gD0000002HU6KIAW-2", "referenceId": "q0"},
+        ]})
+    );
+    assert_eq!(sf.calls_made(), 2, "one call per composite request");
+    assert_eq!(sf.usage().map(|u| (u.used, u.max)), Some((18, 5000)));
+}
+
+#[tokio::test]
+async fn query_many_sends_the_batch_size_as_a_subrequest_header() {
+    let server = FixedServer::start(|req, base| match req.path.as_str() {
+        "/services/oauth2/token" => token_answer(base),
+        _ => composite_answer(json!([result(
+            "q0",
+            200,
+            json!({"totalSize": 0, "done": true, "records": []})
+        ),])),
+    })
+    .await;
+    let sf = SalesforceClient::with_options(
+        &sf_config(),
+        cc_creds(&server.base),
+        true,
+        ClientOptions {
+            query_batch_size: Some(500),
+            ..fast_options()
+        },
+    )
+    .unwrap();
+    sf.query_many(&[CompositeQuery::query("SELECT Id FROM Contact")])
+        .await
+        .unwrap();
+    let sent = subrequests(&server.seen()[1]);
+    assert_eq!(
+        sent[0]["httpHeaders"],
+        json!({"Sforce-Query-Options": "batchSize=500"})
+    );
+}
+
+#[tokio::test]
+async fn a_failed_subrequest_fails_the_read_naming_its_query() {
+    let server = FixedServer::start(|req, base| match req.path.as_str() {
+        "/services/oauth2/token" => token_answer(base),
+        _ => composite_answer(json!([
+            result("q0", 200, json!({"totalSize": 3, "done": false,
+                "nextRecordsUrl": "/services/data/v62.0/query/01gD0000002HU6KIAW-2",
+                "records": [contact("003D000000QV9n2IAD", "A")]})),
+            result("q1", 400, json!([{"message": "\nSELECT Id, Nmae FROM Contact\n           ^\nERROR at Row:1:Column:12\nNo such column 'Nmae' on entity 'Contact'.",
+                "errorCode": "INVALID_FIELD"}])),
+        ])),
+    })
+    .await;
+    let sf = client(cc_creds(&server.base));
+    let err = sf
+        .query_many(&[
+            CompositeQuery::query("SELECT Id FROM Contact"),
+            CompositeQuery::query("SELECT Id, Nmae FROM Contact"),
+        ])
+        .await
+        .unwrap_err();
+    match &err {
+        SfError::Api {
+            what,
+            status,
+            code,
+            message,
+        } => {
+            assert_eq!(*status, 400);
+            assert_eq!(code, "INVALID_FIELD");
+            assert!(what.contains("`SELECT Id, Nmae FROM Contact`"), "{what}");
+            assert!(message.contains("No such column 'Nmae'"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.is_retryable());
+    assert!(
+        err.to_string().contains("SELECT Id, Nmae FROM Contact"),
+        "{err}"
+    );
+    assert_eq!(
+        server.count("/composite"),
+        1,
+        "no page is read after the failure"
+    );
+}
+
+#[tokio::test]
+async fn a_subrequest_query_timeout_is_the_plain_endpoints_error() {
+    let server = FixedServer::start(|req, base| match req.path.as_str() {
+        "/services/oauth2/token" => token_answer(base),
+        _ => composite_answer(json!([result(
+            "q0",
+            400,
+            json!([{"message": "Your query request was running for too long.",
+                "errorCode": "QUERY_TIMEOUT"}])
+        ),])),
+    })
+    .await;
+    let sf = client(cc_creds(&server.base));
+    let err = sf
+        .query_many(&[CompositeQuery::query_all("SELECT Id FROM Contact")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SfError::QueryTimeout { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    assert!(
+        err.to_string()
+            .contains("queryAll `SELECT Id FROM Contact`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_subrequest_server_error_asks_that_page_again_then_gives_up_retryably() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let counter = n.clone();
+    let server = FixedServer::start(move |req, base| match req.path.as_str() {
+        "/services/oauth2/token" => token_answer(base),
+        _ => {
+            let call = counter.fetch_add(1, Ordering::SeqCst);
+            let unavailable = |r: &str| {
+                result(
+                    r,
+                    503,
+                    json!([{"message": "Server is unavailable",
+                    "errorCode": "SERVER_UNAVAILABLE"}]),
+                )
+            };
+            let ok = |r: &str, last: &str| {
+                result(
+                    r,
+                    200,
+                    json!({"totalSize": 1, "done": true,
+                    "records": [contact("003D000000QV9n2IAD", last)]}),
+                )
+            };
+            match call {
+                // First request: q0 read, q1 unavailable; second: q1 alone, read.
+                0 => composite_answer(json!([ok("q0", "A"), unavailable("q1")])),
+                1 => composite_answer(json!([ok("q1", "B")])),
+                _ => composite_answer(json!([unavailable("q0")])),
+            }
+        }
+    })
+    .await;
+    let sf = client(cc_creds(&server.base));
+    let queries = [
+        CompositeQuery::query("SELECT Id FROM Contact"),
+        CompositeQuery::query("SELECT Id FROM Account"),
+    ];
+    let out = sf.query_many(&queries).await.unwrap();
+    assert_eq!(out[0][0]["LastName"], "A");
+    assert_eq!(out[1][0]["LastName"], "B");
+    let second = subrequests(&server.seen()[2]);
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0]["referenceId"], "q1");
+
+    // Unavailable on every try: the policy's 4 tries, then a retryable error naming the query.
+    let err = sf.query_many(&queries[1..]).await.unwrap_err();
+    assert!(
+        matches!(&err, SfError::Unavailable { attempts: 4, status: 503, what, .. }
+            if what.contains("SELECT Id FROM Account")),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(server.count("/composite"), 2 + 4);
+}
+
+#[tokio::test]
+async fn a_subrequest_refusing_the_session_logs_in_once_more() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let counter = n.clone();
+    let server = FixedServer::start(move |req, base| match req.path.as_str() {
+        "/services/oauth2/token" => token_answer(base),
+        _ if counter.fetch_add(1, Ordering::SeqCst) == 0 => composite_answer(json!([result(
+            "q0",
+            401,
+            json!([{"message": "Session expired or invalid",
+                "errorCode": "INVALID_SESSION_ID"}])
+        ),])),
+        _ => composite_answer(json!([result(
+            "q0",
+            200,
+            json!({"totalSize": 0, "done": true, "records": []})
+        ),])),
+    })
+    .await;
+    let sf = client(cc_creds(&server.base));
+    let out = sf
+        .query_many(&[CompositeQuery::query("SELECT Id FROM Contact")])
+        .await
+        .unwrap();
+    assert!(out[0].is_empty());
+    assert_eq!(server.count("/oauth2/token"), 2);
+    assert_eq!(server.count("/composite"), 2);
+
+    let refused = FixedServer::start(|req, base| match req.path.as_str() {
+        "/services/oauth2/token" => token_answer(base),
+        _ => composite_answer(json!([result(
+            "q0",
+            401,
+            json!([{"message": "Session expired or invalid",
+                "errorCode": "INVALID_SESSION_ID"}])
+        ),])),
+    })
+    .await;
+    let sf = client(cc_creds(&refused.base));
+    let err = sf
+        .query_many(&[CompositeQuery::query("SELECT Id FROM Contact")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SfError::SessionRejected { .. }), "{err:?}");
+    assert_eq!(refused.count("/oauth2/token"), 2);
+}
+
+#[tokio::test]
+async fn a_composite_request_refused_as_a_whole_is_an_error() {
+    // Salesforce's answer to a request over its limits: one result, without a referenceId.
+    let server = FixedServer::start(|req, base| match req.path.as_str() {
+        "/services/oauth2/token" => token_answer(base),
+        _ => composite_answer(json!([
+            {"body": [{"errorCode": "LIMIT_EXCEEDED",
+                       "message": "The request can\u{2019}t contain more than 25 operations."}],
+             "httpHeaders": {}, "httpStatusCode": 400, "referenceId": null},
+        ])),
+    })
+    .await;
+    let sf = client(cc_creds(&server.base));
+    let err = sf
+        .query_many(&[CompositeQuery::query("SELECT Id FROM Contact")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SfError::Api { status: 400, code, .. } if code == "LIMIT_EXCEEDED"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn query_many_of_nothing_or_of_a_too_long_query_calls_nothing() {
+    let server = FixedServer::start(|_, _| data(500, "")).await;
+    let sf = client(cc_creds(&server.base));
+    assert!(sf.query_many(&[]).await.unwrap().is_empty());
+    let ids: Vec<String> = (0..1200)
+        .map(|i| format!("'003000000000{i:03}AAA'"))
+        .collect();
+    let long = format!("SELECT Id FROM Contact WHERE Id IN ({})", ids.join(","));
+    let err = sf
+        .query_many(&[
+            CompositeQuery::query("SELECT Id FROM Contact"),
+            CompositeQuery::query(long),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SfError::QueryTooLong { .. }), "{err:?}");
+    assert!(server.seen().is_empty(), "no login, no call");
+    assert_eq!(sf.calls_made(), 0);
 }

@@ -990,6 +990,293 @@ async fn scripted_faults_fail_the_next_calls_then_recover() {
     assert_eq!(sim.counters().calls_by_endpoint["limits"], 3);
 }
 
+// ---- composite ----
+
+fn query_sub(reference: &str, resource: &str, soql: &str, batch: Option<usize>) -> Value {
+    let mut sub = json!({
+        "method": "GET",
+        "url": format!("/services/data/v{V}/{resource}?{}", form(&[("q", soql)])),
+        "referenceId": reference,
+    });
+    if let Some(n) = batch {
+        sub["httpHeaders"] = json!({"Sforce-Query-Options": format!("batchSize={n}")});
+    }
+    sub
+}
+
+fn get_sub(reference: &str, tail: &str) -> Value {
+    let url = if tail.starts_with("/services/") {
+        tail.to_owned()
+    } else {
+        format!("/services/data/v{V}/{tail}")
+    };
+    json!({"method": "GET", "url": url, "referenceId": reference})
+}
+
+async fn composite(c: &Client, subrequests: Vec<Value>) -> (StatusCode, Vec<Value>) {
+    let (status, body) = c
+        .send(
+            reqwest::Method::POST,
+            "composite",
+            json!({"allOrNone": false, "compositeRequest": subrequests}),
+        )
+        .await;
+    let results = body["compositeResponse"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("no compositeResponse in {body}"));
+    (status, results)
+}
+
+#[tokio::test]
+async fn composite_runs_subrequests_in_one_call_through_the_plain_endpoints() {
+    let sim = start().await;
+    let mut ids = Vec::new();
+    for i in 0..450 {
+        ids.push(sim.insert("Contact", contact(&format!("Member {i:03}"))));
+    }
+    assert!(sim.delete("Contact", &ids[449]));
+    let c = Client::new(&sim).await;
+    sim.reset_counters();
+    let usage = sim.api_usage();
+    let soql = "SELECT Id, LastName FROM Contact ORDER BY LastName";
+    let (status, results) = composite(
+        &c,
+        vec![
+            query_sub("live", "query", soql, Some(200)),
+            query_sub("all", "queryAll", "SELECT Id FROM Contact", None),
+            get_sub("describe", "sobjects/Contact/describe"),
+            get_sub(
+                "one",
+                &format!("sobjects/Contact/{}?fields=LastName", ids[7]),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sim.api_usage(), usage + 1, "one call toward the limit");
+    let counters = sim.counters();
+    assert_eq!(counters.api_calls, 1);
+    assert_eq!(counters.calls_by_endpoint.get("composite"), Some(&1));
+    assert_eq!(counters.calls_by_endpoint.get("query"), None);
+    assert_eq!(counters.subrequests(), 4);
+    assert_eq!(counters.subrequests_by_endpoint.get("queryAll"), Some(&1));
+
+    let refs: Vec<&str> = results
+        .iter()
+        .map(|r| r["referenceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(refs, ["live", "all", "describe", "one"]);
+    assert!(
+        results.iter().all(|r| r["httpStatusCode"] == 200),
+        "{results:?}"
+    );
+    let live = &results[0]["body"];
+    assert_eq!(live["totalSize"], 449, "the deleted row is left out");
+    assert_eq!(
+        live["records"].as_array().unwrap().len(),
+        200,
+        "the subrequest's batch size"
+    );
+    assert_eq!(
+        results[1]["body"]["totalSize"], 450,
+        "queryAll sees the deleted row"
+    );
+    assert_eq!(results[1]["body"]["done"], true);
+    assert_eq!(results[2]["body"]["name"], "Contact");
+    assert_eq!(results[3]["body"]["LastName"], "Member 007");
+
+    // The next page of a query read inside a composite request, read outside it...
+    let next = live["nextRecordsUrl"].as_str().unwrap().to_owned();
+    let (status, page2) = c.json(c.get(&next).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page2["records"][0]["LastName"], "Member 200");
+    // ...and the last page, read inside one again.
+    let next = page2["nextRecordsUrl"].as_str().unwrap().to_owned();
+    let (_, results) = composite(&c, vec![get_sub("more", &next)]).await;
+    assert_eq!(results[0]["httpStatusCode"], 200);
+    assert_eq!(results[0]["body"]["records"].as_array().unwrap().len(), 49);
+    assert_eq!(results[0]["body"]["done"], true);
+    assert_eq!(
+        sim.counters().subrequests_by_endpoint.get("query_more"),
+        Some(&1)
+    );
+
+    // A plain query's next page, read inside a composite request.
+    let (_, plain) = c.json(c.query("query", soql, Some(300)).await).await;
+    let next = plain["nextRecordsUrl"].as_str().unwrap();
+    let (_, results) = composite(&c, vec![get_sub("more", next)]).await;
+    assert_eq!(results[0]["body"]["records"][0]["LastName"], "Member 300");
+}
+
+#[tokio::test]
+async fn composite_limits_answer_limit_exceeded_and_run_nothing() {
+    let sim = start().await;
+    sim.insert("Contact", contact("Only"));
+    let c = Client::new(&sim).await;
+    sim.reset_counters();
+
+    let six: Vec<Value> = (0..6)
+        .map(|i| query_sub(&format!("q{i}"), "query", "SELECT Id FROM Contact", None))
+        .collect();
+    let (status, results) = composite(&c, six).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0]["httpStatusCode"], 400);
+    assert_eq!(results[0]["referenceId"], Value::Null);
+    assert_eq!(results[0]["body"][0]["errorCode"], "LIMIT_EXCEEDED");
+    assert_eq!(sim.counters().subrequests(), 0);
+    assert_eq!(
+        sim.counters().api_calls,
+        1,
+        "the refused request still counts"
+    );
+
+    // Query-more requests count toward the five like queries.
+    let mut mixed: Vec<Value> = (0..5)
+        .map(|i| query_sub(&format!("q{i}"), "queryAll", "SELECT Id FROM Contact", None))
+        .collect();
+    mixed.push(get_sub(
+        "more",
+        &format!("/services/data/v{V}/query/01gX-200"),
+    ));
+    let (_, results) = composite(&c, mixed).await;
+    assert_eq!(results[0]["body"][0]["errorCode"], "LIMIT_EXCEEDED");
+
+    let many: Vec<Value> = (0..26)
+        .map(|i| get_sub(&format!("d{i}"), "sobjects/Contact/describe"))
+        .collect();
+    let (_, results) = composite(&c, many).await;
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["body"][0]["errorCode"], "LIMIT_EXCEEDED");
+    assert!(
+        results[0]["body"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("25"),
+        "{results:?}"
+    );
+
+    // Five queries and twenty other subrequests: the most one request may hold.
+    let mut full: Vec<Value> = (0..5)
+        .map(|i| query_sub(&format!("q{i}"), "query", "SELECT Id FROM Contact", None))
+        .collect();
+    full.extend((0..20).map(|i| get_sub(&format!("d{i}"), "sobjects/Contact/describe")));
+    let (_, results) = composite(&c, full).await;
+    assert_eq!(results.len(), 25);
+    assert!(results.iter().all(|r| r["httpStatusCode"] == 200));
+    assert_eq!(sim.counters().subrequests(), 25);
+}
+
+#[tokio::test]
+async fn composite_subrequest_errors_stay_in_their_result() {
+    let sim = SalesforceSim::start(SimOptions {
+        faults: FaultPlan {
+            query_timeout_over_rows: Some(3),
+            ..FaultPlan::default()
+        },
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    for i in 0..5 {
+        sim.insert("Contact", contact(&format!("C{i}")));
+    }
+    let c = Client::new(&sim).await;
+    let (status, results) = composite(
+        &c,
+        vec![
+            query_sub("good", "query", "SELECT Id FROM Contact WHERE LastName = 'C1'", None),
+            query_sub("bad", "query", "SELEC Id FROM Contact", None),
+            query_sub("slow", "query", "SELECT Id FROM Contact", None),
+            get_sub("ref", "sobjects/Contact/@{good.records[0].Id}"),
+            get_sub("nowhere", "tooling/query"),
+            json!({"method": "PATCH", "url": format!("/services/data/v{V}/sobjects/Contact/describe"),
+                   "referenceId": "patch"}),
+            json!({"method": "PATCH", "url": format!("/services/data/v{V}/composite/sobjects"),
+                   "referenceId": "write", "body": {"allOrNone": false, "records": []}}),
+            get_sub("old", "/services/data/v20.0/sobjects"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let by_ref = |r: &str| {
+        results
+            .iter()
+            .find(|x| x["referenceId"] == r)
+            .unwrap_or_else(|| panic!("no {r} in {results:?}"))
+            .clone()
+    };
+    assert_eq!(by_ref("good")["httpStatusCode"], 200);
+    assert_eq!(by_ref("good")["body"]["totalSize"], 1);
+    assert_eq!(by_ref("bad")["httpStatusCode"], 400);
+    assert_eq!(by_ref("bad")["body"][0]["errorCode"], "MALFORMED_QUERY");
+    assert_eq!(by_ref("slow")["body"][0]["errorCode"], "QUERY_TIMEOUT");
+    assert_eq!(by_ref("ref")["httpStatusCode"], 400);
+    assert!(
+        by_ref("ref")["body"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("@{reference}")
+    );
+    assert_eq!(by_ref("nowhere")["httpStatusCode"], 404);
+    assert_eq!(by_ref("patch")["httpStatusCode"], 405);
+    assert_eq!(by_ref("write")["httpStatusCode"], 400);
+    assert_eq!(by_ref("old")["httpStatusCode"], 404);
+    assert_eq!(sim.counters().api_calls, 1);
+
+    // allOrNone: the subrequests that succeeded answer 400 as well.
+    let (_, results) = c
+        .send(
+            reqwest::Method::POST,
+            "composite",
+            json!({"allOrNone": true, "compositeRequest": [
+                query_sub("good", "query", "SELECT Id FROM Contact WHERE LastName = 'C1'", None),
+                query_sub("bad", "query", "SELEC Id FROM Contact", None),
+            ]}),
+        )
+        .await;
+    let results = results["compositeResponse"].as_array().unwrap();
+    assert_eq!(results[0]["httpStatusCode"], 400);
+    assert_eq!(results[0]["body"][0]["errorCode"], "PROCESSING_HALTED");
+    assert_eq!(results[1]["body"][0]["errorCode"], "MALFORMED_QUERY");
+
+    // A body that does not describe subrequests fails as a whole.
+    for body in [
+        json!({"allOrNone": false}),
+        json!({"compositeRequest": [{"method": "GET", "url": "/services/data/v62.0/limits"}]}),
+        json!({"compositeRequest": [get_sub("a b", "limits")]}),
+        json!({"compositeRequest": [get_sub("same", "limits"), get_sub("same", "limits")]}),
+    ] {
+        let (status, answer) = c.send(reqwest::Method::POST, "composite", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer[0]["errorCode"], "JSON_PARSER_ERROR");
+    }
+}
+
+#[tokio::test]
+async fn a_fault_fails_the_whole_composite_request() {
+    let sim = start().await;
+    let c = Client::new(&sim).await;
+    sim.fail_next_calls(1);
+    let (status, body) = c
+        .send(
+            reqwest::Method::POST,
+            "composite",
+            json!({"compositeRequest": [query_sub("q", "query", "SELECT Id FROM Contact", None)]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body[0]["errorCode"], "SERVER_UNAVAILABLE");
+    assert_eq!(sim.counters().subrequests(), 0);
+    let (status, list) = c.json(c.get("composite").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        list["sobjects"],
+        format!("/services/data/v{V}/composite/sobjects")
+    );
+}
+
 // ---- generated data ----
 
 #[tokio::test]

@@ -168,9 +168,13 @@ pub enum SimError {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
     /// Every request received, by endpoint name ("query", "queryAll", "query_more", "describe",
-    /// "describe_global", "sobject", "composite_retrieve", "composite_update", "limits",
-    /// "resources", "versions", "oauth_token", "soap_login", "unknown"), whatever the answer.
+    /// "describe_global", "sobject", "composite_retrieve", "composite_update", "composite",
+    /// "limits", "resources", "versions", "oauth_token", "soap_login", "unknown"), whatever the
+    /// answer. A composite request counts once, under "composite", whatever it holds.
     pub calls_by_endpoint: BTreeMap<String, u64>,
+    /// Subrequests run inside composite requests, by the endpoint name of their url (the names
+    /// of `calls_by_endpoint`). They are not API calls: a composite request is one call.
+    pub subrequests_by_endpoint: BTreeMap<String, u64>,
     /// Data calls counted toward the org's daily usage (authenticated and under the limit).
     pub api_calls: u64,
     pub failed_logins: u64,
@@ -179,6 +183,13 @@ pub struct Counters {
     pub locked_users: BTreeSet<String>,
     /// 500/503 answers injected by the fault plan (scripted or random), and QUERY_TIMEOUTs.
     pub faults_served: u64,
+}
+
+impl Counters {
+    /// Subrequests run inside composite requests, all endpoints together.
+    pub fn subrequests(&self) -> u64 {
+        self.subrequests_by_endpoint.values().sum()
+    }
 }
 
 struct UserState {

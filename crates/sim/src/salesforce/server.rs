@@ -17,6 +17,8 @@ use serde_json::{Map, Value, json};
 use super::store::{WriteError, attributes};
 use super::{Cursor, Shared, State as SimState, auth, ids, soql};
 
+mod composite;
+
 /// Salesforce's limit on the request URI, and on URI plus headers together (bytes).
 const MAX_URI_AND_HEADERS: usize = 16_384;
 const DEFAULT_BATCH_SIZE: usize = 2_000;
@@ -169,6 +171,7 @@ enum Endpoint {
     SObject,
     CompositeRetrieve,
     CompositeUpdate,
+    Composite,
     Unknown,
 }
 
@@ -185,6 +188,7 @@ impl Endpoint {
             ["sobjects", _, _] => Self::SObject,
             ["composite", "sobjects", _] => Self::CompositeRetrieve,
             ["composite", "sobjects"] => Self::CompositeUpdate,
+            ["composite"] => Self::Composite,
             _ => Self::Unknown,
         }
     }
@@ -201,6 +205,7 @@ impl Endpoint {
             Self::SObject => "sobject",
             Self::CompositeRetrieve => "composite_retrieve",
             Self::CompositeUpdate => "composite_update",
+            Self::Composite => "composite",
             Self::Unknown => "unknown",
         }
     }
@@ -210,6 +215,7 @@ impl Endpoint {
         match self {
             Self::CompositeRetrieve => &[Method::GET, Method::HEAD, Method::POST],
             Self::CompositeUpdate => &[Method::PATCH],
+            Self::Composite => &[Method::GET, Method::HEAD, Method::POST],
             _ => &[Method::GET, Method::HEAD],
         }
     }
@@ -301,19 +307,7 @@ async fn data(
         tokio::time::sleep(delay).await;
     }
     if !endpoint.allows(&method) {
-        return sf_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            &format!(
-                "HTTP Method '{method}' not allowed. Allowed are {}",
-                endpoint
-                    .allowed()
-                    .iter()
-                    .map(Method::as_str)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-        );
+        return method_not_allowed(endpoint, &method);
     }
     let version = version.unwrap_or_default();
     let ctx = Ctx {
@@ -322,6 +316,10 @@ async fn data(
         query: uri.query().unwrap_or_default(),
         headers: &headers,
     };
+    if endpoint == Endpoint::Composite && method == Method::POST {
+        // Runs its subrequests under the lock, then releases it before reading their answers.
+        return composite::execute(&shared, &ctx, &body).await;
+    }
     let mut state = shared.lock();
     match (endpoint, rest) {
         (Endpoint::Resources, _) => resources(&version),
@@ -336,8 +334,25 @@ async fn data(
             composite_retrieve(&ctx, &state, object, &method, &body)
         }
         (Endpoint::CompositeUpdate, _) => composite_update(&mut state, &body),
+        (Endpoint::Composite, _) => composite::resources(&ctx),
         _ => resource_missing(),
     }
+}
+
+fn method_not_allowed(endpoint: Endpoint, method: &Method) -> Response {
+    sf_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        &format!(
+            "HTTP Method '{method}' not allowed. Allowed are {}",
+            endpoint
+                .allowed()
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    )
 }
 
 impl SimState {
@@ -1007,6 +1022,7 @@ mod tests {
             Endpoint::classify(&["composite", "sobjects", "Contact"]),
             Endpoint::CompositeRetrieve
         );
+        assert_eq!(Endpoint::classify(&["composite"]), Endpoint::Composite);
         assert_eq!(Endpoint::classify(&["tooling", "query"]), Endpoint::Unknown);
     }
 }
