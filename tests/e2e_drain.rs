@@ -23,7 +23,9 @@ const VISIBILITY: Duration = Duration::from_secs(2);
 const WINDOW: Duration = Duration::from_millis(500);
 const BATCH_SIZE: usize = 500;
 
-/// A local system whose queue holds one message per Contact (a first Periodic Refresh).
+/// A local system after its initial load, whose queue then holds one message per Contact: every
+/// Contact was edited and a Periodic Refresh queued each (a first load queues one range message
+/// per page, too few to slow the queue). Higher Logic's counters start from there.
 async fn queued(contacts: usize) -> (LocalSystem, u64) {
     let sys = LocalSystem::start(LocalOptions {
         contacts,
@@ -31,11 +33,36 @@ async fn queued(contacts: usize) -> (LocalSystem, u64) {
     })
     .await
     .expect("the local system starts (moto_server missing? run `make venv`)");
-    let periodic = commands::periodic_refresh(&sys.runtime(), true)
+    let rt = sys.runtime();
+    commands::periodic_refresh(&rt, true)
         .await
-        .expect("the Periodic Refresh queues the Contacts");
-    let queued = periodic.sent();
+        .expect("the Periodic Refresh queues the initial load");
+    let loaded = drain::drain_with(
+        &rt,
+        &DrainOptions::new(BATCH_SIZE),
+        true,
+        &AtomicBool::new(true),
+    )
+    .await
+    .expect("the initial load is drained");
+    assert_eq!(loaded.dead_lettered, 0, "{loaded:?}");
+    for contact in sys.salesforce.all("Contact") {
+        if contact["IsDeleted"] == true {
+            continue;
+        }
+        let id = contact["Id"].as_str().expect("an Id").to_string();
+        let first = contact["FirstName"].as_str().unwrap_or("").to_string();
+        let mut edit = serde_json::Map::new();
+        edit.insert("FirstName".into(), format!("{first}x").into());
+        assert!(sys.salesforce.update("Contact", &id, edit));
+    }
+    sys.salesforce.advance(Duration::from_secs(120));
+    let periodic = commands::periodic_refresh(&rt, true)
+        .await
+        .expect("the Periodic Refresh queues the edited Contacts");
+    let queued = periodic.messages();
     assert!(queued >= contacts as u64 * 9 / 10, "{periodic:?}");
+    sys.higher_logic.reset_counters();
     (sys, queued)
 }
 

@@ -107,7 +107,12 @@ pub struct PeriodicSummary {
     pub skipped: Option<String>,
     pub changed: u64,
     pub deleted: u64,
+    /// Contacts queued.
     pub sent: u64,
+    /// Messages queued: one per Contact from the feeds, one per range of Contacts from a full
+    /// refresh.
+    #[serde(default)]
+    pub messages: u64,
     /// Every window scanned to its end (false: stopped at the deadline; the next run resumes).
     pub completed: bool,
     pub salesforce_calls: u64,
@@ -124,6 +129,7 @@ impl PeriodicSummary {
             changed: report.changed(),
             deleted: report.feeds.iter().map(|f| f.deleted).sum(),
             sent: report.sent(),
+            messages: report.messages(),
             completed: report.completed(),
             salesforce_calls: m.salesforce_calls,
             allotment_share_percent: m.allotment_share.map(|s| s * 100.0),

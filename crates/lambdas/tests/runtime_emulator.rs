@@ -329,9 +329,57 @@ async fn system() -> LocalSystem {
     })
 }
 
+/// The first Periodic Refresh and its Member Refresh, in this process: every Contact in Higher
+/// Logic.
+async fn initial_load(sys: &LocalSystem) {
+    let rt = sys.runtime();
+    hlsync_cli::commands::periodic_refresh(&rt, true)
+        .await
+        .expect("the initial load is queued");
+    let report = hlsync_cli::drain::drain_with(
+        &rt,
+        &hlsync_cli::drain::DrainOptions::new(500),
+        true,
+        &std::sync::atomic::AtomicBool::new(true),
+    )
+    .await
+    .expect("the initial load is drained");
+    assert_eq!(report.dead_lettered, 0, "{report:?}");
+}
+
+/// The mark `edit_every_contact` leaves on a first name.
+const EDIT: &str = "-edited";
+
+/// Edits the first name of every live Contact, past the settle time; returns them.
+fn edit_every_contact(sys: &LocalSystem) -> Vec<serde_json::Map<String, Value>> {
+    let live: Vec<_> = sys
+        .salesforce
+        .all("Contact")
+        .into_iter()
+        .filter(|c| c.get("IsDeleted") != Some(&Value::Bool(true)))
+        .collect();
+    for contact in &live {
+        let id = contact["Id"].as_str().expect("an Id");
+        let first = contact["FirstName"].as_str().unwrap_or("");
+        let mut edit = serde_json::Map::new();
+        edit.insert("FirstName".into(), json!(format!("{first}{EDIT}")));
+        assert!(sys.salesforce.update("Contact", id, edit));
+    }
+    sys.salesforce.advance(Duration::from_secs(120));
+    live
+}
+
+/// Higher Logic holds the member's record as edited.
+fn has_the_edit(sys: &LocalSystem, id: &str) -> bool {
+    sys.higher_logic.member(id).is_some_and(|m| {
+        m["ContactDetails"]["FirstName"]
+            .as_str()
+            .is_some_and(|n| n.ends_with(EDIT))
+    })
+}
+
 /// A message as SQS hands it to a function: the record of an SQS event.
 struct Record {
-    message_id: String,
     body: String,
     json: Value,
 }
@@ -381,11 +429,7 @@ async fn receive_records(sys: &LocalSystem, queue_url: &str, want: usize) -> Vec
                 "eventSourceARN": arn,
                 "awsRegion": "us-east-1",
             });
-            records.push(Record {
-                message_id,
-                body,
-                json,
-            });
+            records.push(Record { body, json });
         }
         if out.messages().is_empty() {
             tokio::time::sleep(POLL).await;
@@ -465,10 +509,16 @@ async fn the_bootstrap_binaries_answer_the_lambda_emulator() {
     let env = sys.function_env();
     let mut emulator = Emulator::start(&cargo_lambda);
 
+    // 0. The initial load, in this process: it queues one range message per page, and the test
+    //    below wants one message per Contact. Then every Contact is edited, so the Periodic
+    //    Refresh has each to fan out.
+    step("initial load");
+    initial_load(&sys).await;
+    let contacts = edit_every_contact(&sys);
+
     // 1. The Periodic Refresh, invoked with the input the EventBridge Scheduler target of
     //    infra/template.yaml sends, fans every changed Contact out to the queue.
     step("periodic refresh");
-    let contacts = sys.salesforce.all("Contact");
     let mut periodic = emulator.function(PERIODIC, "periodic-refresh", &env, &[]);
     let execution_id = uuid::Uuid::new_v4().to_string();
     let scheduled = json!({
@@ -482,11 +532,13 @@ async fn the_bootstrap_binaries_answer_the_lambda_emulator() {
     assert_eq!(summary["run_id"], execution_id.as_str(), "{summary}");
     assert_eq!(summary["completed"], true, "{summary}\n{}", periodic.tail());
     assert!(summary["scheduled_time"].is_string(), "{summary}");
-    let sent = summary["sent"].as_u64().expect("a count of messages sent") as usize;
+    let sent = summary["messages"]
+        .as_u64()
+        .expect("a count of messages sent") as usize;
     assert_eq!(
         sent,
         contacts.len(),
-        "one message per seeded Contact: {summary}"
+        "one message per edited Contact: {summary}"
     );
     drop(periodic);
     let records = receive_records(&sys, &sys.resources.queue_url, sent).await;
@@ -535,10 +587,13 @@ async fn the_bootstrap_binaries_answer_the_lambda_emulator() {
     assert_eq!(failed_ids(&answer), BTreeSet::new(), "{answer}");
     for id in first_half.iter().map(|r| contact_of(r)) {
         if id == refused {
-            assert!(sys.higher_logic.member(&id).is_none(), "{id} was refused");
+            assert!(!has_the_edit(&sys, &id), "{id} was refused");
         } else if live.contains(&id) {
-            let pushed = sys.higher_logic.member(&id);
-            assert!(pushed.is_some(), "{id} not pushed\n{}", member.tail());
+            assert!(
+                has_the_edit(&sys, &id),
+                "{id} not pushed\n{}",
+                member.tail()
+            );
         }
     }
     let dead = dead_letters(&sys, 2).await;
@@ -551,8 +606,9 @@ async fn the_bootstrap_binaries_answer_the_lambda_emulator() {
     drop(member);
 
     // 3. The other half, on a function whose secret holds a wrong Higher Logic key: Higher
-    //    Logic rejects it, the batch stops, and the answer names every message of it but the
-    //    malformed one, which is dead-lettered all the same.
+    //    Logic rejects it and the batch stops. Its messages are handed back to the queue, delayed
+    //    until the key may have changed (so they spend no receives towards the DLQ), and the
+    //    answer names none; the malformed one is dead-lettered all the same.
     step("member refresh, wrong key");
     let wrong_secret = format!("{}-wrong-key", sys.resources.secret_id);
     let mut secret: Value = serde_json::from_str(
@@ -569,7 +625,7 @@ async fn the_bootstrap_binaries_answer_the_lambda_emulator() {
     .expect("the wrong-key secret stored");
     let mut wrong_env = env.clone();
     wrong_env.push((ENV_SECRET_ID.into(), wrong_secret));
-    let pushed_before = sys.higher_logic.members().len();
+    let pushed_before = sys.higher_logic.counters().records_received;
 
     // A function is one deployment's: a function killed while it waits for its next event may
     // leave that request open in the emulator, which would hand it the next invocation.
@@ -582,13 +638,24 @@ async fn the_bootstrap_binaries_answer_the_lambda_emulator() {
         .invoke(&mut member, "member-refresh", &sqs_event(&batch))
         .await;
     assert_eq!(status, 200, "{answer}\n{}", member.tail());
-    let expected: BTreeSet<String> = second_half.iter().map(|r| r.message_id.clone()).collect();
-    assert_eq!(failed_ids(&answer), expected, "{answer}");
+    assert_eq!(
+        failed_ids(&answer),
+        BTreeSet::new(),
+        "{answer}\n{}",
+        member.tail()
+    );
+    let depth = queue.depth().await.expect("the queue's depth");
+    assert_eq!(
+        depth.delayed,
+        second_half.len() as u64,
+        "the stopped batch handed back, delayed: {depth:?}\n{}",
+        member.tail()
+    );
     let dead = dead_letters(&sys, 1).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(dead[0].0.contains("is this"), "{dead:?}");
     assert_eq!(
-        sys.higher_logic.members().len(),
+        sys.higher_logic.counters().records_received,
         pushed_before,
         "nothing pushed"
     );

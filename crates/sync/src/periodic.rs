@@ -96,6 +96,11 @@ impl PeriodicReport {
         self.feeds.iter().map(|f| f.sent).sum::<u64>()
             + self.full_refresh.as_ref().map_or(0, |f| f.sent)
     }
+    /// Messages queued: one per Contact from the feeds, one per range from a full refresh.
+    pub fn messages(&self) -> u64 {
+        self.feeds.iter().map(|f| f.sent).sum::<u64>()
+            + self.full_refresh.as_ref().map_or(0, |f| f.messages)
+    }
     pub fn completed(&self) -> bool {
         self.feeds.iter().all(|f| f.completed)
             && self.full_refresh.as_ref().is_none_or(|f| f.completed)

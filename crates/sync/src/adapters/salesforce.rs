@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use hlsync_core::allotment::ApiUsage;
 use hlsync_core::id::SfId;
 use hlsync_core::time::parse_sf_datetime;
-use hlsync_salesforce::{ClientOptions, LoginState, QueryPager, SalesforceClient, SfError};
+use hlsync_salesforce::{
+    ClientOptions, CompositeQuery, LoginState, QueryPager, SalesforceClient, SfError,
+};
 use serde_json::Value;
 use tokio::sync::Mutex;
 use tracing::info;
@@ -368,26 +370,29 @@ impl Crm for SalesforceCrm {
 
     async fn find_many(&self, queries: Vec<FindBy>) -> Result<Vec<Vec<Record>>, SyncError> {
         let client = self.client().await?;
-        let mut out = Vec::with_capacity(queries.len());
-        for query in &queries {
-            let mut records = Vec::new();
+        // Every SOQL of every lookup goes into one composite read (five queries per call); each
+        // answer goes back to the lookup it came from.
+        let mut owners = Vec::new();
+        let mut batch = Vec::new();
+        for (index, query) in queries.iter().enumerate() {
             for soql in query.soqls() {
-                let pager = if query.with_deleted {
-                    client.query_all(&soql)
+                owners.push(index);
+                batch.push(if query.with_deleted {
+                    CompositeQuery::query_all(soql)
                 } else {
-                    client.query(&soql)
-                };
-                let page = match pager {
-                    Ok(pager) => pager.collect_all().await,
-                    Err(e) => Err(e),
-                };
-                self.observe(&client);
-                match page {
-                    Ok(page) => records.extend(page),
-                    Err(e) => return Err(self.on_error(e).await),
-                }
+                    CompositeQuery::query(soql)
+                });
             }
-            out.push(records);
+        }
+        let answers = client.query_many(&batch).await;
+        self.observe(&client);
+        let answers = match answers {
+            Ok(answers) => answers,
+            Err(e) => return Err(self.on_error(e).await),
+        };
+        let mut out = vec![Vec::new(); queries.len()];
+        for (index, records) in owners.into_iter().zip(answers) {
+            out[index].extend(records);
         }
         Ok(out)
     }
