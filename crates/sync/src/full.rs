@@ -60,6 +60,17 @@ pub struct FullRefreshReport {
     pub completed: bool,
 }
 
+/// Since when every live Contact is, or is being, read whole by a full refresh: the start of the
+/// one under way, else of the last completed (the initial load is the first). A change made before
+/// it (less `settle`, for late commits) reaches every member through that read.
+pub async fn read_whole_since(state: &dyn StateStore) -> Result<Option<DateTime<Utc>>, SyncError> {
+    let mark = Mark::load(state, FEED_FULL_REFRESH).await?;
+    Ok(mark
+        .checkpoint::<ScanCheckpoint>()
+        .map(|cp| cp.started)
+        .or(mark.at()))
+}
+
 /// Whether a periodic full refresh is due now: never done, or done `every` or longer ago.
 pub fn is_due(last: Option<DateTime<Utc>>, now: DateTime<Utc>, every: std::time::Duration) -> bool {
     let every = TimeDelta::from_std(every).unwrap_or(TimeDelta::MAX);

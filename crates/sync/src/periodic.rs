@@ -121,9 +121,10 @@ struct Feed {
     /// record's own (a CampaignMember's or an Account's), so its cursor says nothing of when
     /// that record was last read.
     full: bool,
-    /// A feed of Contacts: its first window starts at the initial load, which reads what came
-    /// before.
-    contacts: bool,
+    /// Its first window starts at the initial load, which reads what came before: the feeds of
+    /// Contacts and of what their records are made of (Accounts, registrations). Campaigns are
+    /// read from the beginning: a meeting nobody registered for is pushed too.
+    from_initial_load: bool,
 }
 
 fn feeds(cfg: &Config) -> Vec<Feed> {
@@ -137,7 +138,7 @@ fn feeds(cfg: &Config) -> Vec<Feed> {
         include_deleted: true,
         key_field: None,
         full: false,
-        contacts: true,
+        from_initial_load: true,
     }];
     // A Flow-kept cursor field does not move on delete or undelete, nor on an edit the Flow
     // misses: those are found on SystemModstamp, as the rows whose cursor field stayed behind.
@@ -153,7 +154,7 @@ fn feeds(cfg: &Config) -> Vec<Feed> {
             include_deleted: true,
             key_field: None,
             full: false,
-            contacts: true,
+            from_initial_load: true,
         });
     }
     // An Account renamed changes its Contacts' OrganizationName: the Contacts of changed
@@ -167,7 +168,7 @@ fn feeds(cfg: &Config) -> Vec<Feed> {
         include_deleted: false,
         key_field: None,
         full: true,
-        contacts: true,
+        from_initial_load: true,
     });
     if cfg.events.enabled {
         // Campaigns and their members carry no Flow-kept field: both are read on
@@ -183,7 +184,7 @@ fn feeds(cfg: &Config) -> Vec<Feed> {
             include_deleted: true,
             key_field: None,
             full: false,
-            contacts: false,
+            from_initial_load: false,
         });
         // A registration travels on its Contact's record (SPEC §6): a CampaignMember that
         // changed, appeared or was deleted queues its Contact, which is re-read whole.
@@ -199,7 +200,7 @@ fn feeds(cfg: &Config) -> Vec<Feed> {
             include_deleted: true,
             key_field: Some("ContactId"),
             full: true,
-            contacts: false,
+            from_initial_load: true,
         });
     }
     feeds
@@ -326,12 +327,12 @@ async fn scan_all(
         };
         report.email_preferences = Some(optout::write_back(&wb).await?);
     }
-    // A Contact feed's first window starts now (less `settle`), not at the beginning of time:
-    // what came before is the initial load's (an Id scan of every Contact, nulls of a Flow-kept
+    // A Contact feed's first window (and the Accounts' and registrations') starts now (less
+    // `settle`), not at the beginning of time: what came before is the initial load's (an Id scan of every Contact, nulls of a Flow-kept
     // cursor included), which starts in this same run and resumes until done. Starting the
     // feeds first means nothing that changes while the initial load runs is missed.
     let settle = chrono::TimeDelta::from_std(cfg.salesforce.settle).unwrap_or_default();
-    for feed in feeds(cfg).iter().filter(|f| f.contacts) {
+    for feed in feeds(cfg).iter().filter(|f| f.from_initial_load) {
         let mut mark = Mark::load(state, feed.name).await?;
         if mark.at().is_none() {
             mark.advance(state, status.now - settle).await?;

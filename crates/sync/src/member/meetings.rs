@@ -6,7 +6,7 @@
 //! mapped meeting differs from the last one pushed. A Campaign deleted, or whose `Type` no longer
 //! matches, is pushed as the delete shape if Higher Logic has it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use hlsync_core::event::{CAMPAIGN_FIELDS, Meeting, map_campaign};
@@ -104,7 +104,14 @@ async fn work(
     let mut outgoing = Vec::new();
     let mut unchanged = Vec::new();
     let mut requeue = Vec::new();
+    let mut edited = BTreeMap::new();
     for (id, record) in to_read.iter().zip(records) {
+        edited.insert(
+            id.clone(),
+            record
+                .as_ref()
+                .and_then(|r| stamp(r, "LastModifiedDate").or_else(|| modstamp(r))),
+        );
         let wanted = &campaigns[id];
         let stored = pushed.get(&id.to_string());
         let cursor = record.as_ref().and_then(modstamp).or(wanted.cursor);
@@ -165,6 +172,7 @@ async fn work(
         .map(|o| o.id.clone())
         .chain(requeue)
         .collect();
+    let changed = not_read_since(deps, changed, &edited).await?;
     queue_registrants(deps, &changed).await?;
     if !unchanged.is_empty() {
         deps.state
@@ -184,6 +192,34 @@ async fn work(
         }
     }
     Ok(())
+}
+
+/// The Campaigns whose registrants may hold an older meeting: all but those edited before a full
+/// refresh began reading every Contact (the initial load above all), which reads each registrant
+/// after the edit. Without this, a first load would queue every registrant of every event once
+/// more, one message each. A deleted Campaign (no record, no edit time) is always kept.
+async fn not_read_since(
+    deps: &MemberDeps<'_>,
+    changed: Vec<SfId>,
+    edited: &BTreeMap<SfId, Option<DateTime<Utc>>>,
+) -> Result<Vec<SfId>, SyncError> {
+    if changed.is_empty() {
+        return Ok(changed);
+    }
+    let Some(since) = crate::full::read_whole_since(deps.state).await? else {
+        return Ok(changed);
+    };
+    let settle = chrono::TimeDelta::from_std(deps.cfg.salesforce.settle).unwrap_or_default();
+    Ok(changed
+        .into_iter()
+        .filter(|id| {
+            edited
+                .get(id)
+                .copied()
+                .flatten()
+                .is_none_or(|at| at >= since - settle)
+        })
+        .collect())
 }
 
 /// Queues the Contacts registered with these Campaigns (any status: one whose status counted
