@@ -609,13 +609,13 @@ def run(sam_path: str, cdk_path: str, overrides: dict[str, str]) -> int:
     def batch_fits(v: dict) -> str | None:
         size, window = int(v["BatchSize"]), int(v["MaximumBatchingWindowInSeconds"] or 0)
         if size > 2000:
-            return f"batch of {size} > 2,000 Contacts: more than one Salesforce read per batch"
+            return f"batch of {size} > 2,000 Contacts: more than two Salesforce calls a batch, and more pushes than a 120 s invocation makes at the default pace"
         if size > 10 and window < 1:
             return f"batch of {size} > 10 needs a batching window of 1 s or more"
         return None
 
     c.check(
-        "member-refresh: batches of 500 gathered for 5 s (2 Salesforce calls a batch)",
+        "member-refresh: batches of 500 gathered for 5 s (one Salesforce call a batch)",
         lambda s: {k: event_source(s)[k] for k in ("BatchSize", "MaximumBatchingWindowInSeconds")},
         expect({"BatchSize": 500, "MaximumBatchingWindowInSeconds": 5}),
         invariant=batch_fits,

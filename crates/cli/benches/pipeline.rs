@@ -142,24 +142,25 @@ impl Worked {
 /// Messages waiting for a Member Refresh, shared by the functions of a run.
 type Backlog = Mutex<VecDeque<IncomingMessage>>;
 
-fn take_batch(backlog: &Backlog, queue: &CountingQueue) -> Vec<IncomingMessage> {
+fn take_batch(backlog: &Backlog, queue: &CountingQueue, size: usize) -> Vec<IncomingMessage> {
     let mut backlog = backlog.lock().unwrap_or_else(|e| e.into_inner());
     backlog.extend(queue.inner.take());
-    let n = backlog.len().min(BATCH);
+    let n = backlog.len().min(size);
     backlog.drain(..n).collect()
 }
 
-/// One function: invocations of up to `BATCH` messages until the backlog is empty, each with
+/// One function: invocations of up to `size` messages until the backlog is empty, each with
 /// `time_limit` to run (none: unlimited). Messages it hands back or fails return to the backlog.
 async fn work_backlog(
     deps: &MemberDeps<'_>,
     queue: &CountingQueue,
     backlog: &Backlog,
+    size: usize,
     time_limit: Option<Duration>,
 ) -> Worked {
     let mut worked = Worked::default();
     loop {
-        let batch = take_batch(backlog, queue);
+        let batch = take_batch(backlog, queue, size);
         if batch.is_empty() {
             return worked;
         }
@@ -298,6 +299,7 @@ async fn one_sync(
     function: &Function,
     state: &MemoryState,
     queue: &CountingQueue,
+    batch: usize,
 ) -> SyncCalls {
     let cfg = sys.config();
     let sf_before = sys.salesforce.counters().api_calls;
@@ -308,7 +310,14 @@ async fn one_sync(
         .await
         .expect("periodic refresh");
     let backlog = Backlog::default();
-    let worked = work_backlog(&function.deps(&cfg, state, queue), queue, &backlog, None).await;
+    let worked = work_backlog(
+        &function.deps(&cfg, state, queue),
+        queue,
+        &backlog,
+        batch,
+        None,
+    )
+    .await;
     assert_eq!(worked.dead_lettered, 0, "nothing dead-lettered in a bench");
     SyncCalls {
         salesforce: sys.salesforce.counters().api_calls - sf_before,
@@ -348,23 +357,26 @@ async fn bench_changed(contacts: usize, small: usize, large: usize) {
     let function = Function::new(&sys, Arc::new(Unlimited));
     let state = MemoryState::default();
     let queue = CountingQueue::default();
-    let load = one_sync(&sys, &function, &state, &queue).await;
+    let load = one_sync(&sys, &function, &state, &queue, BATCH).await;
     println!(
         "initial load    {contacts} Contacts: {} Salesforce calls, {} Higher Logic calls, {} SQS calls, {} range messages",
         load.salesforce, load.higher_logic, load.sqs, load.messages
     );
     sys.salesforce.advance(Duration::from_secs(120));
-    let quiet = one_sync(&sys, &function, &state, &queue).await;
+    let quiet = one_sync(&sys, &function, &state, &queue, BATCH).await;
     println!(
         "no change       a sync with nothing changed: {} Salesforce calls, {} Higher Logic calls, {} SQS calls",
         quiet.salesforce, quiet.higher_logic, quiet.sqs
     );
     let mut runs = Vec::new();
-    for (i, n) in [small, large].into_iter().enumerate() {
+    for (i, (n, batch)) in [(small, BATCH), (large, BATCH), (large, 2 * BATCH)]
+        .into_iter()
+        .enumerate()
+    {
         let edited = edit_contacts(&sys, n, &format!("~{i}"));
-        let run = one_sync(&sys, &function, &state, &queue).await;
+        let run = one_sync(&sys, &function, &state, &queue, batch).await;
         println!(
-            "changed         {edited} Contacts changed: {} Salesforce calls ({:.1} per 1,000 changed), {} Higher Logic calls ({:.1} per 1,000), \
+            "changed         {edited} Contacts changed, batches of {batch}: {} Salesforce calls ({:.1} per 1,000 changed), {} Higher Logic calls ({:.1} per 1,000), \
              {} SQS calls, {} pushed, in {:.0} ms",
             run.salesforce,
             per_thousand(run.salesforce, edited),
@@ -378,8 +390,8 @@ async fn bench_changed(contacts: usize, small: usize, large: usize) {
     }
     let ((n1, r1), (n2, r2)) = (runs[0], runs[1]);
     println!(
-        "marginal        each further 1,000 changed Contacts: {:.1} Salesforce calls, {:.1} Higher Logic calls (between the two runs above; \
-         a sync's fixed cost is the no-change run's)",
+        "marginal        each further 1,000 changed Contacts, batches of {BATCH}: {:.1} Salesforce calls, {:.1} Higher Logic calls (between the first \
+         two runs above; a sync's fixed cost is the no-change run's)",
         per_thousand(r2.salesforce.saturating_sub(r1.salesforce), n2 - n1),
         per_thousand(r2.higher_logic.saturating_sub(r1.higher_logic), n2 - n1),
     );
@@ -435,7 +447,7 @@ async fn bench_first_load(contacts: usize, naive_sample: usize) {
     let function = Function::new(&sys, Arc::new(Unlimited));
     let state = MemoryState::default();
     let queue = CountingQueue::default();
-    let run = one_sync(&sys, &function, &state, &queue).await;
+    let run = one_sync(&sys, &function, &state, &queue, BATCH).await;
     let hlsync = FirstLoad {
         name: "hlsync",
         contacts: run.queued_contacts,
@@ -541,7 +553,7 @@ async fn bench_shared_budget(functions: usize, per_minute: u32, contacts: usize,
             let deps = f.deps(&cfg, &*state, &queue);
             let backlog = &backlog;
             let queue = &queue;
-            async move { work_backlog(&deps, queue, backlog, Some(limit)).await }
+            async move { work_backlog(&deps, queue, backlog, BATCH, Some(limit)).await }
         });
         let worked = futures::future::join_all(runs).await;
         done.store(true, Ordering::Relaxed);
