@@ -1,13 +1,16 @@
 //! The hlsync configuration (SPEC.md §3): one TOML file read by every function and by the CLI.
 //!
-//! The file is read by hand from a `toml::Table` rather than through a derived `Deserialize`, so
-//! that every error can name the full dotted key (`salesforce.lookback`) and say what is wrong
-//! with it in words an operator can act on.
+//! The sections derive `Deserialize` (unknown keys refused, left-out keys take the defaults of
+//! SPEC.md §3). `serde_path_to_error` records where a value failed, so every error names the full
+//! dotted key (`salesforce.lookback`); after that, [`Config::validate`] checks ranges and names
+//! and says what to change, again by key.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 
 /// The environment variable that holds the config: a file path, or the TOML text itself.
 pub const CONFIG_ENV: &str = "HLSYNC_CONFIG";
@@ -15,18 +18,37 @@ pub const CONFIG_ENV: &str = "HLSYNC_CONFIG";
 /// Why a configuration cannot be used. Every variant says what to change.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
+    /// Neither `--config` nor `HLSYNC_CONFIG` was given.
     #[error(
         "no configuration given: pass --config FILE, or set {CONFIG_ENV} to a file path or to the TOML text itself"
     )]
     NotSet,
+    /// The config file could not be read.
     #[error(
         "cannot read the config file {path}: {reason}; check the path given by --config or {CONFIG_ENV}"
     )]
-    Read { path: PathBuf, reason: String },
+    Read {
+        /// The path that was tried.
+        path: PathBuf,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// The text is not TOML at all.
     #[error("the config from {origin} is not valid TOML: {reason}")]
-    Syntax { origin: String, reason: String },
+    Syntax {
+        /// Where the text came from (a file, `HLSYNC_CONFIG`, text passed in).
+        origin: String,
+        /// The TOML parser's message, with the line and column.
+        reason: String,
+    },
+    /// One key has a value hlsync cannot use.
     #[error("config key `{key}`: {problem}")]
-    Key { key: String, problem: String },
+    Key {
+        /// The dotted key, e.g. `salesforce.lookback` or `contacts.community_fields[0]`.
+        key: String,
+        /// What is wrong and, where it helps, what to write instead.
+        problem: String,
+    },
 }
 
 impl ConfigError {
@@ -43,13 +65,19 @@ impl ConfigError {
 pub struct Config {
     /// Accept `http://` URLs for Salesforce and Higher Logic: for local emulators and tests only.
     pub allow_insecure_http: bool,
+    /// `[salesforce]`: the API version, the allotment and the change windows.
     pub salesforce: SalesforceConfig,
+    /// `[contacts]`: which Contacts are active and which fields feed groups.
     pub contacts: ContactsConfig,
+    /// `[events]`: Campaigns pushed as meetings, registrations as groups.
     pub events: EventsConfig,
+    /// `[higher_logic]`: where and how fast to push.
     pub higher_logic: HigherLogicConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// `[salesforce]`: how hlsync reads Contacts and how much of the org's API it may use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table ([salesforce])")]
 pub struct SalesforceConfig {
     /// REST API version without the `v`, e.g. "62.0".
     pub api_version: String,
@@ -60,10 +88,10 @@ pub struct SalesforceConfig {
     /// The Contact field that orders changes: `SystemModstamp` or a Flow-kept date field.
     pub cursor_field: String,
     /// How far each window reaches back before the watermark (changes are eventually consistent).
-    #[serde(serialize_with = "serialize_duration")]
+    #[serde(with = "duration_text")]
     pub lookback: Duration,
     /// Changes younger than this are left for the next run.
-    #[serde(serialize_with = "serialize_duration")]
+    #[serde(with = "duration_text")]
     pub settle: Duration,
 }
 
@@ -80,7 +108,9 @@ impl Default for SalesforceConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// `[contacts]`: which Contacts are active and which of their fields become groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table ([contacts])")]
 pub struct ContactsConfig {
     /// Checkbox field that says whether the Contact is a site user; `None`: everyone is.
     pub active_field: Option<String>,
@@ -94,9 +124,10 @@ pub struct ContactsConfig {
     pub security_group_filter: Vec<String>,
     /// Prefixed fields that feed community groups instead of security groups, each with the
     /// `GroupType` of its groups.
+    #[serde(deserialize_with = "community_fields")]
     pub community_fields: Vec<CommunityField>,
     /// How often to re-read every Contact when formula fields feed groups.
-    #[serde(serialize_with = "serialize_duration")]
+    #[serde(with = "duration_text")]
     pub full_refresh_every: Duration,
 }
 
@@ -108,11 +139,14 @@ pub const DEFAULT_COMMUNITY_GROUP_TYPE: &str = "Community";
 /// A Contact field that feeds community groups, and the `GroupType` of those groups.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CommunityField {
+    /// The Contact field's API name.
     pub field: String,
+    /// The `GroupType` of the groups its values become.
     pub group_type: String,
 }
 
 impl CommunityField {
+    /// A community field and its `GroupType`.
     pub fn new(field: impl Into<String>, group_type: impl Into<String>) -> Self {
         CommunityField {
             field: field.into(),
@@ -145,8 +179,11 @@ impl Default for ContactsConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// `[events]`: Campaigns of one type become Higher Logic meetings, and registrations groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table ([events])")]
 pub struct EventsConfig {
+    /// Push events at all (off unless the config says so).
     pub enabled: bool,
     /// Campaigns whose `Type` equals this become events.
     pub campaign_type: String,
@@ -167,7 +204,13 @@ impl Default for EventsConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// `[higher_logic]`: the tenant's Push API and how hard hlsync may call it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    default = "HigherLogicConfig::without_url",
+    deny_unknown_fields,
+    expecting = "a table ([higher_logic])"
+)]
 pub struct HigherLogicConfig {
     /// The Push API v2 base URL, without a trailing slash (one is removed if given).
     pub base_url: String,
@@ -192,10 +235,12 @@ impl HigherLogicConfig {
             email_preferences_url: None,
         }
     }
-}
 
-fn serialize_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*d).to_string())
+    /// The defaults of the keys left out of `[higher_logic]`. `base_url` has none: left empty,
+    /// [`Config::validate`] reports it as required.
+    fn without_url() -> Self {
+        HigherLogicConfig::new("")
+    }
 }
 
 /// A fully commented example, valid as it stands (used by docs, `hlsync demo` and tests).
@@ -325,160 +370,63 @@ impl Config {
                     origin: origin.to_owned(),
                     reason: e.to_string().trim_end().to_owned(),
                 })?;
-        let config = Self::from_table(&table)?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    fn from_table(root: &toml::Table) -> Result<Self, ConfigError> {
-        let root = Section::root(root);
-        root.only_keys(&[
-            "allow_insecure_http",
-            "salesforce",
-            "contacts",
-            "events",
-            "higher_logic",
-        ])?;
-        let allow_insecure_http = root.bool("allow_insecure_http")?.unwrap_or(false);
-
-        let sf_defaults = SalesforceConfig::default();
-        let sf = root.section("salesforce")?;
-        let salesforce = match &sf {
-            None => sf_defaults,
-            Some(s) => {
-                s.only_keys(&[
-                    "api_version",
-                    "daily_api_allotment",
-                    "max_allotment_share",
-                    "cursor_field",
-                    "lookback",
-                    "settle",
-                ])?;
-                SalesforceConfig {
-                    api_version: s.string("api_version")?.unwrap_or(sf_defaults.api_version),
-                    daily_api_allotment: s
-                        .u64("daily_api_allotment")?
-                        .unwrap_or(sf_defaults.daily_api_allotment),
-                    max_allotment_share: s
-                        .f64("max_allotment_share")?
-                        .unwrap_or(sf_defaults.max_allotment_share),
-                    cursor_field: s
-                        .string("cursor_field")?
-                        .unwrap_or(sf_defaults.cursor_field),
-                    lookback: s.duration("lookback")?.unwrap_or(sf_defaults.lookback),
-                    settle: s.duration("settle")?.unwrap_or(sf_defaults.settle),
-                }
-            }
-        };
-
-        let c_defaults = ContactsConfig::default();
-        let contacts = match root.section("contacts")? {
-            None => c_defaults,
-            Some(s) => {
-                s.only_keys(&[
-                    "active_field",
-                    "group_field_prefix",
-                    "record_type_groups",
-                    "security_group_type",
-                    "security_group_filter",
-                    "community_fields",
-                    "full_refresh_every",
-                ])?;
-                ContactsConfig {
-                    active_field: s.string("active_field")?,
-                    group_field_prefix: s
-                        .string("group_field_prefix")?
-                        .unwrap_or(c_defaults.group_field_prefix),
-                    record_type_groups: s
-                        .bool("record_type_groups")?
-                        .unwrap_or(c_defaults.record_type_groups),
-                    security_group_type: s
-                        .string("security_group_type")?
-                        .unwrap_or(c_defaults.security_group_type),
-                    security_group_filter: s
-                        .strings("security_group_filter")?
-                        .unwrap_or(c_defaults.security_group_filter),
-                    community_fields: s
-                        .community_fields("community_fields")?
-                        .unwrap_or(c_defaults.community_fields),
-                    full_refresh_every: s
-                        .duration("full_refresh_every")?
-                        .unwrap_or(c_defaults.full_refresh_every),
-                }
-            }
-        };
-
-        let e_defaults = EventsConfig::default();
-        let events = match root.section("events")? {
-            None => e_defaults,
-            Some(s) => {
-                s.only_keys(&[
-                    "enabled",
-                    "campaign_type",
-                    "registered_statuses",
-                    "group_type",
-                ])?;
-                EventsConfig {
-                    enabled: s.bool("enabled")?.unwrap_or(e_defaults.enabled),
-                    campaign_type: s
-                        .string("campaign_type")?
-                        .unwrap_or(e_defaults.campaign_type),
-                    registered_statuses: s
-                        .strings("registered_statuses")?
-                        .unwrap_or(e_defaults.registered_statuses),
-                    group_type: s.string("group_type")?.unwrap_or(e_defaults.group_type),
-                }
-            }
-        };
-
-        let Some(hl) = root.section("higher_logic")? else {
+        let file: ConfigFile = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                ConfigError::key(e.path().to_string(), in_plain_words(e.inner().message()))
+            })?;
+        let Some(higher_logic) = file.higher_logic else {
             return Err(ConfigError::key(
                 "higher_logic.base_url",
                 "is required: add a [higher_logic] table with base_url = \"https://…\" (the tenant's Push API v2 URL)",
             ));
         };
-        hl.only_keys(&[
-            "base_url",
-            "max_calls_per_minute",
-            "batch_size",
-            "email_preferences_url",
-        ])?;
-        let Some(base_url) = hl.string("base_url")? else {
-            return Err(ConfigError::key(
-                "higher_logic.base_url",
-                "is required: set it to the tenant's Push API v2 URL, e.g. \"https://datapushapi.higherlogic.com/v2\"",
-            ));
-        };
-        let max_calls_per_minute = match hl.u64("max_calls_per_minute")? {
-            None => 180,
-            Some(n) => u32::try_from(n).map_err(|_| {
-                ConfigError::key(
-                    "higher_logic.max_calls_per_minute",
-                    format!("must be at most {}, got {n}", u32::MAX),
-                )
-            })?,
-        };
-        let batch_size = match hl.u64("batch_size")? {
-            None => 200,
-            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-        };
-        let email_preferences_url = hl
-            .string("email_preferences_url")?
-            .filter(|url| !url.is_empty());
-        let higher_logic = HigherLogicConfig {
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            max_calls_per_minute,
-            batch_size,
-            email_preferences_url,
-        };
-
-        Ok(Config {
-            allow_insecure_http,
-            salesforce,
-            contacts,
-            events,
+        let mut config = Config {
+            allow_insecure_http: file.allow_insecure_http,
+            salesforce: file.salesforce,
+            contacts: file.contacts,
+            events: file.events,
             higher_logic,
-        })
+        };
+        config.normalise();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Tidy what a person may have typed: trim the spaces around every string (TOML keeps those
+    /// inside the quotes), drop a trailing `/` from the base URL, and read an empty
+    /// `email_preferences_url` as "no write-back".
+    fn normalise(&mut self) {
+        fn trim(s: &mut String) {
+            *s = s.trim().to_owned();
+        }
+        let sf = &mut self.salesforce;
+        trim(&mut sf.api_version);
+        trim(&mut sf.cursor_field);
+
+        let c = &mut self.contacts;
+        if let Some(active) = &mut c.active_field {
+            trim(active);
+        }
+        trim(&mut c.group_field_prefix);
+        trim(&mut c.security_group_type);
+        c.security_group_filter.iter_mut().for_each(trim);
+        for community in &mut c.community_fields {
+            trim(&mut community.field);
+            trim(&mut community.group_type);
+        }
+
+        let e = &mut self.events;
+        trim(&mut e.campaign_type);
+        e.registered_statuses.iter_mut().for_each(trim);
+        trim(&mut e.group_type);
+
+        let hl = &mut self.higher_logic;
+        hl.base_url = hl.base_url.trim().trim_end_matches('/').to_owned();
+        hl.email_preferences_url = hl
+            .email_preferences_url
+            .take()
+            .map(|url| url.trim().to_owned())
+            .filter(|url| !url.is_empty());
     }
 
     /// Check every value (also run by the parsers). Public so that a config built in code can be
@@ -593,6 +541,12 @@ impl Config {
         }
 
         let hl = &self.higher_logic;
+        if hl.base_url.is_empty() {
+            return Err(ConfigError::key(
+                "higher_logic.base_url",
+                "is required: set it to the tenant's Push API v2 URL, e.g. \"https://datapushapi.higherlogic.com/v2\"",
+            ));
+        }
         check_url(
             &hl.base_url,
             self.allow_insecure_http,
@@ -710,174 +664,104 @@ fn looks_like_toml(value: &str) -> bool {
         .parse::<toml::Table>()
         .is_ok_and(|t| t.values().any(|v| v.is_table()))
 }
-
-/// One table of the TOML document, with the dotted path used in error messages.
-struct Section<'a> {
-    table: &'a toml::Table,
-    path: String,
+/// The TOML document as written: every section may be left out, but `[higher_logic]` is needed
+/// for its `base_url`. Kept apart from [`Config`] so that a missing `[higher_logic]` gets its own
+/// message rather than serde's "missing field".
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    allow_insecure_http: bool,
+    #[serde(default)]
+    salesforce: SalesforceConfig,
+    #[serde(default)]
+    contacts: ContactsConfig,
+    #[serde(default)]
+    events: EventsConfig,
+    higher_logic: Option<HigherLogicConfig>,
 }
 
-impl<'a> Section<'a> {
-    fn root(table: &'a toml::Table) -> Self {
-        Section {
-            table,
-            path: String::new(),
-        }
-    }
-
-    fn key(&self, name: &str) -> String {
-        if self.path.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{}.{name}", self.path)
-        }
-    }
-
-    fn only_keys(&self, known: &[&str]) -> Result<(), ConfigError> {
-        for name in self.table.keys() {
-            if !known.contains(&name.as_str()) {
-                return Err(ConfigError::key(
-                    self.key(name),
-                    format!(
-                        "unknown key (a typo?); the keys allowed here are: {}",
-                        known.join(", ")
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn section(&self, name: &str) -> Result<Option<Section<'a>>, ConfigError> {
-        match self.table.get(name) {
-            None => Ok(None),
-            Some(toml::Value::Table(t)) => Ok(Some(Section {
-                table: t,
-                path: self.key(name),
-            })),
-            Some(other) => Err(ConfigError::key(
-                self.key(name),
-                format!("must be a table ([{name}]), got {}", other.type_str()),
-            )),
-        }
-    }
-
-    fn wrong_type(&self, name: &str, want: &str, got: &toml::Value) -> ConfigError {
-        ConfigError::key(
-            self.key(name),
-            format!("must be {want}, got {} {got}", got.type_str()),
+/// serde names Rust's number types when a number is wrong ("expected u64"); an operator needs
+/// plain words.
+fn in_plain_words(message: &str) -> String {
+    message
+        .replace("expected u64", "expected a whole number (0 or more)")
+        .replace("expected usize", "expected a whole number (0 or more)")
+        .replace(
+            "expected u32",
+            &format!("expected a whole number from 0 to {}", u32::MAX),
         )
+        .replace("expected f64", "expected a number")
+}
+
+/// Durations are text such as "10m" (humantime), both in the TOML and when a config is
+/// serialised.
+mod duration_text {
+    use std::fmt;
+    use std::time::Duration;
+
+    use serde::Serializer;
+    use serde::de::{self, Deserializer, Visitor};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 
-    fn bool(&self, name: &str) -> Result<Option<bool>, ConfigError> {
-        match self.table.get(name) {
-            None => Ok(None),
-            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
-            Some(v) => Err(self.wrong_type(name, "true or false", v)),
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_str(DurationText)
+    }
+
+    struct DurationText;
+
+    impl Visitor<'_> for DurationText {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a duration in quotes such as \"10m\"")
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
+            humantime::parse_duration(text.trim()).map_err(|e| {
+                E::custom(format!(
+                    "must be a duration such as \"60s\", \"10m\" or \"24h\", got {text:?} ({e})"
+                ))
+            })
         }
     }
+}
 
-    fn string(&self, name: &str) -> Result<Option<String>, ConfigError> {
-        match self.table.get(name) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s.trim().to_owned())),
-            Some(v) => Err(self.wrong_type(name, "a string in quotes", v)),
-        }
-    }
+/// `contacts.community_fields`: a table `{ Field = "GroupType" }`, or (the older form) a list of
+/// field names, each then with GroupType "Community".
+fn community_fields<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<CommunityField>, D::Error> {
+    struct CommunityFields;
 
-    fn u64(&self, name: &str) -> Result<Option<u64>, ConfigError> {
-        match self.table.get(name) {
-            None => Ok(None),
-            Some(toml::Value::Integer(i)) => u64::try_from(*i)
-                .map(Some)
-                .map_err(|_| ConfigError::key(self.key(name), format!("must be > 0, got {i}"))),
-            Some(v) => Err(self.wrong_type(name, "a whole number", v)),
-        }
-    }
+    impl<'de> Visitor<'de> for CommunityFields {
+        type Value = Vec<CommunityField>;
 
-    fn f64(&self, name: &str) -> Result<Option<f64>, ConfigError> {
-        match self.table.get(name) {
-            None => Ok(None),
-            Some(toml::Value::Float(f)) => Ok(Some(*f)),
-            // Integers are fine where a number is wanted: `max_allotment_share = 1`.
-            Some(toml::Value::Integer(i)) => Ok(Some(*i as f64)),
-            Some(v) => Err(self.wrong_type(name, "a number", v)),
-        }
-    }
-
-    fn duration(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
-        match self.table.get(name) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => humantime::parse_duration(s.trim())
-                .map(Some)
-                .map_err(|e| {
-                    ConfigError::key(
-                        self.key(name),
-                        format!("must be a duration such as \"60s\", \"10m\" or \"24h\", got {s:?} ({e})"),
-                    )
-                }),
-            Some(v) => Err(self.wrong_type(
-                name,
-                "a duration in quotes such as \"10m\"",
-                v,
-            )),
-        }
-    }
-
-    /// `community_fields`: a table `{ Field = "GroupType" }`, or (the older form) a list of field
-    /// names, each then with GroupType "Community".
-    fn community_fields(&self, name: &str) -> Result<Option<Vec<CommunityField>>, ConfigError> {
-        match self.table.get(name) {
-            Some(toml::Value::Table(table)) => table
-                .iter()
-                .map(|(field, group_type)| match group_type {
-                    toml::Value::String(t) => Ok(CommunityField::new(field.trim(), t.trim())),
-                    other => Err(ConfigError::key(
-                        format!("{}.{field}", self.key(name)),
-                        format!(
-                            "must be the GroupType of the field's groups in quotes, e.g. \"Chapter\"; got {} {other}",
-                            other.type_str()
-                        ),
-                    )),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(toml::Value::Array(_)) => Ok(self.strings(name)?.map(|fields| {
-                fields
-                    .into_iter()
-                    .map(|f| CommunityField::new(f, DEFAULT_COMMUNITY_GROUP_TYPE))
-                    .collect()
-            })),
-            None => Ok(None),
-            Some(v) => Err(self.wrong_type(
-                name,
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(
                 "a table of field = \"GroupType\" such as { HL_Chapter__c = \"Chapter\" }, or a list of field names",
-                v,
-            )),
+            )
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut fields = Vec::new();
+            while let Some((field, group_type)) = map.next_entry::<String, String>()? {
+                fields.push(CommunityField::new(field, group_type));
+            }
+            Ok(fields)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut fields = Vec::new();
+            while let Some(field) = seq.next_element::<String>()? {
+                fields.push(CommunityField::new(field, DEFAULT_COMMUNITY_GROUP_TYPE));
+            }
+            Ok(fields)
         }
     }
 
-    fn strings(&self, name: &str) -> Result<Option<Vec<String>>, ConfigError> {
-        match self.table.get(name) {
-            None => Ok(None),
-            Some(toml::Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| match item {
-                    toml::Value::String(s) => Ok(s.trim().to_owned()),
-                    other => Err(ConfigError::key(
-                        format!("{}[{i}]", self.key(name)),
-                        format!(
-                            "must be a string in quotes, got {} {other}",
-                            other.type_str()
-                        ),
-                    )),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(v) => Err(self.wrong_type(name, "a list of strings such as [\"A\", \"B\"]", v)),
-        }
-    }
+    d.deserialize_any(CommunityFields)
 }
 
 #[cfg(test)]
@@ -1133,6 +1017,33 @@ mod tests {
             assert_eq!(key_of(err), key, "{toml}");
             assert!(text.contains(&format!("`{key}`")), "{text}");
         }
+    }
+
+    #[test]
+    fn wrong_numbers_are_told_in_plain_words() {
+        let err = with("[salesforce]\ndaily_api_allotment = -5").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config key `salesforce.daily_api_allotment`: invalid value: integer `-5`, expected a whole number (0 or more)"
+        );
+        let err = with("[salesforce]\nmax_allotment_share = \"half\"").unwrap_err();
+        assert!(err.to_string().ends_with("expected a number"), "{err}");
+    }
+
+    #[test]
+    fn spaces_around_values_are_trimmed() {
+        let c = Config::from_toml_str(
+            "[contacts]\nactive_field = \" Active__c \"\ncommunity_fields = { \" HL_A__c \" = \" Chapter \" }\n\
+             [higher_logic]\nbase_url = \" https://hl.example.org/v2/ \"\nemail_preferences_url = \" \"",
+        )
+        .unwrap();
+        assert_eq!(c.contacts.active_field.as_deref(), Some("Active__c"));
+        assert_eq!(
+            c.contacts.community_fields,
+            vec![CommunityField::new("HL_A__c", "Chapter")]
+        );
+        assert_eq!(c.higher_logic.base_url, "https://hl.example.org/v2");
+        assert_eq!(c.higher_logic.email_preferences_url, None);
     }
 
     #[test]

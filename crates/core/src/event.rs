@@ -14,11 +14,15 @@ use crate::member::ContentHash;
 pub struct Meeting {
     /// The Campaign's 18-character Id; also the `GroupId` of its registrations.
     pub meeting_id: SfId,
+    /// The Campaign's `Name`.
     pub title: Option<String>,
+    /// The Campaign's `Description`.
     pub description: Option<String>,
     /// The Campaign's `Type`.
     pub meeting_type: Option<String>,
+    /// The Campaign's `StartDate`.
     pub begin_date: Option<NaiveDate>,
+    /// The Campaign's `EndDate`.
     pub end_date: Option<NaiveDate>,
     /// Pushed as the delete shape `{"MeetingId","IsDeleted":true}`: the Campaign was deleted or
     /// is no longer of the events' type.

@@ -19,19 +19,35 @@ pub enum IdError {
     #[error(
         "`{input}` is not a Salesforce Id: it has {len} characters, an Id has 15 or 18; check the field or message that carried it"
     )]
-    Length { input: String, len: usize },
+    /// Neither 15 nor 18 characters long.
+    Length {
+        /// The text given.
+        input: String,
+        /// Its length in characters.
+        len: usize,
+    },
     #[error(
         "`{input}` is not a Salesforce Id: character {position} is {found:?}, an Id holds only A-Z, a-z and 0-9"
     )]
+    /// A character other than an ASCII letter or digit.
     Charset {
+        /// The text given.
         input: String,
+        /// Where the first bad character is (from 1).
         position: usize,
+        /// The bad character.
         found: char,
     },
     #[error(
         "`{input}` is not a valid 18-character Salesforce Id: its suffix should be `{expected}` for the first 15 characters; the Id was probably altered (for example lower-cased) on its way here"
     )]
-    Suffix { input: String, expected: String },
+    /// 18 characters whose last three do not match the case of the first fifteen.
+    Suffix {
+        /// The text given.
+        input: String,
+        /// The suffix the first fifteen characters call for.
+        expected: String,
+    },
 }
 
 /// An 18-character case-safe Salesforce Id.

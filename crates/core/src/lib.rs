@@ -4,6 +4,8 @@
 //! Everything here is a pure function of its inputs, so the sync, the Lambdas and the CLI share
 //! one definition of each rule and it is tested without a network.
 
+#![deny(missing_docs)]
+
 pub mod allotment;
 pub mod config;
 pub mod event;
@@ -32,12 +34,16 @@ pub use watermark::{Cursor, Window};
 /// Any error of this crate, for callers that pass them on whole.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
+    /// The configuration cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A text is not a Salesforce Id.
     #[error(transparent)]
     Id(#[from] IdError),
+    /// The org's Contact object does not fit the configuration.
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    /// A record cannot be mapped.
     #[error(transparent)]
     Mapping(#[from] MappingError),
 }

@@ -17,6 +17,7 @@ use crate::time::parse_sf_datetime;
 pub struct ContactInput<'a> {
     /// Field name → value; names are matched case-insensitively and `attributes` is ignored.
     pub fields: &'a Map<String, Value>,
+    /// The `Name` of the Contact's Account; `None` when it has none.
     pub account_name: Option<&'a str>,
     /// Every CampaignMember of this Contact whose Campaign is of `events.campaign_type`,
     /// whatever its status (the mapping decides which statuses count). Empty when events are
@@ -29,36 +30,60 @@ pub struct ContactInput<'a> {
 /// (`CampaignId`, `Campaign.Name`, `Status`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CampaignMembership {
+    /// The Campaign's Id: `CampaignId`.
     pub campaign_id: SfId,
+    /// `Campaign.Name`.
     pub campaign_name: Option<String>,
+    /// The CampaignMember's `Status`, e.g. "Registered".
     pub status: Option<String>,
 }
 
 /// Why a record cannot be mapped. Each message names the record and the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {
+    /// A field the mapping needs is not in the record.
     #[error("the {object} record has no `{field}` field; the query must select it")]
-    MissingField { object: &'static str, field: String },
+    MissingField {
+        /// The sObject, e.g. "Contact".
+        object: &'static str,
+        /// The field's API name.
+        field: String,
+    },
+    /// An Id field does not hold a Salesforce Id.
     #[error("the {object} record's `{field}` is not a Salesforce Id: {source}")]
     BadId {
+        /// The sObject, e.g. "Contact".
         object: &'static str,
+        /// The field's API name.
         field: String,
+        /// Why the value is not an Id.
         #[source]
         source: IdError,
     },
     #[error(
         "{object} {id}: `{field}` holds {value:?}, which is not a Salesforce datetime or date; check the field's type in Setup"
     )]
+    /// A date or datetime field holds something else.
     BadDate {
+        /// The sObject, e.g. "Contact".
         object: &'static str,
+        /// The record's Id, as read.
         id: String,
+        /// The field's API name.
         field: String,
+        /// The value found.
         value: String,
     },
     #[error(
         "Contact {contact}: its Record Type {record_type} is not in Contact's describe; it was probably created after the describe was read, and the next run reads it again"
     )]
-    UnknownRecordType { contact: SfId, record_type: SfId },
+    /// The Contact's Record Type is newer than the describe in hand.
+    UnknownRecordType {
+        /// The Contact's Id.
+        contact: SfId,
+        /// Its `RecordTypeId`.
+        record_type: SfId,
+    },
 }
 
 impl MappingError {

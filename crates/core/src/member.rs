@@ -38,6 +38,7 @@ impl GroupKey {
         GroupKey(campaign.as_str().to_owned())
     }
 
+    /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -55,7 +56,9 @@ impl fmt::Display for GroupKey {
 pub struct Group {
     /// Groups sort by type first, then id: the order a record's groups are kept in.
     pub group_type: String,
+    /// The group's stable id (`GroupId`).
     pub key: GroupKey,
+    /// What Higher Logic shows: the field value, the field's label or the Campaign's name.
     pub name: String,
     /// The registration's CampaignMember status for an event group; empty for the others.
     pub role: String,
@@ -76,15 +79,21 @@ impl Group {
 /// One `Addresses` entry: the Contact's mailing address.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Address {
+    /// The first line of `MailingStreet`.
     pub line1: Option<String>,
+    /// The rest of `MailingStreet`.
     pub line2: Option<String>,
+    /// `MailingCity`.
     pub city: Option<String>,
+    /// `MailingState`.
     pub state_province: Option<String>,
+    /// `MailingPostalCode`.
     pub postal_code: Option<String>,
     /// ISO 3166-1 alpha-2, upper case.
     pub country_code: Option<String>,
     /// Always `Main` for the mailing address.
     pub address_type: String,
+    /// Always true: the mailing address is the member's main one.
     pub is_primary: bool,
 }
 
@@ -107,18 +116,22 @@ impl Address {
 /// One `PhoneNumbers` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Phone {
+    /// The number as Salesforce holds it.
     pub number: String,
     /// `Work`, `Mobile` or `Home`.
     pub phone_type: String,
+    /// Whether this is the number to call first.
     pub is_preferred: bool,
 }
 
 /// One `EmailAddresses` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Email {
+    /// The address.
     pub address: String,
     /// `Primary Email`.
     pub email_type: String,
+    /// Whether this is the address to write to first.
     pub is_preferred: bool,
 }
 
@@ -128,11 +141,15 @@ pub struct Email {
 pub struct Member {
     /// The Contact's 18-character Id: `ContactDetails.ContactId`.
     pub contact_id: SfId,
+    /// `FirstName`.
     pub first_name: Option<String>,
+    /// `LastName`.
     pub last_name: Option<String>,
+    /// `Email`.
     pub primary_email: Option<String>,
     /// The Contact's Account `Name`.
     pub organization_name: Option<String>,
+    /// `Title`.
     pub title: Option<String>,
     /// Active: a site user, with all their groups. Inactive members hold no group.
     pub is_member: bool,
@@ -140,8 +157,11 @@ pub struct Member {
     pub do_not_email: bool,
     /// Sorted by (type, id), without duplicates.
     pub groups: Vec<Group>,
+    /// The mailing address, when it has any part.
     pub addresses: Vec<Address>,
+    /// The Contact's phone numbers that are set.
     pub phones: Vec<Phone>,
+    /// The primary email, when set.
     pub emails: Vec<Email>,
     /// Pushed as the delete shape `{"ContactDetails":{"ContactId","IsDeleted":true}}`; every
     /// other field is then empty.
@@ -214,6 +234,7 @@ impl ContentHash {
         ContentHash(hex.into())
     }
 
+    /// The hash as hex text.
     pub fn as_str(&self) -> &str {
         &self.0
     }

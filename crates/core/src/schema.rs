@@ -11,22 +11,39 @@ use crate::id::SfId;
 /// A field's `type` in describe, as far as the mapping cares.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub enum FieldType {
+    /// `boolean`
     Boolean,
+    /// `picklist`
     Picklist,
+    /// `multipicklist`
     MultiPicklist,
+    /// `string`
     String,
+    /// `textarea`
     TextArea,
+    /// `double`
     Double,
+    /// `int`
     Int,
+    /// `long`
     Long,
+    /// `currency`
     Currency,
+    /// `percent`
     Percent,
+    /// `date`
     Date,
+    /// `datetime`
     DateTime,
+    /// `email`
     Email,
+    /// `phone`
     Phone,
+    /// `url`
     Url,
+    /// `id`
     Id,
+    /// `reference`
     Reference,
     /// Any other describe type (`combobox`, `encryptedstring`, `address`…), kept by name.
     Other(std::string::String),
@@ -93,8 +110,11 @@ impl<'de> Deserialize<'de> for FieldType {
 /// describe keys are ignored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldInfo {
+    /// The API name, e.g. `HL_Chapter__c`.
     pub name: String,
+    /// The label an admin sees in Setup.
     pub label: String,
+    /// describe's `type`.
     #[serde(rename = "type")]
     pub field_type: FieldType,
     /// True for formula fields, whose changes do not move `SystemModstamp`.
@@ -106,10 +126,14 @@ pub struct FieldInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordTypeInfo {
+    /// `recordTypeId`.
     #[serde(rename = "recordTypeId")]
     pub id: SfId,
+    /// The label.
     pub name: String,
+    /// The API name, used in the group id `RecordType:<DeveloperName>`.
     pub developer_name: String,
+    /// Whether the Record Type can be given to new records.
     #[serde(default)]
     pub active: bool,
 }
@@ -121,15 +145,29 @@ pub enum SchemaError {
     #[error(
         "config key `contacts.active_field`: the Contact field {field:?} does not exist (or the integration user cannot see it); create it, grant field-level security, or remove the key"
     )]
-    ActiveFieldMissing { field: String },
+    /// `contacts.active_field` names a field the org does not show.
+    ActiveFieldMissing {
+        /// The field named in the config.
+        field: String,
+    },
     #[error(
         "config key `contacts.active_field`: the Contact field {field:?} is of type {found}, it must be a checkbox (boolean)"
     )]
-    ActiveFieldNotCheckbox { field: String, found: String },
+    /// `contacts.active_field` names a field that is not a checkbox.
+    ActiveFieldNotCheckbox {
+        /// The field named in the config.
+        field: String,
+        /// Its describe type.
+        found: String,
+    },
     #[error(
         "config key `contacts.community_fields`: the Contact field {field:?} does not exist (or the integration user cannot see it); create it, grant field-level security, or remove it from the list"
     )]
-    CommunityFieldMissing { field: String },
+    /// `contacts.community_fields` names a field the org does not show.
+    CommunityFieldMissing {
+        /// The field named in the config.
+        field: String,
+    },
 }
 
 /// The Contact fields hlsync reads, in describe's spelling, sorted by API name.
@@ -271,10 +309,12 @@ impl ContactSchema {
         self.record_type_groups
     }
 
+    /// Every Record Type of Contact in describe.
     pub fn record_types(&self) -> &[RecordTypeInfo] {
         &self.record_types
     }
 
+    /// The Record Type with Id `id`, if describe listed it.
     pub fn record_type(&self, id: &SfId) -> Option<&RecordTypeInfo> {
         self.record_types.iter().find(|rt| &rt.id == id)
     }

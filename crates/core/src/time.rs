@@ -36,6 +36,7 @@ pub mod millis_opt {
     use super::*;
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Write the millisecond `Z` form, or none.
     pub fn serialize<S: Serializer>(v: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(at) => s.serialize_str(&format_millis(*at)),
@@ -43,6 +44,7 @@ pub mod millis_opt {
         }
     }
 
+    /// Read any form [`parse_sf_datetime`] accepts, or none.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
         let text = Option::<std::borrow::Cow<'de, str>>::deserialize(d)?;
         match text {

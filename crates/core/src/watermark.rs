@@ -19,7 +19,9 @@ use crate::time::format_soql_datetime;
 /// A position in the change stream: the cursor value and the record Id, ordered by both.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Cursor {
+    /// The record's cursor field value.
     pub at: DateTime<Utc>,
+    /// The record's Id, which orders records with the same `at`.
     pub id: SfId,
 }
 
@@ -27,8 +29,11 @@ pub struct Cursor {
 /// resumed after a cursor within it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
+    /// Exclusive lower bound of the cursor.
     pub from: DateTime<Utc>,
+    /// Inclusive upper bound of the cursor.
     pub to: DateTime<Utc>,
+    /// Read only the records after this one (the last record of the page before), if set.
     pub after: Option<Cursor>,
 }
 
