@@ -34,6 +34,11 @@ pub trait RateLimiter: Send + Sync {
 /// Even spacing (rather than a bucket that allows a burst) keeps any 60-second window at or
 /// under the limit, which is how the server counts. Waiters are served in the order they called
 /// `acquire`: each one reserves the next free slot under the lock and then sleeps until it.
+///
+/// Not `governor`: its waits run on its own clock and timer (quanta, futures-timer), not tokio's,
+/// so they would not follow tokio's paused clock in tests; and it checks rather than reserves, so
+/// waiters would race for each slot instead of keeping their order. Reserving a slot is also
+/// what the pipeline's shared DynamoDB pace does, so both limiters behave alike.
 #[derive(Debug)]
 pub struct IntervalLimiter {
     interval: Duration,

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use hlsync_core::allotment::{self, ApiUsage};
 use hlsync_core::config::{SalesforceConfig, check_url};
@@ -32,6 +33,7 @@ pub struct RetryPolicy {
     pub attempts: u32,
     /// The delay before the second try; it doubles for each try after, with jitter.
     pub base_delay: Duration,
+    /// The longest delay between two tries, jitter included.
     pub max_delay: Duration,
 }
 
@@ -49,13 +51,23 @@ impl RetryPolicy {
     /// The pause before try number `next_attempt` (2 for the first retry). Jittered between half
     /// and all of the exponential delay, so that concurrent Lambdas do not retry in step.
     pub fn delay(&self, next_attempt: u32) -> Duration {
-        use rand::Rng;
-        let doublings = next_attempt.saturating_sub(2).min(20);
-        let full = self
-            .base_delay
-            .saturating_mul(1u32 << doublings)
-            .min(self.max_delay);
-        full.mul_f64(rand::rng().random_range(0.5..=1.0))
+        let retry = next_attempt.saturating_sub(2).min(30) as usize;
+        self.backoff()
+            .with_jitter()
+            .build()
+            .nth(retry)
+            .unwrap_or(self.max_delay)
+    }
+
+    /// backon's exponential schedule at half the policy's delays: its jitter adds up to as much
+    /// again, so each pause falls between half and all of `base_delay * 2^n`, capped at
+    /// `max_delay`.
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::new()
+            .with_min_delay(self.base_delay.min(self.max_delay) / 2)
+            .with_max_delay(self.max_delay / 2)
+            .with_factor(2.0)
+            .without_max_times()
     }
 }
 
@@ -720,18 +732,41 @@ mod tests {
     }
 
     #[test]
+    fn backoff_doubles_to_the_cap_without_jitter() {
+        let p = RetryPolicy {
+            attempts: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+        };
+        let halves: Vec<Duration> = p.backoff().build().take(6).collect();
+        let expected = [50, 100, 200, 400, 500, 500].map(Duration::from_millis);
+        for (got, want) in halves.iter().zip(expected) {
+            // backon multiplies in f32 seconds: equal to the microsecond.
+            assert!(got.abs_diff(want) < Duration::from_micros(1), "{halves:?}");
+        }
+    }
+
+    #[test]
     fn backoff_grows_and_stays_bounded() {
         let p = RetryPolicy {
             attempts: 10,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(1000),
         };
+        // backon's f32 arithmetic may pass a bound by nanoseconds.
+        let slack = Duration::from_micros(1);
         for _ in 0..50 {
             let d2 = p.delay(2);
-            assert!(d2 >= Duration::from_millis(50) && d2 <= Duration::from_millis(100));
+            assert!(d2 >= Duration::from_millis(50) && d2 <= Duration::from_millis(100) + slack);
             let d4 = p.delay(4);
-            assert!(d4 >= Duration::from_millis(200) && d4 <= Duration::from_millis(400));
+            assert!(d4 >= Duration::from_millis(200) && d4 <= Duration::from_millis(400) + slack);
             assert!(p.delay(30) <= Duration::from_millis(1000));
         }
+        let odd = RetryPolicy {
+            base_delay: Duration::from_secs(5),
+            max_delay: Duration::from_secs(1),
+            ..p
+        };
+        assert!(odd.delay(2) <= Duration::from_secs(1));
     }
 }
