@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::{self, Attempt, JwtKey, Session};
 use crate::credentials::{AuthFlow, SalesforceCredentials};
-use crate::describe::Describe;
+use crate::describe::{Describe, check_api_name};
 use crate::error::SfError;
 
 /// Salesforce answers 414 to request URLs past about 16 KB: hlsync never builds one.
@@ -132,7 +132,7 @@ pub(crate) struct Inner {
     observed: StdMutex<Observed>,
     calls: AtomicU64,
     login_calls: AtomicU64,
-    pub(crate) describes: Mutex<HashMap<String, Arc<Describe>>>,
+    describes: Mutex<HashMap<String, Arc<Describe>>>,
 }
 
 #[derive(Default)]
@@ -348,6 +348,44 @@ impl SalesforceClient {
             o.usage_seen = Some(std::time::Instant::now());
         });
         Ok(usage)
+    }
+
+    /// `sobjects/{object}/describe`, from the cache unless `refresh` (or not cached yet). Cached
+    /// per client (clones share it): a refresh picks up new HL_ fields without a redeploy.
+    pub async fn describe(&self, object: &str, refresh: bool) -> Result<Arc<Describe>, SfError> {
+        check_api_name(object)?;
+        let key = object.to_ascii_lowercase();
+        if !refresh && let Some(d) = self.inner.describes.lock().await.get(&key) {
+            return Ok(d.clone());
+        }
+        let what = format!("describe {object}");
+        let answer = self
+            .send(Call {
+                what: what.clone(),
+                method: Method::GET,
+                path: self.data_path(&format!("sobjects/{object}/describe")),
+                body: None,
+                query_batch_size: None,
+                guarded: true,
+            })
+            .await?;
+        let describe: Describe = serde_json::from_value(answer).map_err(|e| SfError::Decode {
+            what: what.clone(),
+            detail: e.to_string(),
+        })?;
+        let describe = Arc::new(describe);
+        debug!(
+            object,
+            fields = describe.fields.len(),
+            record_types = describe.record_types.len(),
+            "described"
+        );
+        self.inner
+            .describes
+            .lock()
+            .await
+            .insert(key, describe.clone());
+        Ok(describe)
     }
 
     /// `/services/data/vXX.X/{rest}`.
