@@ -62,6 +62,7 @@ pub struct RecordResult {
 }
 
 impl RecordResult {
+    /// Whether Higher Logic accepted the record.
     pub fn is_ok(&self) -> bool {
         self.outcome.is_ok()
     }
@@ -72,7 +73,9 @@ impl RecordResult {
 pub struct EmailPreferenceChange {
     /// The member's `ContactId`.
     pub key: SfId,
+    /// The preference as it now stands: `true` if the member wants no email.
     pub do_not_email: bool,
+    /// When the member changed it.
     pub updated_on: DateTime<Utc>,
 }
 
@@ -83,6 +86,8 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Backoff before the second try after a 5xx, a 408 or a connection error; doubles each time.
     pub initial_backoff: Duration,
+    /// The longest backoff, jitter included; also the longest `Retry-After` of a 503 (or 408)
+    /// the client follows (a longer one backs off as if it were absent).
     pub max_backoff: Duration,
     /// The longest `Retry-After` the client sleeps through. A longer one ends the request with
     /// [`HlError::Throttled`] at once: a Lambda should not idle for minutes, and retrying sooner
@@ -256,6 +261,7 @@ impl HigherLogicClient {
         self
     }
 
+    /// Retries by `retry` instead of [`RetryPolicy::default`].
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self

@@ -46,6 +46,7 @@ pub struct IntervalLimiter {
 }
 
 impl IntervalLimiter {
+    /// At most `calls_per_minute` calls in any minute, evenly spaced.
     pub fn per_minute(calls_per_minute: NonZeroU32) -> Self {
         Self {
             interval: Duration::from_secs(60) / calls_per_minute.get(),

@@ -74,9 +74,11 @@ impl RetryPolicy {
 /// Tuning that is not part of the product config (tests shorten the delays).
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
+    /// Retries of transient failures, logins included.
     pub retry: RetryPolicy,
     /// The whole of one request, answer included.
     pub request_timeout: Duration,
+    /// Opening the connection alone.
     pub connect_timeout: Duration,
     /// `Sforce-Query-Options: batchSize` for queries that do not set their own (200..=2000;
     /// `None`: Salesforce's default of 2000).
@@ -101,13 +103,18 @@ impl Default for ClientOptions {
 /// Whether the client holds a session, for `hlsync status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginState {
+    /// No login yet: the first call will log in.
     NotLoggedIn,
+    /// A session is held.
     LoggedIn {
+        /// Where the org's API lives, as the login answered.
         instance_url: String,
     },
     /// Salesforce rejected the credentials; this client will not try again.
     Rejected {
+        /// Who tried to log in (the connected app for client credentials).
         username: String,
+        /// Salesforce's reason.
         reason: String,
     },
 }
@@ -187,6 +194,8 @@ impl SalesforceClient {
         Self::with_options(cfg, creds, allow_insecure_http, ClientOptions::default())
     }
 
+    /// [`new`](Self::new) with tuning that is not part of the product config (tests shorten the
+    /// retry delays).
     pub fn with_options(
         cfg: &SalesforceConfig,
         creds: SalesforceCredentials,
@@ -261,10 +270,12 @@ impl SalesforceClient {
         allotment::ceiling(&self.inner.cfg, self.usage().map(|u| u.max))
     }
 
+    /// The REST API version every path uses (`salesforce.api_version`, e.g. `62.0`).
     pub fn api_version(&self) -> &str {
         &self.inner.api_version
     }
 
+    /// Whether the client holds a session, or was refused one (makes no call).
     pub async fn login_state(&self) -> LoginState {
         let auth = self.inner.auth.lock().await;
         if let Some(reason) = &auth.rejected {

@@ -13,7 +13,9 @@ use crate::error::SfError;
 /// describe's JSON as it is; every other describe key is ignored.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Describe {
+    /// The object's fields, in describe's order.
     pub fields: Vec<FieldInfo>,
+    /// The object's record types (`recordTypeInfos`).
     #[serde(default, rename = "recordTypeInfos")]
     pub record_types: Vec<RecordTypeInfo>,
 }
