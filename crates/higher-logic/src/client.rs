@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use hlsync_core::config::MAX_BATCH_SIZE;
 use hlsync_core::{HigherLogicConfig, Meeting, Member, SfId, check_url};
-use rand::Rng;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -62,6 +62,7 @@ pub struct RecordResult {
 }
 
 impl RecordResult {
+    /// Whether Higher Logic accepted the record.
     pub fn is_ok(&self) -> bool {
         self.outcome.is_ok()
     }
@@ -72,7 +73,9 @@ impl RecordResult {
 pub struct EmailPreferenceChange {
     /// The member's `ContactId`.
     pub key: SfId,
+    /// The preference as it now stands: `true` if the member wants no email.
     pub do_not_email: bool,
+    /// When the member changed it.
     pub updated_on: DateTime<Utc>,
 }
 
@@ -83,6 +86,8 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Backoff before the second try after a 5xx, a 408 or a connection error; doubles each time.
     pub initial_backoff: Duration,
+    /// The longest backoff, jitter included; also the longest `Retry-After` of a 503 (or 408)
+    /// the client follows (a longer one backs off as if it were absent).
     pub max_backoff: Duration,
     /// The longest `Retry-After` the client sleeps through. A longer one ends the request with
     /// [`HlError::Throttled`] at once: a Lambda should not idle for minutes, and retrying sooner
@@ -102,21 +107,26 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Full backoff for the try after `attempt` (1-based), before jitter.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let doublings = attempt.saturating_sub(1).min(20);
-        self.initial_backoff
-            .saturating_mul(1u32 << doublings)
-            .min(self.max_backoff)
+    /// backon's exponential schedule at half the policy's backoff: its jitter adds up to as much
+    /// again, so each pause falls between half and all of `initial_backoff * 2^n`, capped at
+    /// `max_backoff`.
+    fn schedule(&self) -> ExponentialBuilder {
+        ExponentialBuilder::new()
+            .with_min_delay(self.initial_backoff.min(self.max_backoff) / 2)
+            .with_max_delay(self.max_backoff / 2)
+            .with_factor(2.0)
+            .without_max_times()
     }
 
-    /// Backoff with jitter in [half, full], so that functions failing together do not retry
-    /// together.
+    /// The pause after try `attempt` (1-based) failed, jittered between half and all of the
+    /// exponential backoff, so that functions failing together do not retry together.
     fn jittered_backoff(&self, attempt: u32) -> Duration {
-        let full = self.backoff(attempt);
-        let half = full / 2;
-        let spread = u64::try_from((full - half).as_millis()).unwrap_or(u64::MAX);
-        half + Duration::from_millis(rand::rng().random_range(0..=spread))
+        let retry = attempt.saturating_sub(1).min(30) as usize;
+        self.schedule()
+            .with_jitter()
+            .build()
+            .nth(retry)
+            .unwrap_or(self.max_backoff)
     }
 }
 
@@ -251,6 +261,7 @@ impl HigherLogicClient {
         self
     }
 
+    /// Retries by `retry` instead of [`RetryPolicy::default`].
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
@@ -674,14 +685,21 @@ mod tests {
             max_backoff: Duration::from_millis(500),
             ..RetryPolicy::default()
         };
-        assert_eq!(policy.backoff(1), Duration::from_millis(100));
-        assert_eq!(policy.backoff(2), Duration::from_millis(200));
-        assert_eq!(policy.backoff(4), Duration::from_millis(500));
-        assert_eq!(policy.backoff(60), Duration::from_millis(500));
-        for attempt in 1..6 {
-            let wait = policy.jittered_backoff(attempt);
-            assert!(wait >= policy.backoff(attempt) / 2 && wait <= policy.backoff(attempt));
+        // Without jitter (the deterministic schedule): half of 100, 200, 400, then the cap.
+        let halves: Vec<Duration> = policy.schedule().build().take(5).collect();
+        let full = [100, 200, 400, 500, 500].map(Duration::from_millis);
+        // backon multiplies in f32 seconds: equal to the microsecond.
+        let slack = Duration::from_micros(1);
+        for (half, full) in halves.iter().zip(full) {
+            assert!(half.abs_diff(full / 2) < slack, "{halves:?}");
         }
+        for (attempt, full) in (1..).zip(full) {
+            for _ in 0..20 {
+                let wait = policy.jittered_backoff(attempt);
+                assert!(wait + slack >= full / 2 && wait <= full + slack, "{wait:?}");
+            }
+        }
+        assert!(policy.jittered_backoff(60) <= Duration::from_millis(500));
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //!   (`higher_logic.email_preferences_url`), and makes no call when there is none.
 //! - The wire format (paths, header, JSON fields, date format) is in [`wire`], and only there.
 
+#![deny(missing_docs)]
+
 mod client;
 mod error;
 pub mod rate;

@@ -34,6 +34,11 @@ pub trait RateLimiter: Send + Sync {
 /// Even spacing (rather than a bucket that allows a burst) keeps any 60-second window at or
 /// under the limit, which is how the server counts. Waiters are served in the order they called
 /// `acquire`: each one reserves the next free slot under the lock and then sleeps until it.
+///
+/// Not `governor`: its waits run on its own clock and timer (quanta, futures-timer), not tokio's,
+/// so they would not follow tokio's paused clock in tests; and it checks rather than reserves, so
+/// waiters would race for each slot instead of keeping their order. Reserving a slot is also
+/// what the pipeline's shared DynamoDB pace does, so both limiters behave alike.
 #[derive(Debug)]
 pub struct IntervalLimiter {
     interval: Duration,
@@ -41,6 +46,7 @@ pub struct IntervalLimiter {
 }
 
 impl IntervalLimiter {
+    /// At most `calls_per_minute` calls in any minute, evenly spaced.
     pub fn per_minute(calls_per_minute: NonZeroU32) -> Self {
         Self {
             interval: Duration::from_secs(60) / calls_per_minute.get(),

@@ -82,6 +82,7 @@ pub enum ContactInfo {
     /// `{"ContactDetails":{"ContactId":"…","IsDeleted":true}}`. Listed first so that reading a
     /// body back (tests, the simulator) tries the stricter shape first.
     Deleted(DeletedContact),
+    /// A live member's whole record.
     Full(Box<FullContact>),
 }
 
@@ -109,33 +110,43 @@ impl ContactInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FullContact {
+    /// The member's own fields.
     #[serde(rename = "ContactDetails")]
     pub contact_details: ContactDetails,
+    /// Security groups, community groups and event registrations.
     #[serde(rename = "Groups")]
     pub groups: Vec<GroupEntry>,
+    /// Postal addresses.
     #[serde(rename = "Addresses")]
     pub addresses: Vec<AddressEntry>,
+    /// Phone numbers.
     #[serde(rename = "PhoneNumbers")]
     pub phone_numbers: Vec<PhoneNumberEntry>,
+    /// Email addresses.
     #[serde(rename = "EmailAddresses")]
     pub email_addresses: Vec<EmailAddressEntry>,
 }
 
+/// `ContactDetails` of a live member: every key, null when empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContactDetails {
     /// The Contact's 18-character Id: the key Higher Logic files the record under.
     #[serde(rename = "ContactId")]
     pub contact_id: String,
+    /// First name.
     #[serde(rename = "FirstName")]
     pub first_name: Option<String>,
+    /// Last name.
     #[serde(rename = "LastName")]
     pub last_name: Option<String>,
+    /// The address Higher Logic writes to.
     #[serde(rename = "PrimaryEmailAddress")]
     pub primary_email_address: Option<String>,
     /// The Contact's Account name.
     #[serde(rename = "OrganizationName")]
     pub organization_name: Option<String>,
+    /// The person's job title.
     #[serde(rename = "Title")]
     pub title: Option<String>,
     /// Active: a site user. An inactive member is sent with `false` and no groups.
@@ -144,6 +155,7 @@ pub struct ContactDetails {
     /// Always `false`: hlsync pushes people (Contacts), never organisation records.
     #[serde(rename = "IsOrganization")]
     pub is_organization: bool,
+    /// The member asked for no email.
     #[serde(rename = "DoNotEmail")]
     pub do_not_email: bool,
     /// Always `false` here; a deletion is a [`DeletedContact`].
@@ -155,13 +167,16 @@ pub struct ContactDetails {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeletedContact {
+    /// The member's own fields.
     #[serde(rename = "ContactDetails")]
     pub contact_details: DeletedContactDetails,
 }
 
+/// `ContactDetails` of a deletion: the key and `IsDeleted`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeletedContactDetails {
+    /// The Contact's 18-character Id: the key Higher Logic files the record under.
     #[serde(rename = "ContactId")]
     pub contact_id: String,
     /// Always `true` (see [`ContactInfo::deleted`]).
@@ -173,10 +188,13 @@ pub struct DeletedContactDetails {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupEntry {
+    /// The group's key (a Campaign's Id for an event registration).
     #[serde(rename = "GroupId")]
     pub group_id: String,
+    /// The group's name as shown in the community.
     #[serde(rename = "GroupName")]
     pub group_name: String,
+    /// The group's type (`Event` for a registration).
     #[serde(rename = "GroupType")]
     pub group_type: String,
     /// The registration status for an event group; `""` for the others.
@@ -184,46 +202,62 @@ pub struct GroupEntry {
     pub role: String,
 }
 
+/// One `Addresses` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddressEntry {
+    /// First street line.
     #[serde(rename = "AddressLine1")]
     pub address_line1: Option<String>,
+    /// Second street line.
     #[serde(rename = "AddressLine2")]
     pub address_line2: Option<String>,
+    /// City.
     #[serde(rename = "City")]
     pub city: Option<String>,
+    /// State or province.
     #[serde(rename = "StateProvince")]
     pub state_province: Option<String>,
+    /// Postal code.
     #[serde(rename = "PostalCode")]
     pub postal_code: Option<String>,
     /// ISO 3166-1 alpha-2.
     #[serde(rename = "CountryCode")]
     pub country_code: Option<String>,
+    /// The address's type, as the member record names it.
     #[serde(rename = "AddressType")]
     pub address_type: String,
+    /// The member's main address.
     #[serde(rename = "IsPrimary")]
     pub is_primary: bool,
 }
 
+/// One `PhoneNumbers` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhoneNumberEntry {
+    /// The number, as written on the Contact.
     #[serde(rename = "FormattedNumber")]
     pub formatted_number: String,
+    /// The phone's type, as the member record names it.
     #[serde(rename = "PhoneType")]
     pub phone_type: String,
+    /// The one to use first.
     #[serde(rename = "IsPreferred")]
     pub is_preferred: bool,
 }
 
+/// One `EmailAddresses` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailAddressEntry {
+    /// The address.
     #[serde(rename = "EmailAddress")]
     pub email_address: String,
+    /// The address's type, as the member record names it.
     #[serde(rename = "EmailType")]
     pub email_type: String,
+    /// The one to use first.
     #[serde(rename = "IsPreferred")]
     pub is_preferred: bool,
 }
@@ -303,6 +337,7 @@ fn email_address_entry(email: &Email) -> EmailAddressEntry {
 pub enum MeetingRecord {
     /// `{"MeetingId":"…","IsDeleted":true}`.
     Deleted(DeletedMeeting),
+    /// A live event's whole record.
     Full(FullMeeting),
 }
 
@@ -324,16 +359,20 @@ impl MeetingRecord {
     }
 }
 
+/// A live event: every key present, null when empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FullMeeting {
     /// The Campaign's 18-character Id; also the `GroupId` of its registrations.
     #[serde(rename = "MeetingId")]
     pub meeting_id: String,
+    /// The event's name.
     #[serde(rename = "Title")]
     pub title: Option<String>,
+    /// The event's description.
     #[serde(rename = "Description")]
     pub description: Option<String>,
+    /// The event's type.
     #[serde(rename = "MeetingType")]
     pub meeting_type: Option<String>,
     /// [`format_date`] of the Campaign's `StartDate`.
@@ -347,9 +386,11 @@ pub struct FullMeeting {
     pub is_deleted: bool,
 }
 
+/// The delete shape of an event: the key and `IsDeleted`, nothing else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeletedMeeting {
+    /// The Campaign's 18-character Id.
     #[serde(rename = "MeetingId")]
     pub meeting_id: String,
     /// Always `true` (see [`MeetingRecord::deleted`]).
@@ -382,6 +423,7 @@ pub fn meeting(meeting: &Meeting) -> MeetingRecord {
 /// after `since`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailPreferencesAnswer {
+    /// The changes.
     #[serde(rename = "changes")]
     pub changes: Vec<EmailPreferenceEntry>,
 }
@@ -390,8 +432,10 @@ pub struct EmailPreferencesAnswer {
 /// unreadable entry is skipped on its own instead of failing the whole answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailPreferenceEntry {
+    /// The Contact's 18-character Id: the key Higher Logic files the record under.
     #[serde(rename = "ContactId")]
     pub contact_id: String,
+    /// The member asked for no email.
     #[serde(rename = "DoNotEmail")]
     pub do_not_email: bool,
     /// A date-time in either .NET form (see [`parse_date_time`]).

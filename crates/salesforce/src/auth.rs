@@ -4,16 +4,10 @@
 
 use std::fmt;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{SignatureEncoding, Signer};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use sha2::Sha256;
+use serde::{Deserialize, Serialize};
 
 use crate::credentials::{AuthFlow, SalesforceCredentials};
 use crate::error::SfError;
@@ -45,8 +39,8 @@ pub(crate) enum Attempt {
     Invalid(String),
 }
 
-/// The RS256 key of the JWT bearer flow, parsed once when the client is built.
-pub(crate) struct JwtKey(SigningKey<Sha256>);
+/// The RS256 key of the JWT bearer flow, parsed (and tried) once when the client is built.
+pub(crate) struct JwtKey(EncodingKey);
 
 impl fmt::Debug for JwtKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -54,35 +48,58 @@ impl fmt::Debug for JwtKey {
     }
 }
 
+/// The claims Salesforce reads from a JWT bearer assertion.
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: i64,
+}
+
 impl JwtKey {
     /// Accepts PKCS#8 (`BEGIN PRIVATE KEY`) and PKCS#1 (`BEGIN RSA PRIVATE KEY`) PEM. The error
     /// never quotes the key.
     pub fn parse(pem: &SecretString) -> Result<Self, SfError> {
-        let text = pem.expose_secret().trim();
-        let key = rsa::RsaPrivateKey::from_pkcs8_pem(text)
-            .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(text))
-            .map_err(|_| SfError::Credentials {
-                field: "private_key_pem",
-                auth: AuthFlow::JwtBearer.as_str(),
-                problem: "not an RSA private key in PEM form (PKCS#8 or PKCS#1)".to_string(),
-            })?;
-        Ok(JwtKey(SigningKey::<Sha256>::new(key)))
+        let refused = || SfError::Credentials {
+            field: "private_key_pem",
+            auth: AuthFlow::JwtBearer.as_str(),
+            problem: "not an RSA private key in PEM form (PKCS#8 or PKCS#1)".to_string(),
+        };
+        let key = EncodingKey::from_rsa_pem(pem.expose_secret().trim().as_bytes())
+            .map_err(|_| refused())?;
+        let key = JwtKey(key);
+        // jsonwebtoken checks the PEM's outline only and parses the RSA key when it signs: one
+        // signature now, so that a bad key fails at start-up, not as a login.
+        key.sign("hlsync", "hlsync", "hlsync")
+            .map_err(|_| refused())?;
+        Ok(key)
     }
 
     /// The signed assertion: iss = client_id, sub = username, aud = login URL, exp = now + 3 min.
-    pub fn assertion(&self, client_id: &str, username: &str, audience: &str) -> SecretString {
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#);
-        let claims = serde_json::json!({
-            "iss": client_id,
-            "sub": username,
-            "aud": audience,
-            "exp": Utc::now().timestamp() + JWT_LIFETIME_SECS,
-        });
-        let claims = URL_SAFE_NO_PAD.encode(claims.to_string().as_bytes());
-        let signing_input = format!("{header}.{claims}");
-        let signature = self.0.sign(signing_input.as_bytes());
-        let signature = URL_SAFE_NO_PAD.encode(signature.to_bytes());
-        SecretString::from(format!("{signing_input}.{signature}"))
+    pub fn assertion(
+        &self,
+        client_id: &str,
+        username: &str,
+        audience: &str,
+    ) -> Result<SecretString, jsonwebtoken::errors::Error> {
+        self.sign(client_id, username, audience)
+            .map(SecretString::from)
+    }
+
+    fn sign(&self, iss: &str, sub: &str, aud: &str) -> Result<String, jsonwebtoken::errors::Error> {
+        // Salesforce documents the header as `{"alg":"RS256"}`: no `typ`.
+        let header = Header {
+            typ: None,
+            ..Header::new(Algorithm::RS256)
+        };
+        let claims = Claims {
+            iss,
+            sub,
+            aud,
+            exp: Utc::now().timestamp() + JWT_LIFETIME_SECS,
+        };
+        jsonwebtoken::encode(&header, &claims, &self.0)
     }
 }
 
@@ -132,7 +149,15 @@ pub(crate) async fn login(
                 let Some(key) = jwt_key else {
                     return Attempt::Invalid("no private key for the JWT bearer flow".to_string());
                 };
-                let assertion = key.assertion(client_id, username, login_url);
+                let assertion = match key.assertion(client_id, username, login_url) {
+                    Ok(assertion) => assertion,
+                    // The key signed once when the client was built; this is not expected.
+                    Err(e) => {
+                        return Attempt::Invalid(format!(
+                            "the JWT assertion could not be signed ({e}); check salesforce.private_key_pem in the secret"
+                        ));
+                    }
+                };
                 form.append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer");
                 form.append_pair("assertion", assertion.expose_secret());
             }
@@ -337,6 +362,35 @@ mod tests {
         );
         assert_eq!(xml_text(doc, "roleId"), None);
         assert_eq!(xml_text(doc, "missing"), None);
+    }
+
+    const TEST_KEY_PEM: &str = include_str!("../tests/fixtures/jwt_test_key.pem");
+
+    #[test]
+    fn jwt_keys_are_read_from_pkcs8_and_pkcs1_pem() {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        use rsa::pkcs8::DecodePrivateKey;
+        assert!(JwtKey::parse(&SecretString::from(TEST_KEY_PEM)).is_ok());
+        let pkcs1 = rsa::RsaPrivateKey::from_pkcs8_pem(TEST_KEY_PEM)
+            .unwrap()
+            .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
+            .unwrap();
+        assert!(pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        let key = JwtKey::parse(&SecretString::from(pkcs1.to_string())).unwrap();
+        let assertion = key
+            .assertion("c", "u", "https://login.salesforce.com")
+            .unwrap();
+        assert_eq!(assertion.expose_secret().split('.').count(), 3);
+    }
+
+    #[test]
+    fn a_pem_that_holds_no_rsa_private_key_is_refused_when_parsed() {
+        // Well-formed PEM around a DER that is no RSA key: refused now, not at the first login.
+        let not_rsa = "-----BEGIN RSA PRIVATE KEY-----\nMAMCAQA=\n-----END RSA PRIVATE KEY-----\n";
+        let err = JwtKey::parse(&SecretString::from(not_rsa)).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("private_key_pem"), "{msg}");
+        assert!(!msg.contains("MAMCAQA"), "{msg}");
     }
 
     #[test]

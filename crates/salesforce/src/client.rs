@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use hlsync_core::allotment::{self, ApiUsage};
 use hlsync_core::config::{SalesforceConfig, check_url};
@@ -19,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::{self, Attempt, JwtKey, Session};
 use crate::credentials::{AuthFlow, SalesforceCredentials};
-use crate::describe::Describe;
+use crate::describe::{Describe, check_api_name};
 use crate::error::SfError;
 
 /// Salesforce answers 414 to request URLs past about 16 KB: hlsync never builds one.
@@ -32,6 +33,7 @@ pub struct RetryPolicy {
     pub attempts: u32,
     /// The delay before the second try; it doubles for each try after, with jitter.
     pub base_delay: Duration,
+    /// The longest delay between two tries, jitter included.
     pub max_delay: Duration,
 }
 
@@ -49,22 +51,34 @@ impl RetryPolicy {
     /// The pause before try number `next_attempt` (2 for the first retry). Jittered between half
     /// and all of the exponential delay, so that concurrent Lambdas do not retry in step.
     pub fn delay(&self, next_attempt: u32) -> Duration {
-        use rand::Rng;
-        let doublings = next_attempt.saturating_sub(2).min(20);
-        let full = self
-            .base_delay
-            .saturating_mul(1u32 << doublings)
-            .min(self.max_delay);
-        full.mul_f64(rand::rng().random_range(0.5..=1.0))
+        let retry = next_attempt.saturating_sub(2).min(30) as usize;
+        self.backoff()
+            .with_jitter()
+            .build()
+            .nth(retry)
+            .unwrap_or(self.max_delay)
+    }
+
+    /// backon's exponential schedule at half the policy's delays: its jitter adds up to as much
+    /// again, so each pause falls between half and all of `base_delay * 2^n`, capped at
+    /// `max_delay`.
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::new()
+            .with_min_delay(self.base_delay.min(self.max_delay) / 2)
+            .with_max_delay(self.max_delay / 2)
+            .with_factor(2.0)
+            .without_max_times()
     }
 }
 
 /// Tuning that is not part of the product config (tests shorten the delays).
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
+    /// Retries of transient failures, logins included.
     pub retry: RetryPolicy,
     /// The whole of one request, answer included.
     pub request_timeout: Duration,
+    /// Opening the connection alone.
     pub connect_timeout: Duration,
     /// `Sforce-Query-Options: batchSize` for queries that do not set their own (200..=2000;
     /// `None`: Salesforce's default of 2000).
@@ -89,13 +103,18 @@ impl Default for ClientOptions {
 /// Whether the client holds a session, for `hlsync status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginState {
+    /// No login yet: the first call will log in.
     NotLoggedIn,
+    /// A session is held.
     LoggedIn {
+        /// Where the org's API lives, as the login answered.
         instance_url: String,
     },
     /// Salesforce rejected the credentials; this client will not try again.
     Rejected {
+        /// Who tried to log in (the connected app for client credentials).
         username: String,
+        /// Salesforce's reason.
         reason: String,
     },
 }
@@ -120,7 +139,7 @@ pub(crate) struct Inner {
     observed: StdMutex<Observed>,
     calls: AtomicU64,
     login_calls: AtomicU64,
-    pub(crate) describes: Mutex<HashMap<String, Arc<Describe>>>,
+    describes: Mutex<HashMap<String, Arc<Describe>>>,
 }
 
 #[derive(Default)]
@@ -175,6 +194,8 @@ impl SalesforceClient {
         Self::with_options(cfg, creds, allow_insecure_http, ClientOptions::default())
     }
 
+    /// [`new`](Self::new) with tuning that is not part of the product config (tests shorten the
+    /// retry delays).
     pub fn with_options(
         cfg: &SalesforceConfig,
         creds: SalesforceCredentials,
@@ -249,10 +270,12 @@ impl SalesforceClient {
         allotment::ceiling(&self.inner.cfg, self.usage().map(|u| u.max))
     }
 
+    /// The REST API version every path uses (`salesforce.api_version`, e.g. `62.0`).
     pub fn api_version(&self) -> &str {
         &self.inner.api_version
     }
 
+    /// Whether the client holds a session, or was refused one (makes no call).
     pub async fn login_state(&self) -> LoginState {
         let auth = self.inner.auth.lock().await;
         if let Some(reason) = &auth.rejected {
@@ -336,6 +359,44 @@ impl SalesforceClient {
             o.usage_seen = Some(std::time::Instant::now());
         });
         Ok(usage)
+    }
+
+    /// `sobjects/{object}/describe`, from the cache unless `refresh` (or not cached yet). Cached
+    /// per client (clones share it): a refresh picks up new HL_ fields without a redeploy.
+    pub async fn describe(&self, object: &str, refresh: bool) -> Result<Arc<Describe>, SfError> {
+        check_api_name(object)?;
+        let key = object.to_ascii_lowercase();
+        if !refresh && let Some(d) = self.inner.describes.lock().await.get(&key) {
+            return Ok(d.clone());
+        }
+        let what = format!("describe {object}");
+        let answer = self
+            .send(Call {
+                what: what.clone(),
+                method: Method::GET,
+                path: self.data_path(&format!("sobjects/{object}/describe")),
+                body: None,
+                query_batch_size: None,
+                guarded: true,
+            })
+            .await?;
+        let describe: Describe = serde_json::from_value(answer).map_err(|e| SfError::Decode {
+            what: what.clone(),
+            detail: e.to_string(),
+        })?;
+        let describe = Arc::new(describe);
+        debug!(
+            object,
+            fields = describe.fields.len(),
+            record_types = describe.record_types.len(),
+            "described"
+        );
+        self.inner
+            .describes
+            .lock()
+            .await
+            .insert(key, describe.clone());
+        Ok(describe)
     }
 
     /// `/services/data/vXX.X/{rest}`.
@@ -720,18 +781,41 @@ mod tests {
     }
 
     #[test]
+    fn backoff_doubles_to_the_cap_without_jitter() {
+        let p = RetryPolicy {
+            attempts: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+        };
+        let halves: Vec<Duration> = p.backoff().build().take(6).collect();
+        let expected = [50, 100, 200, 400, 500, 500].map(Duration::from_millis);
+        for (got, want) in halves.iter().zip(expected) {
+            // backon multiplies in f32 seconds: equal to the microsecond.
+            assert!(got.abs_diff(want) < Duration::from_micros(1), "{halves:?}");
+        }
+    }
+
+    #[test]
     fn backoff_grows_and_stays_bounded() {
         let p = RetryPolicy {
             attempts: 10,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(1000),
         };
+        // backon's f32 arithmetic may pass a bound by nanoseconds.
+        let slack = Duration::from_micros(1);
         for _ in 0..50 {
             let d2 = p.delay(2);
-            assert!(d2 >= Duration::from_millis(50) && d2 <= Duration::from_millis(100));
+            assert!(d2 >= Duration::from_millis(50) && d2 <= Duration::from_millis(100) + slack);
             let d4 = p.delay(4);
-            assert!(d4 >= Duration::from_millis(200) && d4 <= Duration::from_millis(400));
+            assert!(d4 >= Duration::from_millis(200) && d4 <= Duration::from_millis(400) + slack);
             assert!(p.delay(30) <= Duration::from_millis(1000));
         }
+        let odd = RetryPolicy {
+            base_delay: Duration::from_secs(5),
+            max_delay: Duration::from_secs(1),
+            ..p
+        };
+        assert!(odd.delay(2) <= Duration::from_secs(1));
     }
 }

@@ -24,6 +24,7 @@ const SOQL_IN_MESSAGES: usize = 120;
 /// One query of a batched read ([`SalesforceClient::query_many`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompositeQuery {
+    /// The SOQL text.
     pub soql: String,
     /// `queryAll`: deleted (recycle bin) and archived rows too.
     pub all: bool,

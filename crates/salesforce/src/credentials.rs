@@ -20,6 +20,7 @@ pub enum AuthFlow {
 }
 
 impl AuthFlow {
+    /// The flow's name as the secret's `auth` spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             AuthFlow::ClientCredentials => "client_credentials",
@@ -38,17 +39,24 @@ pub struct SalesforceCredentials {
     /// `https://login.salesforce.com`, `https://test.salesforce.com` or the org's My Domain URL
     /// (client credentials needs the My Domain URL).
     pub login_url: String,
+    /// Which login flow the fields below serve.
     pub auth: AuthFlow,
+    /// The connected app's consumer key (every flow but `soap`).
     #[serde(default)]
     pub client_id: Option<String>,
+    /// The connected app's consumer secret (`client_credentials` and `password`).
     #[serde(default)]
     pub client_secret: Option<SecretString>,
+    /// The integration user (`password`, `soap`, and the JWT's `sub` for `jwt_bearer`).
     #[serde(default)]
     pub username: Option<String>,
+    /// The integration user's password (`password` and `soap`).
     #[serde(default)]
     pub password: Option<SecretString>,
+    /// Appended to the password when the org asks for one (`password` and `soap`).
     #[serde(default)]
     pub security_token: Option<SecretString>,
+    /// The PEM RSA private key of the connected app's certificate (`jwt_bearer`).
     #[serde(default)]
     pub private_key_pem: Option<SecretString>,
 }

@@ -1,21 +1,21 @@
-//! `sobjects/{Object}/describe`, cached per client: fields are discovered at run time (HL_
-//! fields), and a refresh picks up new ones without a redeploy.
-
-use std::sync::Arc;
+//! What an object's describe (`sobjects/{Object}/describe`) tells hlsync, and the rule for the
+//! API names that go into URLs. Fields are discovered at run time (HL_ fields), so the client
+//! reads and caches describes ([`SalesforceClient::describe`](crate::SalesforceClient::describe),
+//! in `client.rs`, which owns the cache); this module makes no call, so the client can name
+//! its types without a cycle between the two.
 
 use hlsync_core::schema::{FieldInfo, RecordTypeInfo};
-use reqwest::Method;
 use serde::Deserialize;
-use tracing::debug;
 
-use crate::client::{Call, SalesforceClient};
 use crate::error::SfError;
 
 /// What hlsync needs of an object's describe. Core's field and record type types read
 /// describe's JSON as it is; every other describe key is ignored.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Describe {
+    /// The object's fields, in describe's order.
     pub fields: Vec<FieldInfo>,
+    /// The object's record types (`recordTypeInfos`).
     #[serde(default, rename = "recordTypeInfos")]
     pub record_types: Vec<RecordTypeInfo>,
 }
@@ -26,45 +26,6 @@ impl Describe {
         self.fields
             .iter()
             .find(|f| f.name.eq_ignore_ascii_case(name))
-    }
-}
-
-impl SalesforceClient {
-    /// The describe of `object`, from the cache unless `refresh` (or not cached yet).
-    pub async fn describe(&self, object: &str, refresh: bool) -> Result<Arc<Describe>, SfError> {
-        check_api_name(object)?;
-        let key = object.to_ascii_lowercase();
-        if !refresh && let Some(d) = self.inner.describes.lock().await.get(&key) {
-            return Ok(d.clone());
-        }
-        let what = format!("describe {object}");
-        let answer = self
-            .send(Call {
-                what: what.clone(),
-                method: Method::GET,
-                path: self.data_path(&format!("sobjects/{object}/describe")),
-                body: None,
-                query_batch_size: None,
-                guarded: true,
-            })
-            .await?;
-        let describe: Describe = serde_json::from_value(answer).map_err(|e| SfError::Decode {
-            what: what.clone(),
-            detail: e.to_string(),
-        })?;
-        let describe = Arc::new(describe);
-        debug!(
-            object,
-            fields = describe.fields.len(),
-            record_types = describe.record_types.len(),
-            "described"
-        );
-        self.inner
-            .describes
-            .lock()
-            .await
-            .insert(key, describe.clone());
-        Ok(describe)
     }
 }
 

@@ -15,8 +15,11 @@ pub enum SfError {
         "the secret's `salesforce.{field}` is {problem} (auth = {auth}): fix the secret in Secrets Manager"
     )]
     Credentials {
+        /// The field of the secret's `salesforce` object.
         field: &'static str,
+        /// The flow that needs it.
         auth: &'static str,
+        /// What is wrong with it (never its value).
         problem: String,
     },
 
@@ -25,20 +28,35 @@ pub enum SfError {
         "Salesforce rejected the login for {username} ({reason}): fix the secret; hlsync will not retry \
          until the secret changes"
     )]
-    LoginRejected { username: String, reason: String },
+    LoginRejected {
+        /// Who tried to log in.
+        username: String,
+        /// Salesforce's reason (`error: error_description`, or the SOAP fault).
+        reason: String,
+    },
 
     /// The login endpoint could not be reached or answered with a server error.
     #[error(
         "could not log in to Salesforce at {url}: {detail}; hlsync will try again on its next run"
     )]
-    LoginUnavailable { url: String, detail: String },
+    LoginUnavailable {
+        /// The login URL.
+        url: String,
+        /// What went wrong.
+        detail: String,
+    },
 
     /// Salesforce answered 401 even with a session fresh from a login.
     #[error(
         "Salesforce rejected a fresh session ({code}: {message}): check that the integration user has \
          the \"API Enabled\" permission and that the connected app allows it"
     )]
-    SessionRejected { code: String, message: String },
+    SessionRejected {
+        /// Salesforce's `errorCode`, e.g. `INVALID_SESSION_ID`.
+        code: String,
+        /// Salesforce's message.
+        message: String,
+    },
 
     /// The allotment guard: usage already reached hlsync's share of the daily allotment.
     #[error(
@@ -46,7 +64,12 @@ pub enum SfError {
          (salesforce.max_allotment_share of salesforce.daily_api_allotment): hlsync stops calling Salesforce \
          until usage drops; raise the share in the config if the org can afford it"
     )]
-    AllotmentGuard { used: u64, ceiling: u64 },
+    AllotmentGuard {
+        /// Calls the org used in the last 24 hours, as last reported.
+        used: u64,
+        /// hlsync's ceiling for that usage.
+        ceiling: u64,
+    },
 
     /// A job that would need more calls than the allotment has left under the ceiling.
     #[error(
@@ -54,8 +77,11 @@ pub enum SfError {
          so it was not started; wait for usage to drop or raise salesforce.max_allotment_share"
     )]
     BudgetExhausted {
+        /// Calls the org used in the last 24 hours, as last reported.
         used: u64,
+        /// Calls the job would make.
         planned: u64,
+        /// hlsync's ceiling for the usage.
         ceiling: u64,
     },
 
@@ -64,17 +90,28 @@ pub enum SfError {
         "Salesforce refused the call: the org's API request limit is exceeded ({message}); hlsync stops until \
          the 24 hour allotment frees up. Check which integrations use the allotment"
     )]
-    LimitExceeded { message: String },
+    LimitExceeded {
+        /// Salesforce's message.
+        message: String,
+    },
 
     /// 400 QUERY_TIMEOUT: the query ran too long; the caller should split its window.
     #[error("Salesforce timed the query out ({message}): query a smaller window")]
-    QueryTimeout { message: String },
+    QueryTimeout {
+        /// Salesforce's message (and, for a composite subrequest, which query).
+        message: String,
+    },
 
     /// Refused before sending: the URL would pass what Salesforce accepts (it answers 414).
     #[error(
         "the SOQL query would make a {bytes}-byte URL, over the {limit}-byte limit: split it into smaller queries"
     )]
-    QueryTooLong { bytes: usize, limit: usize },
+    QueryTooLong {
+        /// The URL's length.
+        bytes: usize,
+        /// The longest URL hlsync sends ([`MAX_URL_BYTES`](crate::MAX_URL_BYTES)).
+        limit: usize,
+    },
 
     /// An object or field name that is not a Salesforce API name (refused before sending).
     #[error(
@@ -85,9 +122,13 @@ pub enum SfError {
     /// Salesforce answered a client error (4xx) that retrying cannot fix.
     #[error("Salesforce answered {status} {code} to {what}: {message}")]
     Api {
+        /// The call, e.g. `query` or `describe Contact`.
         what: String,
+        /// The HTTP status.
         status: u16,
+        /// Salesforce's `errorCode`.
         code: String,
+        /// Salesforce's message.
         message: String,
     },
 
@@ -97,10 +138,15 @@ pub enum SfError {
          try again on its next run"
     )]
     Unavailable {
+        /// The call.
         what: String,
+        /// The last HTTP status.
         status: u16,
+        /// Salesforce's `errorCode` in the last answer.
         code: String,
+        /// Salesforce's message in the last answer.
         message: String,
+        /// Tries made.
         attempts: u32,
     },
 
@@ -110,15 +156,23 @@ pub enum SfError {
          to the instance"
     )]
     Transport {
+        /// The call.
         what: String,
+        /// Tries made.
         attempts: u32,
+        /// The last failure (without the URL, which may hold a query).
         #[source]
         source: reqwest::Error,
     },
 
     /// A response that does not have the documented shape.
     #[error("unexpected answer from Salesforce to {what}: {detail}")]
-    Decode { what: String, detail: String },
+    Decode {
+        /// The call, or what was being built.
+        what: String,
+        /// What does not fit.
+        detail: String,
+    },
 }
 
 impl SfError {

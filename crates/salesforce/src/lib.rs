@@ -18,6 +18,8 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+
 mod auth;
 mod client;
 mod composite;

@@ -187,6 +187,7 @@ impl QueryPager {
         self.pages
     }
 
+    /// Whether the last page was read: `next_page` will answer `None` without a call.
     pub fn is_done(&self) -> bool {
         self.next.is_none()
     }

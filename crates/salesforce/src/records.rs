@@ -23,17 +23,23 @@ pub const UPDATE_CHUNK: usize = 200;
 pub struct SaveResult {
     /// The record's Id as it was given (failed results may lack one in Salesforce's answer).
     pub id: SfId,
+    /// Whether Salesforce saved the record.
     pub success: bool,
+    /// Why it did not (empty on success).
     pub errors: Vec<SaveError>,
 }
 
+/// One reason Salesforce gave for not saving a record, as its `errors` entries read.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SaveError {
+    /// Salesforce's code, e.g. `FIELD_CUSTOM_VALIDATION_EXCEPTION`.
     #[serde(default)]
     pub status_code: String,
+    /// Salesforce's explanation.
     #[serde(default)]
     pub message: String,
+    /// The fields the error is about, when it names any.
     #[serde(default)]
     pub fields: Vec<String>,
 }

@@ -193,7 +193,8 @@ async fn jwt_bearer_assertion_is_rs256_signed_with_the_documented_claims() {
     let parts: Vec<&str> = assertion.split('.').collect();
     assert_eq!(parts.len(), 3);
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
-    assert_eq!(header["alg"], "RS256");
+    // Salesforce's documented header, and nothing else.
+    assert_eq!(header, json!({"alg": "RS256"}));
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
     assert_eq!(claims["iss"], "3MVG9-app");
     assert_eq!(claims["sub"], "integration@org");
