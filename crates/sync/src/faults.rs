@@ -3,8 +3,14 @@
 //! or, in random mode, the ones a seeded generator picks (the convergence test).
 //!
 //! Fault points are an enum ([`Op`]): a misspelt one does not compile.
+//!
+//! A fault strikes either before the call (nothing reaches the service: an outage, throttling,
+//! a conditional write that lost) or after it ([`Script::fail_after`]: the call went through and
+//! its answer was lost on the way back, so the caller is told it failed although the write
+//! landed, as when a connection drops after DynamoDB committed).
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,10 +60,36 @@ pub enum Op {
 }
 
 impl Op {
+    /// A call of the state store.
+    fn is_state(self) -> bool {
+        matches!(
+            self,
+            Op::Watermark
+                | Op::SaveWatermark
+                | Op::Lease
+                | Op::Pushed
+                | Op::RecordPushed
+                | Op::Doc
+                | Op::Pace
+        )
+    }
+
     /// The error a service would give for this call in random mode: an outage, most of the
     /// time; an expired session that would not come back (a `Rejected`) is left to scripts,
     /// since the pipeline stops for good on it.
     fn random_error(self, rng: &mut StdRng) -> SyncError {
+        if self.is_state() {
+            // A conditional write another function won (FaultyState makes the race real).
+            if self == Op::SaveWatermark && rng.random_bool(0.5) {
+                return SyncError::Conflict("injected race".into());
+            }
+            return SyncError::Transient {
+                service: Service::Aws,
+                message: format!(
+                    "ProvisionedThroughputExceededException: injected throttling on {self:?}"
+                ),
+            };
+        }
         let service = match self {
             Op::OrgStatus
             | Op::Describe
@@ -71,8 +103,6 @@ impl Op {
             _ => Service::Aws,
         };
         match self {
-            // A conditional write another function won.
-            Op::SaveWatermark if rng.random_bool(0.5) => SyncError::Conflict("fault".into()),
             Op::Changes | Op::NextPage if rng.random_bool(0.2) => {
                 SyncError::QueryTimeout("fault".into())
             }
@@ -86,11 +116,26 @@ impl Op {
 
 type MakeError = Box<dyn Fn() -> SyncError + Send + Sync>;
 
+/// Where a fault strikes a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strike {
+    /// Before the call: nothing reaches the service.
+    Before,
+    /// After the call: it went through (a write landed), and its answer was lost.
+    After,
+}
+
+/// A fault drawn for one call.
+type Drawn = Option<(Strike, SyncError)>;
+
+/// What the next call of an operation meets: `None` passes.
+type Planned = Option<(Strike, MakeError)>;
+
 /// Which calls fail: per operation, a queue of outcomes for the next calls (`None` passes);
 /// and, in random mode, a seeded chance for any call to fail.
 #[derive(Default)]
 pub struct Script {
-    plan: Mutex<HashMap<Op, VecDeque<Option<MakeError>>>>,
+    plan: Mutex<HashMap<Op, VecDeque<Planned>>>,
     random: Mutex<Option<(StdRng, f64)>>,
 }
 
@@ -108,12 +153,28 @@ impl Script {
         *self.random.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// The next call of `op` after `pass` successful ones fails with `error()`.
+    /// The next call of `op` after `pass` successful ones fails with `error()`, before it
+    /// reaches the service.
     pub fn fail(&self, op: Op, pass: usize, error: impl Fn() -> SyncError + Send + Sync + 'static) {
+        self.plan(op, pass, Strike::Before, Box::new(error));
+    }
+
+    /// The next call of `op` after `pass` successful ones is made, and then answers `error()`:
+    /// a write that landed although its caller is told it failed.
+    pub fn fail_after(
+        &self,
+        op: Op,
+        pass: usize,
+        error: impl Fn() -> SyncError + Send + Sync + 'static,
+    ) {
+        self.plan(op, pass, Strike::After, Box::new(error));
+    }
+
+    fn plan(&self, op: Op, pass: usize, strike: Strike, error: MakeError) {
         let mut plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
         let q = plan.entry(op).or_default();
         q.extend((0..pass).map(|_| None));
-        q.push_back(Some(Box::new(error)));
+        q.push_back(Some((strike, error)));
     }
 
     /// Whether a random decision says yes, with probability `p` (false when not random).
@@ -124,23 +185,63 @@ impl Script {
             .is_some_and(|(rng, _)| rng.random_bool(p.clamp(0.0, 1.0)))
     }
 
-    fn check(&self, op: Op) -> Result<(), SyncError> {
+    /// The fault planned for this call of `op`, or one drawn at random. `writes`: the call
+    /// changes something, so a random fault may also strike after it (a lost answer).
+    fn draw(&self, op: Op, writes: bool) -> Drawn {
         {
             let mut plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(Some(make)) = plan.get_mut(&op).and_then(VecDeque::pop_front) {
-                return Err(make());
+            if let Some(Some((strike, make))) = plan.get_mut(&op).and_then(VecDeque::pop_front) {
+                return Some((strike, make()));
             }
         }
         let mut random = self.random.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((rng, rate)) = random.as_mut()
-            && rng.random_bool(*rate)
-        {
-            return Err(op.random_error(rng));
+        let (rng, rate) = random.as_mut()?;
+        if !rng.random_bool(*rate) {
+            return None;
         }
-        Ok(())
+        let error = op.random_error(rng);
+        // A lost answer is a transport failure: a conditional write that lost was refused.
+        let after = writes && !matches!(error, SyncError::Conflict(_)) && rng.random_bool(0.3);
+        Some((if after { Strike::After } else { Strike::Before }, error))
+    }
+
+    /// Makes `call` as `drawn` says: not at all, with its answer replaced by the fault, or
+    /// plainly.
+    async fn strike<T>(
+        drawn: Drawn,
+        call: impl Future<Output = Result<T, SyncError>>,
+    ) -> Result<T, SyncError> {
+        match drawn {
+            None => call.await,
+            Some((Strike::Before, error)) => Err(error),
+            Some((Strike::After, error)) => {
+                // Whatever the service answered is lost on the way back.
+                let _ = call.await;
+                Err(error)
+            }
+        }
+    }
+
+    /// A call of `op` that only reads, or whose random faults all strike before it.
+    async fn call<T>(
+        &self,
+        op: Op,
+        call: impl Future<Output = Result<T, SyncError>>,
+    ) -> Result<T, SyncError> {
+        Self::strike(self.draw(op, false), call).await
+    }
+
+    /// A call of `op` that writes: a random fault may strike before or after it.
+    async fn write<T>(
+        &self,
+        op: Op,
+        call: impl Future<Output = Result<T, SyncError>>,
+    ) -> Result<T, SyncError> {
+        Self::strike(self.draw(op, true), call).await
     }
 }
 
+/// Salesforce with faults: outages and query timeouts, on any call.
 pub struct FaultyCrm {
     pub inner: Arc<dyn Crm>,
     pub script: Arc<Script>,
@@ -149,16 +250,20 @@ pub struct FaultyCrm {
 #[async_trait]
 impl Crm for FaultyCrm {
     async fn org_status(&self) -> Result<OrgStatus, SyncError> {
-        self.script.check(Op::OrgStatus)?;
-        self.inner.org_status().await
+        self.script
+            .call(Op::OrgStatus, self.inner.org_status())
+            .await
     }
     async fn describe_contact(&self, refresh: bool) -> Result<Arc<Describe>, SyncError> {
-        self.script.check(Op::Describe)?;
-        self.inner.describe_contact(refresh).await
+        self.script
+            .call(Op::Describe, self.inner.describe_contact(refresh))
+            .await
     }
     async fn changes(&self, query: ChangeQuery) -> Result<Box<dyn ChangePages>, SyncError> {
-        self.script.check(Op::Changes)?;
-        let inner = self.inner.changes(query).await?;
+        let inner = self
+            .script
+            .call(Op::Changes, self.inner.changes(query))
+            .await?;
         Ok(Box::new(FaultyPages {
             inner,
             script: Arc::clone(&self.script),
@@ -170,27 +275,29 @@ impl Crm for FaultyCrm {
         ids: &[SfId],
         fields: &[String],
     ) -> Result<Vec<Option<Record>>, SyncError> {
-        self.script.check(Op::Read)?;
-        self.inner.read(object, ids, fields).await
+        self.script
+            .call(Op::Read, self.inner.read(object, ids, fields))
+            .await
     }
     async fn scan(&self, scan: IdScan) -> Result<Box<dyn ChangePages>, SyncError> {
-        self.script.check(Op::Scan)?;
-        let inner = self.inner.scan(scan).await?;
+        let inner = self.script.call(Op::Scan, self.inner.scan(scan)).await?;
         Ok(Box::new(FaultyPages {
             inner,
             script: Arc::clone(&self.script),
         }))
     }
     async fn find_many(&self, queries: Vec<FindBy>) -> Result<Vec<Vec<Record>>, SyncError> {
-        self.script.check(Op::FindBy)?;
-        self.inner.find_many(queries).await
+        self.script
+            .call(Op::FindBy, self.inner.find_many(queries))
+            .await
     }
     async fn update(
         &self,
         records: Vec<(String, SfId, Record)>,
     ) -> Result<Vec<WriteResult>, SyncError> {
-        self.script.check(Op::Update)?;
-        self.inner.update(records).await
+        self.script
+            .call(Op::Update, self.inner.update(records))
+            .await
     }
     fn calls_made(&self) -> u64 {
         self.inner.calls_made()
@@ -208,22 +315,21 @@ struct FaultyPages {
 #[async_trait]
 impl ChangePages for FaultyPages {
     async fn next_page(&mut self) -> Result<Option<Vec<crate::ports::Change>>, SyncError> {
-        self.script.check(Op::NextPage)?;
-        self.inner.next_page().await
+        self.script.call(Op::NextPage, self.inner.next_page()).await
     }
 }
 
+/// Higher Logic with faults: outages on any call, and (in random mode) records refused on
+/// their own.
 pub struct FaultyCommunity {
     pub inner: Arc<dyn Community>,
     pub script: Arc<Script>,
 }
 
-#[async_trait]
-impl Community for FaultyCommunity {
-    async fn push_members(&self, members: &[Member]) -> Result<Vec<PushResult>, SyncError> {
-        self.script.check(Op::PushMembers)?;
-        // In random mode a record may be refused on its own (a 400 halved down to it), as
-        // Higher Logic refuses one it does not take: it is not stored, the others are.
+impl FaultyCommunity {
+    /// In random mode a record may be refused on its own (a 400 halved down to it), as Higher
+    /// Logic refuses one it does not take: it is not stored, the others are.
+    async fn push_some(&self, members: &[Member]) -> Result<Vec<PushResult>, SyncError> {
         let refused: Vec<bool> = members.iter().map(|_| self.script.chance(0.02)).collect();
         let taken: Vec<Member> = members
             .iter()
@@ -247,22 +353,37 @@ impl Community for FaultyCommunity {
             })
             .collect())
     }
+}
+
+#[async_trait]
+impl Community for FaultyCommunity {
+    async fn push_members(&self, members: &[Member]) -> Result<Vec<PushResult>, SyncError> {
+        self.script
+            .call(Op::PushMembers, self.push_some(members))
+            .await
+    }
     async fn push_meetings(&self, meetings: &[Meeting]) -> Result<Vec<PushResult>, SyncError> {
-        self.script.check(Op::PushMeetings)?;
-        self.inner.push_meetings(meetings).await
+        self.script
+            .call(Op::PushMeetings, self.inner.push_meetings(meetings))
+            .await
     }
     async fn email_preferences_since(
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<EmailPreferenceChange>, SyncError> {
-        self.script.check(Op::EmailPreferences)?;
-        self.inner.email_preferences_since(since).await
+        self.script
+            .call(
+                Op::EmailPreferences,
+                self.inner.email_preferences_since(since),
+            )
+            .await
     }
     fn calls_made(&self) -> u64 {
         self.inner.calls_made()
     }
 }
 
+/// The work queue with faults: sends and dead letters refused.
 pub struct FaultyQueue {
     pub inner: Arc<dyn WorkQueue>,
     pub script: Arc<Script>,
@@ -271,35 +392,48 @@ pub struct FaultyQueue {
 #[async_trait]
 impl WorkQueue for FaultyQueue {
     async fn send(&self, bodies: Vec<String>) -> Result<Vec<usize>, SyncError> {
-        self.script.check(Op::Send)?;
-        self.inner.send(bodies).await
+        self.script.call(Op::Send, self.inner.send(bodies)).await
     }
     async fn send_later(
         &self,
         bodies: Vec<String>,
         delay: Duration,
     ) -> Result<Vec<usize>, SyncError> {
-        self.script.check(Op::Send)?;
-        self.inner.send_later(bodies, delay).await
+        self.script
+            .call(Op::Send, self.inner.send_later(bodies, delay))
+            .await
     }
     async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), SyncError> {
-        self.script.check(Op::DeadLetter)?;
-        self.inner.dead_letter(body, reason).await
+        self.script
+            .call(Op::DeadLetter, self.inner.dead_letter(body, reason))
+            .await
     }
 }
 
-/// The state store with faults: throttling (a retryable error) on any call, and conditional
-/// watermark writes that another function won.
+/// The state store with the faults DynamoDB has:
+/// - throttling (`ProvisionedThroughputExceededException`, retryable) on any call;
+/// - a conditional watermark write that loses a race: another run saves the feed's watermark
+///   first (the same value, so nothing is skipped), the stored version moves on, and this
+///   write is refused by the store itself with `SyncError::Conflict`;
+/// - a write that lands but whose answer is lost ([`Strike::After`]): the caller sees an error
+///   although the watermark, push record, lease or document was written.
 pub struct FaultyState {
     pub inner: Arc<dyn StateStore>,
     pub script: Arc<Script>,
 }
 
+impl FaultyState {
+    pub fn new(inner: Arc<dyn StateStore>, script: Arc<Script>) -> Self {
+        FaultyState { inner, script }
+    }
+}
+
 #[async_trait]
 impl StateStore for FaultyState {
     async fn watermark(&self, feed: &str) -> Result<StoredWatermark, SyncError> {
-        self.script.check(Op::Watermark)?;
-        self.inner.watermark(feed).await
+        self.script
+            .call(Op::Watermark, self.inner.watermark(feed))
+            .await
     }
     async fn save_watermark(
         &self,
@@ -308,54 +442,73 @@ impl StateStore for FaultyState {
         checkpoint: Option<String>,
         expected_version: u64,
     ) -> Result<(), SyncError> {
-        self.script.check(Op::SaveWatermark)?;
-        self.inner
-            .save_watermark(feed, at, checkpoint, expected_version)
-            .await
+        let drawn = self.script.draw(Op::SaveWatermark, true);
+        if let Some((Strike::Before, SyncError::Conflict(_))) = drawn {
+            // Another run saves first: the same progress, one version on.
+            let stored = self.inner.watermark(feed).await?;
+            self.inner
+                .save_watermark(feed, stored.at, stored.checkpoint, stored.version)
+                .await?;
+            return self
+                .inner
+                .save_watermark(feed, at, checkpoint, expected_version)
+                .await;
+        }
+        let save = self
+            .inner
+            .save_watermark(feed, at, checkpoint, expected_version);
+        Script::strike(drawn, save).await
     }
     async fn try_lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, SyncError> {
-        self.script.check(Op::Lease)?;
-        self.inner.try_lease(name, owner, ttl).await
+        self.script
+            .write(Op::Lease, self.inner.try_lease(name, owner, ttl))
+            .await
     }
     async fn reserve_slot(
         &self,
         name: &str,
         interval: Duration,
     ) -> Result<DateTime<Utc>, SyncError> {
-        self.script.check(Op::Pace)?;
-        self.inner.reserve_slot(name, interval).await
+        self.script
+            .write(Op::Pace, self.inner.reserve_slot(name, interval))
+            .await
     }
     async fn release_lease(&self, name: &str, owner: &str) -> Result<(), SyncError> {
-        self.script.check(Op::Lease)?;
-        self.inner.release_lease(name, owner).await
+        self.script
+            .write(Op::Lease, self.inner.release_lease(name, owner))
+            .await
     }
     async fn pushed(&self, ids: &[SfId]) -> Result<HashMap<SfId, Pushed>, SyncError> {
-        self.script.check(Op::Pushed)?;
-        self.inner.pushed(ids).await
+        self.script.call(Op::Pushed, self.inner.pushed(ids)).await
     }
     async fn record_pushed(&self, items: &[(SfId, Pushed)]) -> Result<Vec<SfId>, SyncError> {
-        self.script.check(Op::RecordPushed)?;
-        self.inner.record_pushed(items).await
+        self.script
+            .write(Op::RecordPushed, self.inner.record_pushed(items))
+            .await
     }
     async fn pushed_keys(
         &self,
         prefix: &str,
         keys: &[String],
     ) -> Result<HashMap<String, Pushed>, SyncError> {
-        self.script.check(Op::Pushed)?;
-        self.inner.pushed_keys(prefix, keys).await
+        self.script
+            .call(Op::Pushed, self.inner.pushed_keys(prefix, keys))
+            .await
     }
     async fn record_pushed_keys(
         &self,
         prefix: &str,
         items: &[(String, Pushed)],
     ) -> Result<(), SyncError> {
-        self.script.check(Op::RecordPushed)?;
-        self.inner.record_pushed_keys(prefix, items).await
+        self.script
+            .write(
+                Op::RecordPushed,
+                self.inner.record_pushed_keys(prefix, items),
+            )
+            .await
     }
     async fn get_doc(&self, key: &str) -> Result<Option<Value>, SyncError> {
-        self.script.check(Op::Doc)?;
-        self.inner.get_doc(key).await
+        self.script.call(Op::Doc, self.inner.get_doc(key)).await
     }
     async fn put_doc(
         &self,
@@ -363,7 +516,78 @@ impl StateStore for FaultyState {
         value: Value,
         ttl: Option<Duration>,
     ) -> Result<(), SyncError> {
-        self.script.check(Op::Doc)?;
-        self.inner.put_doc(key, value, ttl).await
+        self.script
+            .write(Op::Doc, self.inner.put_doc(key, value, ttl))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryState;
+
+    fn throttled() -> SyncError {
+        SyncError::Transient {
+            service: Service::Aws,
+            message: "ProvisionedThroughputExceededException".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_watermark_race_is_real_the_store_itself_refuses_the_loser() {
+        let inner = Arc::new(MemoryState::default());
+        let script = Arc::new(Script::default());
+        script.fail(Op::SaveWatermark, 1, || SyncError::Conflict("race".into()));
+        let state = FaultyState::new(inner.clone(), script);
+        state
+            .save_watermark("f", None, Some("a".into()), 0)
+            .await
+            .expect("the first save passes");
+        let lost = state.save_watermark("f", None, Some("b".into()), 1).await;
+        assert!(matches!(lost, Err(SyncError::Conflict(_))), "{lost:?}");
+        // The winner saved the same progress, one version on.
+        let stored = inner.watermark("f").await.expect("reads");
+        assert_eq!(stored.version, 2);
+        assert_eq!(stored.checkpoint.as_deref(), Some("a"));
+    }
+
+    #[tokio::test]
+    async fn a_fault_before_a_write_keeps_it_out_and_one_after_lets_it_land() {
+        let inner = Arc::new(MemoryState::default());
+        let script = Arc::new(Script::default());
+        script.fail(Op::Doc, 0, throttled);
+        script.fail_after(Op::Doc, 0, throttled);
+        let state = FaultyState::new(inner.clone(), script);
+        let doc = serde_json::json!({"n": 1});
+        assert!(state.put_doc("before", doc.clone(), None).await.is_err());
+        assert!(state.put_doc("after", doc.clone(), None).await.is_err());
+        assert_eq!(inner.get_doc("before").await.expect("reads"), None);
+        assert_eq!(
+            inner.get_doc("after").await.expect("reads"),
+            Some(doc.clone())
+        );
+        // The plan is spent: calls pass again.
+        state.put_doc("later", doc, None).await.expect("passes");
+    }
+
+    #[test]
+    fn random_faults_follow_the_seed() {
+        let draws = |seed| {
+            let script = Script::random(seed, 0.3);
+            (0..200)
+                .map(|_| {
+                    script
+                        .draw(Op::RecordPushed, true)
+                        .map(|(strike, e)| (strike, e.to_string()))
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draws(7), draws(7));
+        assert_ne!(draws(7), draws(8));
+        // Throttling strikes before and after writes alike.
+        let seven = draws(7);
+        assert!(seven.iter().flatten().any(|(s, _)| *s == Strike::Before));
+        assert!(seven.iter().flatten().any(|(s, _)| *s == Strike::After));
     }
 }

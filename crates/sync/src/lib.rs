@@ -5,14 +5,18 @@
 //!   Higher Logic.
 //!
 //! They see the outside world only through [`ports`]; [`adapters`] binds those to the real
-//! clients, [`memory`] to in-memory stand-ins for tests, [`faults`] injects failures on purpose.
+//! clients. With the `testing` feature (tests and benches only): `memory` binds them to
+//! in-memory stand-ins, `faults` injects failures on purpose, and `testing` builds the worlds
+//! tests run in (config, describe, records).
 
 pub mod adapters;
 pub mod credentials;
 pub mod error;
+#[cfg(feature = "testing")]
 pub mod faults;
 pub mod full;
 pub mod member;
+#[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod message;
 pub mod metrics;
@@ -20,6 +24,8 @@ pub mod optout;
 pub mod periodic;
 pub mod ports;
 pub mod runtime;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod watermark;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,16 @@
 //! The boundaries of the sync logic. The pipeline sees these traits, never an SDK: each has a real
 //! adapter (`crate::adapters`), an in-memory one for tests (`crate::memory`) and a fault-injecting
-//! wrapper (`crate::faults`).
+//! wrapper (`crate::faults`); the last two behind the `testing` feature.
+//!
+//! Each trait says what an implementation must guarantee, and the pipeline relies on nothing
+//! more. What holds for all of them:
+//! - an error says the call may not have happened, never that it did not: a write may have
+//!   landed before its answer was lost (a dropped connection, a timeout). Every write is
+//!   therefore safe to make twice, and a caller that got an error reads again before it relies
+//!   on what is stored;
+//! - an adapter sorts its client's errors into [`SyncError`]'s kinds (`Rejected` for refused
+//!   credentials, `Transient` for what may pass: 5xx, throttling, the network), so the pipeline
+//!   decides from the kind alone.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -224,12 +234,30 @@ pub struct WriteResult {
 }
 
 /// The pages of a change query, fetched one at a time so the caller can checkpoint between them.
+///
+/// Contract: pages come in the query's order ((cursor, Id) for a window, Id for a scan), and a
+/// page boundary is a promise: every record of a page sorts before every record of the next, so
+/// a caller that saved the last (cursor, Id) it handled and queries again from after it gets
+/// exactly the records it had not reached. `None` once the last page was given. After an error
+/// the caller does not go on with these pages: it queries again from its checkpoint.
 #[async_trait]
 pub trait ChangePages: Send {
     async fn next_page(&mut self) -> Result<Option<Vec<Change>>, SyncError>;
 }
 
 /// The customer's Salesforce org.
+///
+/// Contract:
+/// - reads see the org as it is when they run; a change window lists exactly the records whose
+///   cursor falls in `(from, to]` (after the window's `after`, in (cursor, Id) order). A record
+///   may be listed by two windows (the lookback re-reads the end of the last one): callers
+///   tolerate the same change twice;
+/// - every call counts against the org's daily allotment, and [`Crm::calls_made`] counts them
+///   as Salesforce does (a query page is a call, a composite request of five queries is one);
+/// - `QueryTimeout` comes only from window queries and their pages (the caller narrows the
+///   window); `Rejected` means the credentials are refused and no further call may help;
+/// - [`Crm::update`] sets fields to values, so writing the same update twice is harmless; an
+///   error leaves unknown which records were written.
 #[async_trait]
 pub trait Crm: Send + Sync {
     async fn org_status(&self) -> Result<OrgStatus, SyncError>;
@@ -288,7 +316,11 @@ pub struct EmailPreferenceChange {
 ///
 /// Contract: a push replaces the whole record Higher Logic holds (what it leaves out is
 /// removed), so pushing the same record twice changes nothing: callers may retry freely. Records
-/// are taken or refused one by one: one refused record never keeps its neighbours out.
+/// are taken or refused one by one: one refused record never keeps its neighbours out. A push
+/// that fails as a whole may still have been taken in part or in full (the answer lost): the
+/// caller treats every record of it as perhaps pushed. The last push of a record wins, so of
+/// two pushes of one Contact in flight at once either may stand: callers order them (the
+/// conditional push records of [`StateStore::record_pushed`]).
 #[async_trait]
 pub trait Community: Send + Sync {
     /// Pushes full member records (one request's worth: at most `higher_logic.batch_size`);
@@ -310,13 +342,25 @@ pub trait Community: Send + Sync {
 /// stopped), and what was last pushed for a record: the state adapter's own types.
 pub use hlsync_aws::{Pushed, Watermark as StoredWatermark};
 
-/// Durable state (DynamoDB in production).
+/// Durable state (DynamoDB in production), shared by every function and the CLI at once.
+///
+/// Contract:
+/// - reads are strongly consistent: a read sees every write that was answered before it began;
+/// - any call may fail for now (throttling: `SyncError::Transient`), and a write may land
+///   although its caller was told it failed; every write is safe to repeat;
+/// - the conditional writes ([`StateStore::save_watermark`], [`StateStore::record_pushed`]) are
+///   how concurrent runs are ordered: of two that race, one wins and the other is refused.
+///   Being refused is a normal outcome, not a fault to retry blindly;
+/// - the other writes are last-writer-wins.
 #[async_trait]
 pub trait StateStore: Send + Sync {
+    /// The feed's stored watermark, checkpoint and version (all default when none is stored).
     async fn watermark(&self, feed: &str) -> Result<StoredWatermark, SyncError>;
     /// Conditional: only when the stored version is still `expected_version` (0: none stored)
     /// and `at` does not move backwards; otherwise `SyncError::Conflict`. On success the stored
-    /// version becomes `expected_version + 1`.
+    /// version becomes `expected_version + 1`. A conflict means another run moved the feed: the
+    /// caller stops and leaves the feed to it. After any other error the stored version is
+    /// unknown (the write may have landed): the caller loads the watermark again before saving.
     async fn save_watermark(
         &self,
         feed: &str,
@@ -324,6 +368,10 @@ pub trait StateStore: Send + Sync {
         checkpoint: Option<String>,
         expected_version: u64,
     ) -> Result<(), SyncError>;
+    /// Takes the lease `name` for `owner` until `ttl` from now, when it is free, expired or
+    /// already `owner`'s (taking it again renews it); `false` when someone else holds it. A
+    /// lease expires on its own, so a holder that crashed (or never heard it got it) blocks the
+    /// others for `ttl` at most.
     async fn try_lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, SyncError>;
     /// Reserves the next slot of a pace shared by every function and the CLI (one call every
     /// `interval`), answering when it is. Every caller gets its own slot: together they never go
@@ -333,24 +381,35 @@ pub trait StateStore: Send + Sync {
         name: &str,
         interval: Duration,
     ) -> Result<DateTime<Utc>, SyncError>;
+    /// Gives the lease up if `owner` holds it; someone else's lease is left alone. Releasing
+    /// twice is harmless.
     async fn release_lease(&self, name: &str, owner: &str) -> Result<(), SyncError>;
+    /// The push records stored for `ids`; an Id with none is left out of the map.
     async fn pushed(&self, ids: &[SfId]) -> Result<HashMap<SfId, Pushed>, SyncError>;
     /// Conditional per record: a record is written only where no record of a later cursor is
     /// stored (two functions pushed the same Contact from reads of different ages; the newer
-    /// stays). Answers the Ids refused that way.
+    /// stays). Answers the Ids refused that way. The records are not written together: after an
+    /// error any of them may be stored, which is why a push is recorded as pending (write-ahead)
+    /// before it is sent.
     async fn record_pushed(&self, items: &[(SfId, Pushed)]) -> Result<Vec<SfId>, SyncError>;
-    /// Push records of other kinds (events, registrations), each kind under its own key prefix.
+    /// Push records of other kinds (events, registrations), each kind under its own key prefix;
+    /// a key with none is left out of the map.
     async fn pushed_keys(
         &self,
         prefix: &str,
         keys: &[String],
     ) -> Result<HashMap<String, Pushed>, SyncError>;
+    /// Unconditional: the last write of a key wins.
     async fn record_pushed_keys(
         &self,
         prefix: &str,
         items: &[(String, Pushed)],
     ) -> Result<(), SyncError>;
+    /// A small JSON document (run summaries, requests, remembered rejections); `None` when none
+    /// is stored. One whose `ttl` has passed may be gone.
     async fn get_doc(&self, key: &str) -> Result<Option<Value>, SyncError>;
+    /// Stores a document, replacing any; with `ttl` it may disappear once that has passed (never
+    /// before).
     async fn put_doc(
         &self,
         key: &str,
@@ -360,9 +419,16 @@ pub trait StateStore: Send + Sync {
 }
 
 /// The work queue between the two functions (SQS in production).
+///
+/// Contract: delivery is at least once and in no particular order: a message may come twice
+/// (a redelivery, a send retried after its answer was lost) or after a later one, so the
+/// Member Refresh must tolerate duplicates and decide from what it reads, never from the order
+/// of messages. A message the consumer does not acknowledge comes back; one that keeps failing
+/// ends on the dead-letter queue.
 #[async_trait]
 pub trait WorkQueue: Send + Sync {
-    /// Sends message bodies; returns the indexes of the ones that were not accepted.
+    /// Sends message bodies; returns the indexes of the ones that were not accepted. After an
+    /// error any of them may have been accepted.
     async fn send(&self, bodies: Vec<String>) -> Result<Vec<usize>, SyncError>;
     /// As `send`, the messages delivered only after `delay` (at most 15 minutes): work handed
     /// back to wait out a stop (the allotment, rejected credentials, an outage) as new messages,

@@ -1,6 +1,7 @@
 //! Convergence under faults: seeded random faults on every port (Salesforce outages and query
-//! timeouts, Higher Logic outages and records refused on their own, the state store throttling
-//! and losing conditional writes, the queue refusing sends), duplicate deliveries, deadlines,
+//! timeouts, Higher Logic outages and records refused on their own, the state store throttling,
+//! losing watermark races to another run and losing the answers of writes that landed, the
+//! queue refusing sends), duplicate deliveries, deadlines,
 //! rejected credentials, the allotment ceiling, and several functions interleaved, while the org
 //! keeps changing. Then the faults stop, what was dead-lettered is redriven, and the functions
 //! run until quiet. For every seed, at the end:
@@ -18,13 +19,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use hlsync_core::allotment::ApiUsage;
 use hlsync_core::config::Config;
 use hlsync_core::id::SfId;
 use hlsync_core::mapping::{CampaignMembership, ContactInput, map_contact};
 use hlsync_core::member::Member;
-use hlsync_core::schema::{ContactSchema, FieldInfo, FieldType};
+use hlsync_core::schema::{ContactSchema, FieldType};
 use hlsync_sync::Deadline;
 use hlsync_sync::error::{Service, SyncError};
 use hlsync_sync::faults::{FaultyCommunity, FaultyCrm, FaultyQueue, FaultyState, Script};
@@ -34,9 +35,10 @@ use hlsync_sync::periodic::{self, PeriodicDeps, PeriodicOptions};
 use hlsync_sync::ports::{
     ChangePages, ChangeQuery, Crm, Describe, FindBy, IdScan, OrgStatus, Record, WriteResult,
 };
+use hlsync_sync::testing::{self, field, obj, sf_time, sfid, t0};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 const CONTACTS: usize = 30;
 const ROUNDS: usize = 10;
@@ -44,63 +46,24 @@ const ROUNDS: usize = 10;
 const CEILING: u64 = 2_000;
 
 fn config() -> Config {
-    Config::from_toml_str(
+    testing::config(
         r#"
-        allow_insecure_http = true
         [salesforce]
         daily_api_allotment = 4000
-        lookback = "10m"
-        settle = "60s"
         [contacts]
-        active_field = "Active__c"
         community_fields = { HL_Chapter__c = "Chapter" }
         [events]
         enabled = true
         campaign_type = "Event"
         [higher_logic]
-        base_url = "http://127.0.0.1:1/v2"
         batch_size = 4
         email_preferences_url = "http://127.0.0.1:1/v2/emailpreferences"
         "#,
     )
-    .expect("test config")
 }
 
 fn describe() -> Describe {
-    let f = |name: &str, label: &str, t: FieldType| FieldInfo {
-        name: name.into(),
-        label: label.into(),
-        field_type: t,
-        calculated: false,
-    };
-    Describe {
-        fields: vec![
-            f("Id", "Contact ID", FieldType::Id),
-            f("LastName", "Last Name", FieldType::String),
-            f("Active__c", "Active", FieldType::Boolean),
-            f("HL_Member_Type__c", "Member Type", FieldType::Picklist),
-            f("HL_Chapter__c", "Chapter", FieldType::Picklist),
-        ],
-        record_types: vec![],
-    }
-}
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
-        .single()
-        .expect("valid time")
-}
-
-fn stamp(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
-}
-
-fn sfid(prefix: &str, n: usize) -> SfId {
-    format!("{prefix}{n:012}").parse().expect("valid id")
-}
-
-fn obj(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("object")
+    testing::describe(vec![field("HL_Chapter__c", "Chapter", FieldType::Picklist)])
 }
 
 const TYPES: &[&str] = &["Gold", "Silver", "Bronze"];
@@ -239,10 +202,7 @@ impl World {
                 inner: community.clone(),
                 script: script.clone(),
             },
-            faulty_state: FaultyState {
-                inner: state.clone(),
-                script: script.clone(),
-            },
+            faulty_state: FaultyState::new(state.clone(), script.clone()),
             faulty_queue: FaultyQueue {
                 inner: queue.clone(),
                 script: script.clone(),
@@ -278,7 +238,7 @@ impl World {
                 "Account",
                 obj(
                     json!({"Id": sfid("001", n).to_string(), "Name": format!("Account {n}"),
-                           "IsDeleted": false, "SystemModstamp": stamp(at)}),
+                           "IsDeleted": false, "SystemModstamp": sf_time(at)}),
                 ),
             );
         }
@@ -288,7 +248,7 @@ impl World {
                 obj(
                     json!({"Id": sfid("701", n).to_string(), "Name": format!("Campaign {n}"),
                            "Type": kind, "StartDate": "2026-12-01", "EndDate": null,
-                           "Description": null, "IsDeleted": false, "SystemModstamp": stamp(at)}),
+                           "Description": null, "IsDeleted": false, "SystemModstamp": sf_time(at)}),
                 ),
             );
         }
@@ -308,7 +268,7 @@ impl World {
             "HL_Chapter__c": CHAPTERS[self.rng.random_range(0..CHAPTERS.len())],
             "HasOptedOutOfEmail": self.rng.random_bool(0.1),
             "AccountId": (account < 3).then(|| sfid("001", account).to_string()),
-            "IsDeleted": false, "SystemModstamp": stamp(at),
+            "IsDeleted": false, "SystemModstamp": sf_time(at),
         });
         self.crm.put("Contact", obj(record));
         if self.rng.random_bool(0.5) {
@@ -319,7 +279,7 @@ impl World {
                            "CampaignId": sfid("701", campaign).to_string(),
                            "ContactId": sfid("003", n).to_string(),
                            "Status": STATUSES[self.rng.random_range(0..STATUSES.len())],
-                           "IsDeleted": false, "SystemModstamp": stamp(at)})),
+                           "IsDeleted": false, "SystemModstamp": sf_time(at)})),
             );
         }
     }
@@ -365,7 +325,7 @@ impl World {
                         "Account",
                         obj(json!({"Id": sfid("001", a).to_string(),
                                    "Name": format!("Account {a} renamed {}", self.rng.random::<u16>()),
-                                   "IsDeleted": false, "SystemModstamp": stamp(now)})),
+                                   "IsDeleted": false, "SystemModstamp": sf_time(now)})),
                     );
                     continue;
                 }
@@ -380,7 +340,7 @@ impl World {
                                    "CampaignId": sfid("701", campaign).to_string(),
                                    "ContactId": id.to_string(), "Status": status,
                                    "IsDeleted": self.rng.random_bool(0.2),
-                                   "SystemModstamp": stamp(now)})),
+                                   "SystemModstamp": sf_time(now)})),
                     );
                     continue;
                 }
@@ -400,7 +360,7 @@ impl World {
                         "Name".into(),
                         json!(format!("Campaign {campaign} ({kind})")),
                     );
-                    record.insert("SystemModstamp".into(), json!(stamp(now)));
+                    record.insert("SystemModstamp".into(), json!(sf_time(now)));
                     self.crm.put("Campaign", record);
                     continue;
                 }
@@ -409,7 +369,7 @@ impl World {
                     continue;
                 }
             }
-            c.insert("SystemModstamp".into(), json!(stamp(now)));
+            c.insert("SystemModstamp".into(), json!(sf_time(now)));
             self.crm.put("Contact", c);
         }
     }

@@ -3,145 +3,66 @@
 //! to end against moto and the simulators in tests/e2e_worksheet.rs at the workspace root.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use hlsync_core::config::Config;
-use hlsync_core::id::SfId;
-use hlsync_core::schema::{FieldInfo, FieldType};
+use chrono::{DateTime, TimeDelta, Utc};
+use hlsync_core::schema::FieldType;
 use hlsync_sync::Deadline;
 use hlsync_sync::error::{Service, SyncError};
 use hlsync_sync::faults::{FaultyCommunity, FaultyCrm, FaultyQueue, Op, Script};
 use hlsync_sync::full::FEED_FULL_REFRESH;
 use hlsync_sync::member::{MemberDeps, MemberReport, member_refresh};
-use hlsync_sync::memory::{MemoryCommunity, MemoryCrm, MemoryQueue, MemoryState};
+use hlsync_sync::memory::MemoryQueue;
 use hlsync_sync::optout::FEED_EMAIL_PREFERENCES;
-use hlsync_sync::periodic::{self, PeriodicDeps, PeriodicOptions, PeriodicReport};
+use hlsync_sync::periodic::{self, PeriodicDeps, PeriodicReport};
 use hlsync_sync::ports::{Community, Crm, Describe, StateStore, WorkQueue};
+use hlsync_sync::testing::{
+    self, MemoryWorld, campaign, campaign_member, field, formula, obj, periodic_opts, sf_time,
+    sfid, t0, with,
+};
 use serde_json::{Map, Value, json};
 
-fn config() -> Config {
-    Config::from_toml_str(
-        r#"
-        allow_insecure_http = true
-        [salesforce]
-        lookback = "10m"
-        settle = "60s"
-        [contacts]
-        active_field = "Active__c"
-        full_refresh_every = "24h"
-        [events]
-        enabled = true
-        campaign_type = "Event"
-        registered_statuses = ["Registered", "Attended"]
-        [higher_logic]
-        base_url = "http://127.0.0.1:1/v2"
-        email_preferences_url = "http://127.0.0.1:1/v2/emailpreferences"
-        "#,
-    )
-    .expect("test config")
-}
-
-fn describe(formula: bool) -> Describe {
-    let f = |name: &str, label: &str, t: FieldType, calculated: bool| FieldInfo {
-        name: name.into(),
-        label: label.into(),
-        field_type: t,
-        calculated,
-    };
-    Describe {
-        fields: vec![
-            f("Id", "Contact ID", FieldType::Id, false),
-            f("LastName", "Last Name", FieldType::String, false),
-            f("Active__c", "Active", FieldType::Boolean, false),
-            f(
-                "HL_Member_Type__c",
-                "Member Type",
-                FieldType::Picklist,
-                false,
-            ),
-            f("HL_Is_Board__c", "Is Board", FieldType::Boolean, formula),
-        ],
-        record_types: vec![],
-    }
-}
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
-        .single()
-        .expect("valid time")
-}
-
-fn sf_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
-}
-
-fn sfid(prefix: &str, n: usize) -> SfId {
-    format!("{prefix}{n:012}")
-        .parse()
-        .expect("valid 15-char id")
-}
-
-fn obj(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("object")
+fn describe(is_formula: bool) -> Describe {
+    testing::describe(vec![formula(
+        field("HL_Is_Board__c", "Is Board", FieldType::Boolean),
+        is_formula,
+    )])
 }
 
 fn contact(n: usize, at: DateTime<Utc>) -> Map<String, Value> {
-    obj(json!({
-        "Id": sfid("003", n).to_string(), "LastName": format!("Last{n}"), "Active__c": true,
-        "HL_Member_Type__c": "Gold", "HL_Is_Board__c": false, "HasOptedOutOfEmail": false,
-        "IsDeleted": false, "SystemModstamp": sf_time(at),
-    }))
+    with(testing::contact(n, at), json!({"HL_Is_Board__c": false}))
 }
 
-fn campaign(n: usize, kind: &str, at: DateTime<Utc>) -> Map<String, Value> {
-    obj(json!({
-        "Id": sfid("701", n).to_string(), "Name": format!("Campaign {n}"), "Type": kind,
-        "StartDate": "2026-12-01", "EndDate": null, "IsDeleted": false,
-        "SystemModstamp": sf_time(at),
-    }))
+/// The in-memory world with this file's config and describe.
+type World = MemoryWorld;
+
+/// How this file's tests drive their world.
+trait WorksheetWorld: Sized {
+    fn new(formula: bool, page_size: usize) -> Self;
+    async fn periodic_with(&self, queue: &dyn WorkQueue) -> Result<PeriodicReport, SyncError>;
+    async fn periodic_via(
+        &self,
+        queue: &dyn WorkQueue,
+        community: &dyn Community,
+    ) -> Result<PeriodicReport, SyncError>;
+    async fn members(&self) -> MemberReport;
+    async fn sync(&self) -> (PeriodicReport, MemberReport);
 }
 
-fn campaign_member(
-    n: usize,
-    campaign: usize,
-    contact: usize,
-    status: &str,
-    at: DateTime<Utc>,
-) -> Map<String, Value> {
-    obj(json!({
-        "Id": sfid("00v", n).to_string(), "CampaignId": sfid("701", campaign).to_string(),
-        "ContactId": sfid("003", contact).to_string(), "Status": status, "IsDeleted": false,
-        "SystemModstamp": sf_time(at),
-    }))
-}
-
-struct World {
-    cfg: Config,
-    crm: Arc<MemoryCrm>,
-    community: Arc<MemoryCommunity>,
-    state: Arc<MemoryState>,
-    queue: Arc<MemoryQueue>,
-}
-
-impl World {
+impl WorksheetWorld for World {
     fn new(formula: bool, page_size: usize) -> Self {
-        World {
-            cfg: config(),
-            crm: Arc::new(MemoryCrm::new(describe(formula), t0()).with_page_size(page_size)),
-            community: Arc::new(MemoryCommunity::default()),
-            state: Arc::new(MemoryState::default()),
-            queue: Arc::new(MemoryQueue::default()),
-        }
-    }
-
-    fn advance(&self, by: TimeDelta) {
-        let now = *self.crm.now.lock().expect("clock");
-        self.crm.set_now(now + by);
-    }
-
-    fn now(&self) -> DateTime<Utc> {
-        *self.crm.now.lock().expect("clock")
+        let cfg = testing::config(
+            r#"
+            [contacts]
+            full_refresh_every = "24h"
+            [events]
+            enabled = true
+            campaign_type = "Event"
+            registered_statuses = ["Registered", "Attended"]
+            [higher_logic]
+            email_preferences_url = "http://127.0.0.1:1/v2/emailpreferences"
+            "#,
+        );
+        MemoryWorld::build(cfg, describe(formula), page_size)
     }
 
     async fn periodic_with(&self, queue: &dyn WorkQueue) -> Result<PeriodicReport, SyncError> {
@@ -160,23 +81,11 @@ impl World {
             state: self.state.as_ref(),
             queue,
         };
-        let opts = PeriodicOptions {
-            run_id: "run".into(),
-            deadline: Deadline::none(),
-            lease_ttl: Duration::from_secs(900),
-        };
-        periodic::run(&deps, &opts).await
+        periodic::run(&deps, &periodic_opts("run")).await
     }
 
     async fn members(&self) -> MemberReport {
-        let deps = MemberDeps {
-            cfg: &self.cfg,
-            crm: self.crm.as_ref(),
-            community: self.community.as_ref(),
-            state: self.state.as_ref(),
-            queue: self.queue.as_ref(),
-        };
-        member_refresh(&deps, self.queue.take(), &Deadline::none())
+        member_refresh(&self.member_deps(), self.queue.take(), &Deadline::none())
             .await
             .expect("batch runs")
     }

@@ -5,111 +5,65 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeZone, Utc};
-use hlsync_core::config::Config;
+use chrono::{DateTime, Utc};
 use hlsync_core::id::SfId;
 use hlsync_core::schema::{FieldInfo, FieldType};
 use hlsync_sync::Deadline;
 use hlsync_sync::error::{Service, SyncError};
-use hlsync_sync::faults::{FaultyCommunity, FaultyCrm, FaultyQueue, Op, Script};
+use hlsync_sync::faults::{FaultyCommunity, FaultyCrm, FaultyQueue, FaultyState, Op, Script};
 use hlsync_sync::member::{IncomingMessage, MemberDeps, member_refresh};
-use hlsync_sync::memory::{MemoryCommunity, MemoryCrm, MemoryQueue, MemoryState};
+use hlsync_sync::memory::{MemoryCommunity, MemoryCrm, MemoryState};
 use hlsync_sync::periodic::{FEED_CONTACTS, PeriodicOptions, periodic_refresh};
 use hlsync_sync::ports::{Community, Crm, Describe, StateStore, WorkQueue};
+use hlsync_sync::testing::{
+    self, MemoryWorld, contact_id as id, field, periodic_opts, sf_time, t0, with,
+};
 use serde_json::{Value, json};
 
-fn config() -> Config {
-    Config::from_toml_str(
-        r#"
-        allow_insecure_http = true
-        [salesforce]
-        lookback = "10m"
-        settle = "60s"
-        [contacts]
-        active_field = "Active__c"
-        [higher_logic]
-        base_url = "http://127.0.0.1:1/v2"
-        "#,
-    )
-    .expect("test config")
-}
-
 fn describe() -> Describe {
-    let f = |name: &str, label: &str, t: FieldType| FieldInfo {
-        name: name.into(),
-        label: label.into(),
-        field_type: t,
-        calculated: false,
-    };
-    Describe {
-        fields: vec![
-            f("Id", "Contact ID", FieldType::Id),
-            f("FirstName", "First Name", FieldType::String),
-            f("LastName", "Last Name", FieldType::String),
-            f("Email", "Email", FieldType::Email),
-            f("Active__c", "Active", FieldType::Boolean),
-            f("HL_Member_Type__c", "Member Type", FieldType::Picklist),
-            f("HL_Staff__c", "Staff", FieldType::Boolean),
-        ],
-        record_types: vec![],
-    }
-}
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
-        .single()
-        .expect("valid time")
-}
-
-fn sf_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
-}
-
-fn id(n: usize) -> SfId {
-    format!("003{:012}", n).parse().expect("valid 15-char id")
+    testing::describe(vec![
+        field("FirstName", "First Name", FieldType::String),
+        field("Email", "Email", FieldType::Email),
+        field("HL_Staff__c", "Staff", FieldType::Boolean),
+    ])
 }
 
 fn contact(n: usize, modstamp: DateTime<Utc>) -> serde_json::Map<String, Value> {
-    let v = json!({
-        "Id": id(n).to_string(),
-        "FirstName": format!("First{n}"),
-        "LastName": format!("Last{n}"),
-        "Email": format!("c{n}@example.org"),
-        "Active__c": true,
-        "HL_Member_Type__c": "Gold",
-        "HL_Staff__c": false,
-        "HasOptedOutOfEmail": false,
-        "IsDeleted": false,
-        "SystemModstamp": sf_time(modstamp),
-    });
-    v.as_object().cloned().expect("object")
+    with(
+        testing::contact(n, modstamp),
+        json!({"FirstName": format!("First{n}"), "Email": format!("c{n}@example.org"),
+               "HL_Staff__c": false}),
+    )
 }
 
-struct World {
-    cfg: Config,
-    crm: Arc<MemoryCrm>,
-    community: Arc<MemoryCommunity>,
-    state: Arc<MemoryState>,
-    queue: Arc<MemoryQueue>,
+/// The in-memory world with this file's config and describe.
+type World = MemoryWorld;
+
+/// How this file's tests drive their world.
+trait PipelineWorld: Sized {
+    fn new(page_size: usize) -> Self;
+    fn opts(run: &str) -> PeriodicOptions;
+    async fn periodic(
+        &self,
+        crm: &dyn Crm,
+        queue: &dyn WorkQueue,
+    ) -> Result<hlsync_sync::periodic::PeriodicReport, SyncError>;
+    async fn members(
+        &self,
+        crm: &dyn Crm,
+        community: &dyn Community,
+    ) -> hlsync_sync::member::MemberReport;
+    async fn established(page_size: usize) -> Self;
+    async fn sync(&self) -> hlsync_sync::member::MemberReport;
 }
 
-impl World {
+impl PipelineWorld for World {
     fn new(page_size: usize) -> Self {
-        World {
-            cfg: config(),
-            crm: Arc::new(MemoryCrm::new(describe(), t0()).with_page_size(page_size)),
-            community: Arc::new(MemoryCommunity::default()),
-            state: Arc::new(MemoryState::default()),
-            queue: Arc::new(MemoryQueue::default()),
-        }
+        MemoryWorld::build(testing::config(""), describe(), page_size)
     }
 
     fn opts(run: &str) -> PeriodicOptions {
-        PeriodicOptions {
-            run_id: run.into(),
-            deadline: Deadline::none(),
-            lease_ttl: Duration::from_secs(900),
-        }
+        periodic_opts(run)
     }
 
     async fn periodic(
@@ -1197,4 +1151,121 @@ async fn near_the_deadline_the_rest_of_a_range_and_the_ranges_not_started_are_ha
         .expect("runs");
     assert_eq!(report.pushed, 50);
     assert_eq!(w.community.len(), 60);
+}
+
+/// The state store with `script`'s faults, over the world's.
+fn faulty_state(w: &World, script: &Arc<Script>) -> FaultyState {
+    FaultyState::new(w.state.clone(), script.clone())
+}
+
+#[tokio::test]
+async fn a_watermark_saved_whose_answer_was_lost_loses_no_change() {
+    let w = World::established(2).await;
+    for n in 1..=5 {
+        w.crm
+            .put("Contact", contact(n, t0() + chrono::Duration::minutes(1)));
+    }
+    w.crm.set_now(t0() + chrono::Duration::minutes(5));
+    let script = Arc::new(Script::default());
+    // The first checkpoint lands, and the run is told it failed.
+    script.fail_after(Op::SaveWatermark, 0, || SyncError::Transient {
+        service: Service::Aws,
+        message: "connection reset".into(),
+    });
+    let state = faulty_state(&w, &script);
+    let err = periodic_refresh(
+        &w.cfg,
+        w.crm.as_ref(),
+        &state,
+        w.queue.as_ref(),
+        &World::opts("lost"),
+    )
+    .await
+    .expect_err("the run stops on the error");
+    assert!(err.is_retryable());
+    // The lease is the run's own to give back: the next run is not locked out.
+    let r = w
+        .periodic(w.crm.as_ref(), w.queue.as_ref())
+        .await
+        .expect("runs");
+    assert!(r.skipped.is_none(), "{r:?}");
+    w.members(w.crm.as_ref(), w.community.as_ref()).await;
+    assert_eq!(w.community.len(), 5);
+}
+
+#[tokio::test]
+async fn a_watermark_race_lost_to_another_run_stops_this_one_and_loses_nothing() {
+    let w = World::established(2).await;
+    for n in 1..=5 {
+        w.crm
+            .put("Contact", contact(n, t0() + chrono::Duration::minutes(1)));
+    }
+    w.crm.set_now(t0() + chrono::Duration::minutes(5));
+    let script = Arc::new(Script::default());
+    // Another run saves the feed first, after this one's first page.
+    script.fail(Op::SaveWatermark, 1, || SyncError::Conflict("race".into()));
+    let state = faulty_state(&w, &script);
+    let err = periodic_refresh(
+        &w.cfg,
+        w.crm.as_ref(),
+        &state,
+        w.queue.as_ref(),
+        &World::opts("loser"),
+    )
+    .await
+    .expect_err("the run that lost stops");
+    assert!(matches!(err, SyncError::Conflict(_)), "{err}");
+    w.sync().await;
+    assert_eq!(w.community.len(), 5);
+}
+
+#[tokio::test]
+async fn push_records_written_whose_answer_was_lost_are_pushed_again_not_lost() {
+    let w = World::established(2000).await;
+    for n in 1..=4 {
+        w.crm
+            .put("Contact", contact(n, t0() + chrono::Duration::minutes(1)));
+    }
+    w.crm.set_now(t0() + chrono::Duration::minutes(5));
+    w.periodic(w.crm.as_ref(), w.queue.as_ref())
+        .await
+        .expect("runs");
+    let messages = w.queue.take();
+    let throttled = || SyncError::Transient {
+        service: Service::Aws,
+        message: "ProvisionedThroughputExceededException".into(),
+    };
+    let script = Arc::new(Script::default());
+    // The pending records land, and the answer is lost: nothing is pushed.
+    script.fail_after(Op::RecordPushed, 0, throttled);
+    let state = faulty_state(&w, &script);
+    let deps = MemberDeps {
+        cfg: &w.cfg,
+        crm: w.crm.as_ref(),
+        community: w.community.as_ref(),
+        state: &state,
+        queue: w.queue.as_ref(),
+    };
+    let first = member_refresh(&deps, messages, &Deadline::none())
+        .await
+        .expect("batch runs");
+    assert_eq!(first.pushed, 0, "{first:?}");
+    // Throttling is an outage: the batch is handed back to wait.
+    assert_eq!(w.queue.release_delayed(), 4, "{first:?}");
+    // Again: the pending records pass, the members are pushed, and the answer of the final
+    // records is lost.
+    script.fail_after(Op::RecordPushed, 1, throttled);
+    let second = member_refresh(&deps, w.queue.take(), &Deadline::none())
+        .await
+        .expect("batch runs");
+    assert_eq!(second.pushed, 4, "{second:?}");
+    assert_eq!(w.community.len(), 4);
+    assert_eq!(w.queue.release_delayed(), 4, "{second:?}");
+    // Again: the push records say the members are current.
+    let third = member_refresh(&deps, w.queue.take(), &Deadline::none())
+        .await
+        .expect("batch runs");
+    assert_eq!((third.pushed, third.already_current), (0, 4), "{third:?}");
+    assert!(third.failed_message_ids.is_empty(), "{third:?}");
+    assert_eq!(w.queue.release_delayed(), 0);
 }
