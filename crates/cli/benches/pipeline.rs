@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use hlsync_cli::commands;
 use hlsync_cli::local::{LocalOptions, LocalSystem};
+use hlsync_cli::output::Progress;
 use hlsync_core::mapping::{ContactInput, map_contact};
 use hlsync_core::schema::ContactSchema;
 use hlsync_sync::Deadline;
@@ -143,7 +144,9 @@ async fn bench_full_system(n: usize) {
     let rt = sys.runtime();
     let sf_before = sys.salesforce.counters().api_calls;
     let start = Instant::now();
-    let r = commands::sync(&rt, 500, true).await.expect("sync");
+    let r = commands::sync(&rt, 500, &Progress::hidden())
+        .await
+        .expect("sync");
     let took = start.elapsed();
     let sf = sys.salesforce.counters().api_calls - sf_before;
     println!(
@@ -157,7 +160,9 @@ async fn bench_full_system(n: usize) {
     // A second sync with nothing changed: what a quiet scheduled run costs.
     sys.salesforce.advance(Duration::from_secs(120));
     let start = Instant::now();
-    let r = commands::sync(&rt, 500, true).await.expect("sync");
+    let r = commands::sync(&rt, 500, &Progress::hidden())
+        .await
+        .expect("sync");
     println!(
         "quiet run      {n:>7} Contacts, nothing changed, in {:>8.1} ms: {} Salesforce API calls, {} Higher Logic calls",
         start.elapsed().as_secs_f64() * 1e3,
