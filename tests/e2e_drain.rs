@@ -13,6 +13,7 @@ use hlsync_aws::WorkQueue;
 use hlsync_cli::commands;
 use hlsync_cli::drain::{self, DrainOptions, DrainReport};
 use hlsync_cli::local::{LocalOptions, LocalSystem};
+use hlsync_cli::output::Progress;
 use hlsync_sim::salesforce::FaultPlan;
 
 /// Enough queued messages that receiving them all, ten at a time, takes moto longer than the
@@ -34,13 +35,13 @@ async fn queued(contacts: usize) -> (LocalSystem, u64) {
     .await
     .expect("the local system starts (moto_server missing? run `make venv`)");
     let rt = sys.runtime();
-    commands::periodic_refresh(&rt, true)
+    commands::periodic_refresh(&rt, &Progress::hidden())
         .await
         .expect("the Periodic Refresh queues the initial load");
     let loaded = drain::drain_with(
         &rt,
         &DrainOptions::new(BATCH_SIZE),
-        true,
+        &Progress::hidden(),
         &AtomicBool::new(true),
     )
     .await
@@ -57,7 +58,7 @@ async fn queued(contacts: usize) -> (LocalSystem, u64) {
         assert!(sys.salesforce.update("Contact", &id, edit));
     }
     sys.salesforce.advance(Duration::from_secs(120));
-    let periodic = commands::periodic_refresh(&rt, true)
+    let periodic = commands::periodic_refresh(&rt, &Progress::hidden())
         .await
         .expect("the Periodic Refresh queues the edited Contacts");
     let queued = periodic.messages();
@@ -103,7 +104,7 @@ async fn a_slow_queue_hands_over_partial_batches_and_works_every_message_once() 
         ..DrainOptions::new(BATCH_SIZE)
     };
     let started = Instant::now();
-    let report = drain::drain_with(&rt, &opts, true, &AtomicBool::new(true))
+    let report = drain::drain_with(&rt, &opts, &Progress::hidden(), &AtomicBool::new(true))
         .await
         .expect("the drain finishes");
     let took = started.elapsed();
@@ -142,7 +143,13 @@ async fn a_batch_worked_longer_than_the_visibility_timeout_stays_hidden_from_oth
     // holds every message: it would receive any whose timeout ran out while the drain worked it.
     let done = AtomicBool::new(false);
     let drain = async {
-        let report = drain::drain_with(&sys.runtime(), &opts, true, &AtomicBool::new(true)).await;
+        let report = drain::drain_with(
+            &sys.runtime(),
+            &opts,
+            &Progress::hidden(),
+            &AtomicBool::new(true),
+        )
+        .await;
         done.store(true, Ordering::SeqCst);
         report
     };

@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use hlsync_cli::commands::demo::edit_contacts;
 use hlsync_cli::commands::{self, SyncReport};
-use hlsync_cli::demo::edit_contacts;
 use hlsync_cli::local::{LocalOptions, LocalSystem};
+use hlsync_cli::output::Progress;
 use hlsync_core::mapping::{ContactInput, map_contact};
 use hlsync_core::schema::ContactSchema;
 use hlsync_higher_logic::wire::contact_info;
@@ -26,7 +27,9 @@ async fn system(contacts: usize) -> LocalSystem {
 }
 
 async fn sync(rt: &Runtime) -> SyncReport {
-    commands::sync(rt, 500, true).await.expect("sync succeeds")
+    commands::sync(rt, 500, &Progress::hidden())
+        .await
+        .expect("sync succeeds")
 }
 
 fn id_of(c: &Map<String, Value>) -> String {
@@ -288,7 +291,7 @@ async fn two_periodic_refreshes_at_once_lose_nothing_and_keep_the_watermark_cons
     let wm = a.state.watermark(FEED_CONTACTS).await.expect("watermark");
     assert!(wm.at.is_some() && wm.checkpoint.is_none());
     assert!(wm.at.expect("set") <= sys.salesforce.now() - chrono::Duration::seconds(60));
-    let drained = hlsync_cli::drain::drain(&a, 500, true)
+    let drained = hlsync_cli::drain::drain(&a, 500, &Progress::hidden())
         .await
         .expect("drain");
     assert_eq!(drained.contacts, live);
@@ -313,7 +316,9 @@ async fn a_warm_function_resumes_as_soon_as_the_rejected_secret_is_replaced() {
     // One runtime for the whole test: a warm Lambda, with the secret cached.
     let rt = sys.runtime();
     for _ in 0..2 {
-        let err = commands::sync(&rt, 500, true).await.expect_err("rejected");
+        let err = commands::sync(&rt, 500, &Progress::hidden())
+            .await
+            .expect_err("rejected");
         assert!(err.to_string().contains("hlsync/credentials"), "{err}");
     }
     assert_eq!(sys.salesforce.counters().failed_logins, 1);
@@ -358,7 +363,7 @@ async fn concurrent_cold_starts_spend_one_failed_login_and_each_service_keeps_it
     assert_eq!(sys.salesforce.counters().failed_logins, 1);
     // More cold starts, and a drain: still that one failed login.
     for rt in [sys.runtime(), sys.runtime()] {
-        assert!(commands::sync(&rt, 500, true).await.is_err());
+        assert!(commands::sync(&rt, 500, &Progress::hidden()).await.is_err());
     }
     assert_eq!(sys.salesforce.counters().failed_logins, 1);
 
@@ -366,7 +371,7 @@ async fn concurrent_cold_starts_spend_one_failed_login_and_each_service_keeps_it
     sys.replace_in_secret("not-the-api-key", sys.higher_logic.api_key())
         .await
         .expect("rotated");
-    let err = commands::sync(&sys.runtime(), 500, true)
+    let err = commands::sync(&sys.runtime(), 500, &Progress::hidden())
         .await
         .expect_err("the password is still the rejected one");
     assert!(err.to_string().contains("Salesforce"), "{err}");

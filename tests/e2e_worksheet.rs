@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use hlsync_cli::commands::{self, SyncReport};
 use hlsync_cli::local::{LocalOptions, LocalSystem};
+use hlsync_cli::output::Progress;
 use hlsync_sync::runtime::Runtime;
 use serde_json::{Map, Value, json};
 
@@ -30,7 +31,9 @@ async fn system(contacts: usize, extra_config: &str) -> LocalSystem {
 }
 
 async fn sync(rt: &Runtime) -> SyncReport {
-    commands::sync(rt, 500, true).await.expect("sync succeeds")
+    commands::sync(rt, 500, &Progress::hidden())
+        .await
+        .expect("sync succeeds")
 }
 
 fn fields(v: Value) -> Map<String, Value> {

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use hlsync_cli::commands;
 use hlsync_cli::local::{LocalOptions, LocalSystem};
+use hlsync_cli::output::Progress;
 use hlsync_core::mapping::{ContactInput, map_contact};
 use hlsync_core::schema::ContactSchema;
 use hlsync_higher_logic::{RateLimiter, Unlimited};
@@ -609,7 +610,9 @@ async fn bench_full_system(n: usize) {
     let rt = sys.runtime();
     let sf_before = sys.salesforce.counters().api_calls;
     let start = Instant::now();
-    let r = commands::sync(&rt, 500, true).await.expect("sync");
+    let r = commands::sync(&rt, 500, &Progress::hidden())
+        .await
+        .expect("sync");
     let took = start.elapsed();
     let sf = sys.salesforce.counters().api_calls - sf_before;
     println!(

@@ -42,7 +42,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::output::progress;
+use crate::output::Progress;
 
 /// How long a received message stays invisible while its batch is gathered and worked.
 pub const VISIBILITY: Duration = Duration::from_secs(120);
@@ -254,8 +254,12 @@ async fn settle(
     Ok(not_deleted)
 }
 
-pub async fn drain(rt: &Runtime, batch_size: usize, json: bool) -> anyhow::Result<DrainReport> {
-    drain_until(rt, batch_size, json, &AtomicBool::new(true)).await
+pub async fn drain(
+    rt: &Runtime,
+    batch_size: usize,
+    progress: &Progress,
+) -> anyhow::Result<DrainReport> {
+    drain_until(rt, batch_size, progress, &AtomicBool::new(true)).await
 }
 
 /// Drains while a producer may still be sending (as the event source polls while the Periodic
@@ -263,17 +267,17 @@ pub async fn drain(rt: &Runtime, batch_size: usize, json: bool) -> anyhow::Resul
 pub async fn drain_until(
     rt: &Runtime,
     batch_size: usize,
-    json: bool,
+    progress: &Progress,
     producer_done: &AtomicBool,
 ) -> anyhow::Result<DrainReport> {
-    drain_with(rt, &DrainOptions::new(batch_size), json, producer_done).await
+    drain_with(rt, &DrainOptions::new(batch_size), progress, producer_done).await
 }
 
 /// [`drain_until`] with every option.
 pub async fn drain_with(
     rt: &Runtime,
     opts: &DrainOptions,
-    json: bool,
+    progress: &Progress,
     producer_done: &AtomicBool,
 ) -> anyhow::Result<DrainReport> {
     let opts = DrainOptions {
@@ -297,13 +301,10 @@ pub async fn drain_with(
             // Messages still in flight elsewhere (another consumer); wait for them briefly.
             idle_rounds += 1;
             if idle_rounds > MAX_IDLE_ROUNDS {
-                progress(
-                    json,
-                    format!(
-                        "member-refresh: {} messages still in flight elsewhere; stopping",
-                        depth.in_flight
-                    ),
-                );
+                progress.note(format!(
+                    "member-refresh: {} messages still in flight elsewhere; stopping",
+                    depth.in_flight
+                ));
                 break;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -331,26 +332,20 @@ pub async fn drain_with(
         total.add(&report);
         let not_deleted = settle(rt, received, &report).await?;
         if not_deleted > 0 {
-            progress(
-                json,
-                format!(
-                    "member-refresh: {not_deleted} messages could not be deleted and will be seen again"
-                ),
-            );
+            progress.note(format!(
+                "member-refresh: {not_deleted} messages could not be deleted and will be seen again"
+            ));
         }
         idle_rounds = 0;
-        progress(
-            json,
-            format!(
-                "member-refresh: batch {}: {} messages, {} pushed, {} unchanged, {} failed (total {} messages)",
-                total.batches,
-                report.received,
-                report.pushed,
-                report.skipped_unchanged + report.already_current,
-                report.failed_message_ids.len(),
-                total.messages
-            ),
-        );
+        progress.set_message(format!(
+            "member-refresh: batch {}: {} messages, {} pushed, {} unchanged, {} failed (total {} messages)",
+            total.batches,
+            report.received,
+            report.pushed,
+            report.skipped_unchanged + report.already_current,
+            report.failed_message_ids.len(),
+            total.messages
+        ));
     }
     Ok(total)
 }

@@ -1,24 +1,29 @@
-//! The `hlsync` command line as a library: the commands, the emulated SQS event source, the
-//! local system (moto + simulators) used by the demo, the end-to-end tests and the benchmarks.
+//! The `hlsync` command line as a library: the commands (`commands/`, one file each), the
+//! emulated SQS event source (`drain`), provisioning a stack (`provision`), and the local system
+//! (moto + simulators) used by the demo, the end-to-end tests and the benchmarks (`local`).
 
 pub mod commands;
 pub mod context;
-pub mod demo;
 pub mod drain;
 pub mod local;
 pub mod output;
+pub mod provision;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-/// Keeps a Higher Logic community in step with Salesforce (the Salesforce technical worksheet's
-/// integration, run as AWS Lambdas). This command runs the same code as the Lambdas, against the
-/// configured AWS endpoint (`AWS_ENDPOINT_URL` for a local emulator).
+/// Keeps a Higher Logic community in step with Salesforce: operator commands and local runs.
+///
+/// Each command runs the same code as the Lambdas (the Salesforce technical worksheet's
+/// integration), against the configured AWS endpoint (`AWS_ENDPOINT_URL` for a local emulator).
+/// On a terminal, long work (sync, resync, redrive, demo, periodic-refresh, member-refresh
+/// --drain) shows a progress bar on stderr; stdout carries only the answer.
 #[derive(Debug, Parser)]
-#[command(name = "hlsync", version, about, long_about = None)]
+#[command(name = "hlsync", version)]
 pub struct Cli {
-    /// The TOML config file. Default: env HLSYNC_CONFIG (a path, or the TOML text itself).
+    /// The TOML config file, for the commands that read Salesforce or the state (not provision,
+    /// redrive or demo). Default: env HLSYNC_CONFIG (a path, or the TOML text itself).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -28,7 +33,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "NAME", default_value = "hlsync")]
     pub stack: String,
 
-    /// Print machine-readable JSON instead of text.
+    /// Print machine-readable JSON instead of text (and no progress bar).
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -76,10 +81,12 @@ pub enum Command {
         #[arg(long, default_value_t = 500)]
         batch_size: usize,
     },
-    /// Watermarks, queue and DLQ depth, last runs, API usage against the allotment, login state.
+    /// Watermarks, queue and DLQ depth, last runs, API usage against the allotment, and whether
+    /// Salesforce and Higher Logic accept the stored credentials.
     Status,
-    /// Check the config against the live Salesforce org: fields exist, the active field is a
-    /// checkbox, which prefixed fields were found and which are formulas.
+    /// Check the config against the live Salesforce org: fields exist, the cursor field is a
+    /// date/time and the active field a checkbox, which prefixed fields were found and which are
+    /// formulas. Exits non-zero when the config does not fit the org.
     Check,
     /// Move messages from the dead-letter queue back to the work queue.
     Redrive {
@@ -88,7 +95,8 @@ pub enum Command {
         max: Option<usize>,
     },
     /// The whole system on this machine: moto server, the Salesforce and Higher Logic
-    /// simulators, seeded data, a sync, changes, a second sync, and a summary.
+    /// simulators, seeded data, a sync, changes, a second sync, a third with nothing changed,
+    /// and a summary.
     Demo {
         /// Contacts to seed in the Salesforce simulator.
         #[arg(long, default_value_t = 2000)]

@@ -17,8 +17,8 @@ use hlsync_sync::runtime::{
 };
 use serde_json::json;
 
-use crate::commands::provision_with;
 use crate::context::StackNames;
+use crate::provision::provision;
 
 /// How to set the local system up.
 #[derive(Debug, Clone)]
@@ -110,7 +110,7 @@ impl LocalSystem {
         });
         let secret_path = dir.join("secret.json");
         std::fs::write(&secret_path, serde_json::to_string_pretty(&secret)?)?;
-        let provisioned = provision_with(&clients, &opts.stack, Some(&secret_path)).await?;
+        let provisioned = provision(&clients, &opts.stack, Some(&secret_path)).await?;
 
         let config_toml = format!(
             r#"# Written by hlsync's local system: the simulators, on this machine.

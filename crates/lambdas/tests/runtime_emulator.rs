@@ -30,6 +30,7 @@ use aws_sdk_sqs::types::MessageSystemAttributeName;
 use hlsync_aws::queue::REASON_ATTRIBUTE;
 use hlsync_aws::{WorkQueue, put_secret};
 use hlsync_cli::local::{LocalOptions, LocalSystem};
+use hlsync_cli::output::Progress;
 use hlsync_sync::runtime::ENV_SECRET_ID;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -333,13 +334,13 @@ async fn system() -> LocalSystem {
 /// Logic.
 async fn initial_load(sys: &LocalSystem) {
     let rt = sys.runtime();
-    hlsync_cli::commands::periodic_refresh(&rt, true)
+    hlsync_cli::commands::periodic_refresh(&rt, &Progress::hidden())
         .await
         .expect("the initial load is queued");
     let report = hlsync_cli::drain::drain_with(
         &rt,
         &hlsync_cli::drain::DrainOptions::new(500),
-        true,
+        &Progress::hidden(),
         &std::sync::atomic::AtomicBool::new(true),
     )
     .await

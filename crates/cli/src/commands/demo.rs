@@ -1,13 +1,15 @@
 //! `hlsync demo`: the whole system on this machine, end to end, with a summary.
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::commands::{self, SyncReport};
+use super::status::{ApiUsage, Depth, status_report};
+use super::sync::{SyncReport, sync};
 use crate::local::{LocalOptions, LocalSystem};
-use crate::output::{emit, progress};
+use crate::output::Progress;
 
 #[derive(Debug, Serialize)]
 pub struct Round {
@@ -112,12 +114,37 @@ pub fn edit_contacts(sys: &LocalSystem) -> Edits {
     edits
 }
 
-pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
+/// What the demo shows at its end.
+#[derive(Debug, Serialize)]
+pub struct DemoReport {
+    pub contacts_seeded: usize,
+    pub edits: Edits,
+    pub rounds: Vec<Round>,
+    pub higher_logic: HigherLogicHolds,
+    pub dlq: Depth,
+    pub salesforce_api_usage: Option<ApiUsage>,
+    pub wall_ms: u128,
+}
+
+/// What Higher Logic's simulator holds after the syncs.
+#[derive(Debug, Serialize)]
+pub struct HigherLogicHolds {
+    pub members: usize,
+    pub active: usize,
+    pub deleted: usize,
+    pub meetings: usize,
+    pub registrations: usize,
+    /// One record as Higher Logic's Push API v2 received it.
+    pub sample_record: Value,
+}
+
+/// The syncs the demo runs, each after its own setup.
+const ROUNDS: u64 = 3;
+
+pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<DemoReport> {
     let started = Instant::now();
-    progress(
-        json,
-        "demo: starting moto server and the Salesforce and Higher Logic simulators…",
-    );
+    let progress = Progress::steps(json, "demo", ROUNDS);
+    progress.set_message("starting moto server and the Salesforce and Higher Logic simulators…");
     let sys = LocalSystem::start(LocalOptions {
         contacts,
         seed,
@@ -126,40 +153,39 @@ pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
         ..LocalOptions::default()
     })
     .await?;
-    progress(
-        json,
-        format!(
-            "demo: Salesforce simulator at {}, Higher Logic simulator at {}, moto at {}; {} Contacts seeded",
-            sys.salesforce.base_url(),
-            sys.higher_logic.base_url(),
-            sys.moto.endpoint_url(),
-            contacts
-        ),
-    );
+    progress.note(format!(
+        "demo: Salesforce simulator at {}, Higher Logic simulator at {}, moto at {}; {} Contacts seeded",
+        sys.salesforce.base_url(),
+        sys.higher_logic.base_url(),
+        sys.moto.endpoint_url(),
+        contacts
+    ));
     let rt = sys.runtime();
     let mut rounds = Vec::new();
 
-    progress(json, "demo: first sync (every Contact is new)…");
+    progress.note("demo: first sync (every Contact is new)…");
     let t = Instant::now();
-    let r = commands::sync(&rt, 500, json).await?;
+    let r = sync(&rt, 500, &progress).await?;
     rounds.push(Round::new("initial sync", &r, t.elapsed()));
+    progress.step();
 
     let edits = edit_contacts(&sys);
     // Let the edits age past `settle` on Salesforce's clock.
     sys.salesforce.advance(Duration::from_secs(120));
-    progress(
-        json,
-        format!("demo: edited Contacts in Salesforce: {edits:?}; second sync…"),
-    );
+    progress.note(format!(
+        "demo: edited Contacts in Salesforce: {edits:?}; second sync…"
+    ));
     let t = Instant::now();
-    let r = commands::sync(&rt, 500, json).await?;
+    let r = sync(&rt, 500, &progress).await?;
     rounds.push(Round::new("after edits", &r, t.elapsed()));
+    progress.step();
 
     sys.salesforce.advance(Duration::from_secs(120));
-    progress(json, "demo: third sync (nothing changed)…");
+    progress.note("demo: third sync (nothing changed)…");
     let t = Instant::now();
-    let r = commands::sync(&rt, 500, json).await?;
+    let r = sync(&rt, 500, &progress).await?;
     rounds.push(Round::new("no changes", &r, t.elapsed()));
+    progress.step();
 
     let members = sys.higher_logic.members();
     let active = members
@@ -194,22 +220,28 @@ pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
         .or_else(|| members.values().next())
         .cloned()
         .unwrap_or(Value::Null);
-    let status = commands::status_value(&rt).await?;
-    let summary = json!({
-        "contacts_seeded": contacts,
-        "edits": edits,
-        "rounds": rounds,
-        "higher_logic": {
-            "members": members.len(), "active": active, "deleted": deleted,
-            "meetings": meetings, "registrations": registrations, "sample_record": sample,
+    let status = status_report(&rt).await?;
+    Ok(DemoReport {
+        contacts_seeded: contacts,
+        edits,
+        rounds,
+        higher_logic: HigherLogicHolds {
+            members: members.len(),
+            active,
+            deleted,
+            meetings,
+            registrations,
+            sample_record: sample,
         },
-        "dlq": status["dlq"],
-        "salesforce_api_usage": status["api_usage"],
-        "wall_ms": started.elapsed().as_millis(),
-    });
-    emit(json, &summary, || {
-        let mut out = String::from("\nhlsync demo: summary\n");
-        let header = [
+        dlq: status.dlq,
+        salesforce_api_usage: status.api_usage,
+        wall_ms: started.elapsed().as_millis(),
+    })
+}
+
+impl fmt::Display for DemoReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const HEADER: [&str; 12] = [
             "round",
             "changed",
             "pushed",
@@ -223,47 +255,53 @@ pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<()> {
             "HL calls",
             "wall ms",
         ];
-        let row = |cells: Vec<String>| {
-            let mut line = format!("{:<14}", cells[0]);
-            for (cell, title) in cells.iter().zip(header).skip(1) {
-                line.push_str(&format!(" {cell:>width$}", width = title.len().max(7)));
+        // The first column left-aligned, the others right-aligned under their titles.
+        let row = |f: &mut fmt::Formatter<'_>, cells: [String; 12]| -> fmt::Result {
+            write!(f, "{:<14}", cells[0])?;
+            for (cell, title) in cells.iter().zip(HEADER).skip(1) {
+                write!(f, " {cell:>width$}", width = title.len().max(7))?;
             }
-            line.push('\n');
-            line
+            writeln!(f)
         };
-        out.push_str(&row(header.iter().map(|h| h.to_string()).collect()));
-        for r in &rounds {
-            out.push_str(&row(vec![
-                r.name.clone(),
-                r.changed.to_string(),
-                r.pushed.to_string(),
-                r.skipped_unchanged.to_string(),
-                r.deactivated.to_string(),
-                r.deleted.to_string(),
-                r.dead_lettered.to_string(),
-                r.meetings.to_string(),
-                r.registrations.to_string(),
-                r.salesforce_calls.to_string(),
-                r.higher_logic_calls.to_string(),
-                r.wall_ms.to_string(),
-            ]));
+        write!(f, "\nhlsync demo: summary\n")?;
+        row(f, HEADER.map(str::to_owned))?;
+        for r in &self.rounds {
+            row(
+                f,
+                [
+                    r.name.clone(),
+                    r.changed.to_string(),
+                    r.pushed.to_string(),
+                    r.skipped_unchanged.to_string(),
+                    r.deactivated.to_string(),
+                    r.deleted.to_string(),
+                    r.dead_lettered.to_string(),
+                    r.meetings.to_string(),
+                    r.registrations.to_string(),
+                    r.salesforce_calls.to_string(),
+                    r.higher_logic_calls.to_string(),
+                    r.wall_ms.to_string(),
+                ],
+            )?;
         }
-        out.push_str(&format!(
+        let hl = &self.higher_logic;
+        writeln!(
+            f,
             "Higher Logic now holds {} member records ({} members, {} inactive), {} deleted, {} meetings and {} registrations; \
-             DLQ: {} messages; total wall time {:.1} s\n",
-            members.len(),
-            active,
-            members.len() - active,
-            deleted,
-            meetings,
-            registrations,
-            status["dlq"]["visible"],
-            started.elapsed().as_secs_f64()
-        ));
-        out.push_str(&format!(
-            "\nOne record as Higher Logic received it (POST /contactinfo, Push API v2):\n{}\n",
-            serde_json::to_string_pretty(&sample).unwrap_or_default()
-        ));
-        out
-    })
+             DLQ: {} messages; total wall time {:.1} s",
+            hl.members,
+            hl.active,
+            hl.members - hl.active,
+            hl.deleted,
+            hl.meetings,
+            hl.registrations,
+            self.dlq.visible,
+            self.wall_ms as f64 / 1000.0
+        )?;
+        writeln!(
+            f,
+            "\nOne record as Higher Logic received it (POST /contactinfo, Push API v2):\n{}",
+            serde_json::to_string_pretty(&hl.sample_record).unwrap_or_default()
+        )
+    }
 }
