@@ -42,6 +42,9 @@ use serde_json::Value;
 
 /// Messages per Member Refresh invocation: the template's default `MemberRefreshBatchSize`.
 const BATCH: usize = 500;
+/// Messages per invocation in the shared-budget run: small, so that every function has ranges to
+/// work at once (with 500, the first would take the whole backlog).
+const SHARED_BATCH: usize = 4;
 /// Messages per SQS call (SendMessageBatch, ReceiveMessage, DeleteMessageBatch).
 const PER_SQS_CALL: u64 = 10;
 /// Higher Logic's documented rate, for the projections.
@@ -554,7 +557,7 @@ async fn bench_shared_budget(functions: usize, per_minute: u32, contacts: usize,
             let deps = f.deps(&cfg, &*state, &queue);
             let backlog = &backlog;
             let queue = &queue;
-            async move { work_backlog(&deps, queue, backlog, BATCH, Some(limit)).await }
+            async move { work_backlog(&deps, queue, backlog, SHARED_BATCH, Some(limit)).await }
         });
         let worked = futures::future::join_all(runs).await;
         done.store(true, Ordering::Relaxed);
@@ -627,19 +630,42 @@ async fn bench_full_system(n: usize) {
 
 #[tokio::main]
 async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only NAME` (mapping, changed, first-load, shared-budget, full-system) runs one part.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
     println!("hlsync benchmarks (release build; figures, not assertions)");
-    bench_mapping(if quick { 2_000 } else { 50_000 }).await;
-    if quick {
-        bench_changed(5_000, 500, 2_500).await;
-        bench_first_load(20_000, 500).await;
-        bench_shared_budget(3, 600, 4_000, Duration::from_secs(5)).await;
-        bench_full_system(500).await;
-    } else {
-        bench_changed(20_000, 1_000, 10_000).await;
-        bench_first_load(200_000, 5_000).await;
-        bench_shared_budget(3, 180, 40_000, Duration::from_secs(30)).await;
-        bench_full_system(2_000).await;
+    if runs("mapping") {
+        bench_mapping(if quick { 2_000 } else { 50_000 }).await;
+    }
+    if runs("changed") {
+        if quick {
+            bench_changed(5_000, 500, 2_500).await;
+        } else {
+            bench_changed(20_000, 1_000, 10_000).await;
+        }
+    }
+    if runs("first-load") {
+        if quick {
+            bench_first_load(20_000, 500).await;
+        } else {
+            bench_first_load(200_000, 5_000).await;
+        }
+    }
+    if runs("shared-budget") {
+        if quick {
+            bench_shared_budget(3, 600, 4_000, Duration::from_secs(5)).await;
+        } else {
+            bench_shared_budget(3, 180, 40_000, Duration::from_secs(30)).await;
+        }
+    }
+    if runs("full-system") {
+        bench_full_system(if quick { 500 } else { 2_000 }).await;
     }
     println!(
         "peak RSS of the benchmark process (simulators included): {:.1} MiB",

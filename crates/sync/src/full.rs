@@ -38,6 +38,9 @@ pub const FEED_FULL_REFRESH: &str = "contacts-full-refresh";
 pub const REQUEST_DOC: &str = "full-refresh#requested";
 /// The fingerprint of the Contact describe's group-naming parts, as last seen.
 pub const DESCRIBE_DOC: &str = "describe#contact";
+/// When the last full refresh that scanned every Contact to the end started (`{"started"}`).
+/// Not the watermark: that also moves, without a scan, when no refresh is needed.
+pub const SCANNED_DOC: &str = "full-refresh#scanned";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FullRefreshReport {
@@ -61,14 +64,20 @@ pub struct FullRefreshReport {
 }
 
 /// Since when every live Contact is, or is being, read whole by a full refresh: the start of the
-/// one under way, else of the last completed (the initial load is the first). A change made before
-/// it (less `settle`, for late commits) reaches every member through that read.
+/// scan under way (it resumes until it ends), else of the last scan that ended (the initial load is
+/// the first). A change made before it (less `settle`, for late commits) reaches every member
+/// through that read.
 pub async fn read_whole_since(state: &dyn StateStore) -> Result<Option<DateTime<Utc>>, SyncError> {
     let mark = Mark::load(state, FEED_FULL_REFRESH).await?;
-    Ok(mark
-        .checkpoint::<ScanCheckpoint>()
-        .map(|cp| cp.started)
-        .or(mark.at()))
+    if let Some(cp) = mark.checkpoint::<ScanCheckpoint>() {
+        return Ok(Some(cp.started));
+    }
+    Ok(state
+        .get_doc(SCANNED_DOC)
+        .await?
+        .and_then(|doc| doc.get("started")?.as_str().map(str::to_owned))
+        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&Utc)))
 }
 
 /// Whether a periodic full refresh is due now: never done, or done `every` or longer ago.
@@ -181,6 +190,15 @@ pub async fn run_if_due(
             return Ok(Some(report));
         }
     }
+    // Recorded before the watermark moves: should this write fail, the next run resumes the scan
+    // at its end and records it then.
+    state
+        .put_doc(
+            SCANNED_DOC,
+            serde_json::json!({"started": cp.started.to_rfc3339()}),
+            None,
+        )
+        .await?;
     mark.advance(state, cp.started).await?;
     report.completed = true;
     Ok(Some(report))

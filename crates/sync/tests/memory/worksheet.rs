@@ -1066,3 +1066,27 @@ async fn the_initial_load_reads_registrations_without_a_message_per_registrant()
     assert!(again.is_empty(), "{} registrants queued again", again.len());
     assert_eq!(event_roles(&w, 1).len(), 1);
 }
+
+#[tokio::test]
+async fn a_campaign_edited_before_a_refresh_that_scanned_nothing_still_reaches_its_registrants() {
+    let w = events_world();
+    w.sync().await;
+    assert_eq!(event_roles(&w, 1)[0].1, "Campaign 1");
+    // The Campaign is renamed; its message is worked only after a day has passed, in the run
+    // where the full refresh, not needed (no formula field), moves its watermark without a scan.
+    let mut renamed = w
+        .crm
+        .get("Campaign", &sfid("701", 1))
+        .expect("the Campaign");
+    let at = sf_time(w.now());
+    renamed.insert("Name".into(), json!("Renamed"));
+    renamed.insert("SystemModstamp".into(), json!(at));
+    renamed.insert("LastModifiedDate".into(), json!(at));
+    w.crm.put("Campaign", renamed);
+    w.advance(TimeDelta::hours(25));
+    let (p, _) = w.sync().await;
+    assert!(p.full_refresh.is_none(), "no scan: {:?}", p.full_refresh);
+    // Its registrant was queued again and now names the meeting anew.
+    w.sync().await;
+    assert_eq!(event_roles(&w, 1)[0].1, "Renamed");
+}
