@@ -89,9 +89,8 @@ async fn a_malformed_message_is_dead_lettered_and_a_fixed_one_comes_back_with_re
     })
     .await
     .expect("starts");
-    let queue =
-        hlsync_aws::WorkQueue::new(sys.clients.sqs.clone(), sys.resources.queue_url.clone());
-    let dlq = hlsync_aws::WorkQueue::new(sys.clients.sqs.clone(), sys.resources.dlq_url.clone());
+    let queue = hlsync_aws::SqsQueue::new(sys.clients.sqs.clone(), sys.resources.queue_url.clone());
+    let dlq = hlsync_aws::SqsQueue::new(sys.clients.sqs.clone(), sys.resources.dlq_url.clone());
 
     // One Contact that Higher Logic refuses for now, and one body that can never be read.
     let contacts = sys.salesforce.all("Contact");

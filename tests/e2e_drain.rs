@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hlsync_aws::WorkQueue;
+use hlsync_aws::SqsQueue;
 use hlsync_cli::commands;
 use hlsync_cli::drain::{self, DrainOptions, DrainReport};
 use hlsync_cli::local::{LocalOptions, LocalSystem};
@@ -74,8 +74,8 @@ async fn assert_each_message_worked_once(sys: &LocalSystem, reports: &[&DrainRep
     assert_eq!(sum(|r| r.messages), queued, "{reports:?}");
     assert_eq!(sum(|r| r.failed_deliveries), 0, "{reports:?}");
     assert_eq!(sum(|r| r.dead_lettered), 0, "{reports:?}");
-    let queue = WorkQueue::new(sys.clients.sqs.clone(), sys.resources.queue_url.clone());
-    let dlq = WorkQueue::new(sys.clients.sqs.clone(), sys.resources.dlq_url.clone());
+    let queue = SqsQueue::new(sys.clients.sqs.clone(), sys.resources.queue_url.clone());
+    let dlq = SqsQueue::new(sys.clients.sqs.clone(), sys.resources.dlq_url.clone());
     let dead = dlq.depth().await.expect("depth");
     assert_eq!(
         dead.visible + dead.in_flight,
@@ -154,7 +154,7 @@ async fn a_batch_worked_longer_than_the_visibility_timeout_stays_hidden_from_oth
         report
     };
     let other = async {
-        let queue = WorkQueue::new(sys.clients.sqs.clone(), sys.resources.queue_url.clone());
+        let queue = SqsQueue::new(sys.clients.sqs.clone(), sys.resources.queue_url.clone());
         let mut taken = Vec::new();
         let mut polling = false;
         while !done.load(Ordering::SeqCst) {

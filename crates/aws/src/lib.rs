@@ -12,11 +12,11 @@ pub mod state;
 pub use aws_config::SdkConfig;
 pub use error::AwsError;
 pub use queue::{
-    DeleteFailure, QueueDepth, Received, RedriveMethod, RedriveReport, SendFailure, WorkQueue,
+    DeleteFailure, QueueDepth, Received, RedriveMethod, RedriveReport, SendFailure, SqsQueue,
     create_queue_pair, queue_url, redrive,
 };
 pub use secrets::{Secret, SecretSource, put_secret};
-pub use state::{Pushed, StateStore, Watermark, create_table};
+pub use state::{DynamoState, Pushed, Watermark, create_table};
 
 use aws_config::{BehaviorVersion, Region};
 

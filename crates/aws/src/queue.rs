@@ -84,16 +84,17 @@ pub struct RedriveReport {
     pub method: RedriveMethod,
 }
 
-/// One SQS queue, by URL.
+/// One SQS queue, by URL. The sync crate's `WorkQueue` port is `SqsQueues`: the work queue and
+/// its dead-letter queue, each one of these.
 #[derive(Debug, Clone)]
-pub struct WorkQueue {
+pub struct SqsQueue {
     client: Client,
     url: String,
 }
 
-impl WorkQueue {
+impl SqsQueue {
     pub fn new(client: Client, url: impl Into<String>) -> Self {
-        WorkQueue {
+        SqsQueue {
             client,
             url: url.into(),
         }
@@ -113,7 +114,7 @@ impl WorkQueue {
         self.send_batch_delayed(bodies, Duration::ZERO).await
     }
 
-    /// As [`WorkQueue::send_batch`], the messages becoming visible only after `delay` (SQS
+    /// As [`SqsQueue::send_batch`], the messages becoming visible only after `delay` (SQS
     /// allows up to 15 minutes; longer is cut to that).
     pub async fn send_batch_delayed(
         &self,
@@ -449,8 +450,8 @@ pub async fn redrive(
     target_url: &str,
     max: Option<usize>,
 ) -> Result<RedriveReport, AwsError> {
-    let source = WorkQueue::new(client.clone(), dlq_url);
-    let target = WorkQueue::new(client.clone(), target_url);
+    let source = SqsQueue::new(client.clone(), dlq_url);
+    let target = SqsQueue::new(client.clone(), target_url);
     if max.is_none() {
         let waiting = source.depth().await?.visible;
         let (source_arn, target_arn) = (source.arn().await?, target.arn().await?);
@@ -493,8 +494,8 @@ pub async fn redrive(
 }
 
 async fn copy_messages(
-    source: &WorkQueue,
-    target: &WorkQueue,
+    source: &SqsQueue,
+    target: &SqsQueue,
     max: Option<usize>,
 ) -> Result<RedriveReport, AwsError> {
     // A short poll can miss messages that are there (it samples SQS's servers): a few empty
@@ -586,7 +587,7 @@ pub async fn create_queue_pair(
         )]),
     )
     .await?;
-    let dlq_arn = WorkQueue::new(client.clone(), &dlq_url).arn().await?;
+    let dlq_arn = SqsQueue::new(client.clone(), &dlq_url).arn().await?;
     let redrive_policy = serde_json::json!({
         "deadLetterTargetArn": dlq_arn,
         "maxReceiveCount": max_receive_count.to_string(),

@@ -89,16 +89,16 @@ impl Pushed {
     }
 }
 
-/// The state table.
+/// The state table in DynamoDB; the sync crate's `StateStore` port is implemented on it.
 #[derive(Debug, Clone)]
-pub struct StateStore {
+pub struct DynamoState {
     client: Client,
     table: String,
 }
 
-impl StateStore {
+impl DynamoState {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        StateStore {
+        DynamoState {
             client,
             table: table.into(),
         }
@@ -480,7 +480,7 @@ impl StateStore {
         Ok(outcomes.into_iter().flatten().collect())
     }
 
-    /// One conditional write of [`StateStore::put_pushed_if_newer`]: the key when refused.
+    /// One conditional write of [`DynamoState::put_pushed_if_newer`]: the key when refused.
     async fn put_pushed_one(
         &self,
         prefix: &str,
@@ -811,7 +811,7 @@ fn lease_expiry(now: DateTime<Utc>, ttl: Duration) -> i64 {
 }
 
 /// A push record as a DynamoDB item. `cursor_ms` carries the cursor as a number, for the
-/// conditional writes of [`StateStore::put_pushed_if_newer`].
+/// conditional writes of [`DynamoState::put_pushed_if_newer`].
 fn pushed_item(pk: &str, pushed: &Pushed) -> Item {
     let mut item = Item::new();
     item.insert(PARTITION_KEY.into(), s(pk));

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use chrono::{TimeZone, Utc};
-use hlsync_aws::{Clients, Pushed, StateStore, WorkQueue, local_sdk_config};
+use hlsync_aws::{Clients, DynamoState, Pushed, SqsQueue, local_sdk_config};
 use serde_json::{Value, json};
 
 #[derive(Default)]
@@ -162,7 +162,7 @@ fn pushed(i: usize) -> Pushed {
 #[tokio::test]
 async fn unprocessed_batch_items_and_keys_are_retried_until_done() {
     let (clients, shared) = fake().await;
-    let store = StateStore::new(clients.dynamodb, "state");
+    let store = DynamoState::new(clients.dynamodb, "state");
     let items: Vec<(String, Pushed)> = (0..60).map(|i| (format!("k{i}"), pushed(i))).collect();
     store
         .put_pushed_keys("contact#", &items)
@@ -182,7 +182,7 @@ async fn unprocessed_batch_items_and_keys_are_retried_until_done() {
 #[tokio::test]
 async fn refused_entries_are_retried_when_sqs_is_at_fault_and_reported_when_we_are() {
     let (clients, shared) = fake().await;
-    let queue = WorkQueue::new(clients.sqs, "http://queue.example/123/work");
+    let queue = SqsQueue::new(clients.sqs, "http://queue.example/123/work");
     let mut bodies: Vec<String> = (0..23).map(|i| format!("ok-{i}")).collect();
     bodies[4] = "transient-4".into();
     bodies[17] = "bad-17".into();

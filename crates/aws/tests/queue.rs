@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{clients, unique};
-use hlsync_aws::{AwsError, RedriveMethod, WorkQueue, create_queue_pair, queue_url, redrive};
+use hlsync_aws::{AwsError, RedriveMethod, SqsQueue, create_queue_pair, queue_url, redrive};
 
 /// The queue pair as `hlsync provision` makes it, but with a zero visibility timeout so that a
 /// message can be received again at once (no waiting in tests).
-async fn queue_pair() -> (WorkQueue, WorkQueue) {
+async fn queue_pair() -> (SqsQueue, SqsQueue) {
     let clients = clients().await;
     let name = unique("work");
     let (url, dlq_url) = create_queue_pair(
@@ -23,13 +23,13 @@ async fn queue_pair() -> (WorkQueue, WorkQueue) {
     .await
     .expect("create queues");
     (
-        WorkQueue::new(clients.sqs.clone(), url),
-        WorkQueue::new(clients.sqs, dlq_url),
+        SqsQueue::new(clients.sqs.clone(), url),
+        SqsQueue::new(clients.sqs, dlq_url),
     )
 }
 
 /// Receives until the queue answers empty, deleting nothing.
-async fn receive_all(queue: &WorkQueue, hide_for: Duration) -> Vec<hlsync_aws::Received> {
+async fn receive_all(queue: &SqsQueue, hide_for: Duration) -> Vec<hlsync_aws::Received> {
     let mut all = Vec::new();
     loop {
         let batch = queue
@@ -158,7 +158,7 @@ async fn after_five_receives_messages_land_on_the_dlq_and_redrive_brings_them_ba
     assert!(back.iter().all(|m| m.receive_count == 1));
 }
 
-fn dlq_client(queue: &WorkQueue) -> &aws_sdk_sqs::Client {
+fn dlq_client(queue: &SqsQueue) -> &aws_sdk_sqs::Client {
     queue.client()
 }
 

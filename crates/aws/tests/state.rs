@@ -8,16 +8,16 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use common::{clients, unique};
-use hlsync_aws::{AwsError, Pushed, StateStore, create_table};
+use hlsync_aws::{AwsError, DynamoState, Pushed, create_table};
 use hlsync_core::SfId;
 
-async fn store() -> StateStore {
+async fn store() -> DynamoState {
     let clients = clients().await;
     let table = unique("state");
     create_table(&clients.dynamodb, &table)
         .await
         .expect("create table");
-    StateStore::new(clients.dynamodb, table)
+    DynamoState::new(clients.dynamodb, table)
 }
 
 fn at(secs: i64) -> DateTime<Utc> {
@@ -50,7 +50,7 @@ async fn create_table_is_idempotent() {
 #[tokio::test]
 async fn missing_table_names_it_and_says_provision() {
     let clients = clients().await;
-    let store = StateStore::new(clients.dynamodb, "no-such-table");
+    let store = DynamoState::new(clients.dynamodb, "no-such-table");
     let err = store.get_watermark("contacts").await.expect_err("no table");
     assert!(matches!(err, AwsError::TableMissing { .. }), "{err:?}");
     let text = err.to_string();

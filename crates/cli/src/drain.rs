@@ -34,7 +34,7 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hlsync_aws::{Received, WorkQueue};
+use hlsync_aws::{Received, SqsQueue};
 use hlsync_sync::Deadline;
 use hlsync_sync::member::{IncomingMessage, MemberReport};
 use hlsync_sync::runtime::Runtime;
@@ -132,7 +132,7 @@ struct Batch {
 
 /// Receives up to `batch_size` messages, the way the event source batches them (see the module
 /// comment). `None` when the queue had nothing visible.
-async fn gather(queue: &WorkQueue, opts: &DrainOptions) -> anyhow::Result<Option<Batch>> {
+async fn gather(queue: &SqsQueue, opts: &DrainOptions) -> anyhow::Result<Option<Batch>> {
     let mut messages: Vec<Received> = Vec::new();
     let mut position: HashMap<String, usize> = HashMap::new();
     let mut first_receive: Option<Instant> = None;
@@ -179,7 +179,7 @@ fn add_received(
 
 /// Runs `work` while keeping the batch's messages hidden (see the module comment).
 async fn keeping_hidden<T>(
-    queue: &WorkQueue,
+    queue: &SqsQueue,
     batch: &Batch,
     visibility: Duration,
     work: impl Future<Output = T>,
@@ -192,7 +192,7 @@ async fn keeping_hidden<T>(
 
 /// Every time half the visibility timeout has passed since it was last set, sets it again for
 /// the batch's messages. Never ends: it is dropped when the work is done.
-async fn hide_again(queue: &WorkQueue, batch: &Batch, visibility: Duration) -> Infallible {
+async fn hide_again(queue: &SqsQueue, batch: &Batch, visibility: Duration) -> Infallible {
     let handles: Vec<String> = batch
         .messages
         .iter()

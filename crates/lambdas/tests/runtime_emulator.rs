@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use hlsync_aws::queue::REASON_ATTRIBUTE;
-use hlsync_aws::{WorkQueue, put_secret};
+use hlsync_aws::{SqsQueue, put_secret};
 use hlsync_cli::local::{LocalOptions, LocalSystem};
 use hlsync_cli::output::Progress;
 use hlsync_sync::runtime::ENV_SECRET_ID;
@@ -388,7 +388,7 @@ struct Record {
 /// Receives everything visible on `queue` (up to `want` messages), polling until it is there,
 /// and returns each as an SQS event record, attributes and all.
 async fn receive_records(sys: &LocalSystem, queue_url: &str, want: usize) -> Vec<Record> {
-    let queue = WorkQueue::new(sys.clients.sqs.clone(), queue_url);
+    let queue = SqsQueue::new(sys.clients.sqs.clone(), queue_url);
     let arn = queue.arn().await.expect("the queue's ARN");
     let mut records = Vec::new();
     let started = Instant::now();
@@ -546,7 +546,7 @@ async fn the_bootstrap_binaries_answer_the_lambda_emulator() {
     assert_eq!(records.len(), sent);
 
     // Two bodies no function can read, as real messages on the queue.
-    let queue = WorkQueue::new(sys.clients.sqs.clone(), sys.resources.queue_url.clone());
+    let queue = SqsQueue::new(sys.clients.sqs.clone(), sys.resources.queue_url.clone());
     for body in ["this is not a work message", "{\"neither\": \"is this\"}"] {
         queue.send_one(body, None).await.expect("SendMessage");
     }

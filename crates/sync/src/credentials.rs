@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use hlsync_aws::{SecretSource, StateStore};
+use hlsync_aws::{DynamoState, SecretSource};
 use hlsync_core::config::Config;
 use hlsync_salesforce::SalesforceCredentials;
 use secrecy::{ExposeSecret, SecretString};
@@ -206,7 +206,7 @@ pub enum Outcome {
 pub struct Credentials {
     pub cfg: Arc<Config>,
     pub secret_id: String,
-    pub state: StateStore,
+    pub state: DynamoState,
     source: SecretSource,
     parsed: Mutex<Option<Arc<ParsedSecret>>>,
     salesforce: Gate,
@@ -214,7 +214,7 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    pub fn new(cfg: Arc<Config>, source: SecretSource, state: StateStore) -> Self {
+    pub fn new(cfg: Arc<Config>, source: SecretSource, state: DynamoState) -> Self {
         Credentials {
             cfg,
             secret_id: source.secret_id().to_string(),

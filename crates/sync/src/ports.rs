@@ -12,6 +12,8 @@
 //!   credentials, `Transient` for what may pass: 5xx, throttling, the network), so the pipeline
 //!   decides from the kind alone.
 
+#![deny(missing_docs)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,11 +29,14 @@ use serde_json::{Map, Value};
 
 use crate::error::SyncError;
 
+/// A Salesforce record as JSON: field name to value (a relationship path's fields as a nested
+/// record).
 pub type Record = Map<String, Value>;
 
 /// What Salesforce says about itself at the start of a run: one cheap call.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OrgStatus {
+    /// The org's API calls in the last 24 hours and its daily limit.
     pub usage: ApiUsage,
     /// Salesforce's clock (its `Date` header): windows are measured on it, not on ours.
     pub now: DateTime<Utc>,
@@ -48,10 +53,18 @@ pub enum Filter {
     Deleted,
     /// `<path> = '<value>'`; a dotted path follows a lookup (`Campaign.Type`). Text compares
     /// without case, as SOQL does.
-    Equals { path: String, value: String },
+    Equals {
+        /// The field, or a dotted path to a lookup's field.
+        path: String,
+        /// The text it must equal.
+        value: String,
+    },
     /// Rows of a `SystemModstamp` window whose Flow-kept `field` did not move in it: deleted,
     /// null, or not later than the window's start (undeletes, and edits the Flow missed).
-    CursorBehind { field: String },
+    CursorBehind {
+        /// The Flow-kept cursor field.
+        field: String,
+    },
 }
 
 impl Filter {
@@ -81,8 +94,11 @@ pub fn soql_text(text: &str) -> String {
 /// Contacts of changed Accounts).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeQuery {
+    /// The object queried (`Contact`, `CampaignMember`).
     pub object: String,
+    /// The field the window is measured on; may be a lookup's (`Account.SystemModstamp`).
     pub cursor_field: String,
+    /// The cursor range to read, and where within it to resume.
     pub window: Window,
     /// Extra condition ANDed to the window.
     pub filter: Option<Filter>,
@@ -119,8 +135,11 @@ impl ChangeQuery {
 /// One changed record, as a window query lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
+    /// The changed record's Id.
     pub id: SfId,
+    /// Its value of the query's cursor field (`SystemModstamp` for a scan).
     pub cursor: DateTime<Utc>,
+    /// Its `IsDeleted`: the record is in the recycle bin.
     pub deleted: bool,
     /// The value of the query's `key_field` (null for a Lead's CampaignMember); `None` when the
     /// query has none.
@@ -134,7 +153,12 @@ pub enum Keys {
     In(Vec<SfId>),
     /// Rows whose key is after `after` (from the first when `None`) and at most `through`: a
     /// page of the Id order, one query whatever its size.
-    Range { after: Option<SfId>, through: SfId },
+    Range {
+        /// Exclusive lower bound; `None`: from the first.
+        after: Option<SfId>,
+        /// Inclusive upper bound.
+        through: SfId,
+    },
 }
 
 /// Live records of `object` whose reference `field` is one of `keys` (and that pass `filter`):
@@ -142,10 +166,13 @@ pub enum Keys {
 /// `query`, many Ids per call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FindBy {
+    /// The object queried.
     pub object: String,
     /// Fields to select; relationship paths (`Campaign.Name`) come back as nested records.
     pub fields: Vec<String>,
+    /// The key field `keys` select by (a reference, or `Id`).
     pub field: String,
+    /// Which key values to select.
     pub keys: Keys,
     /// Extra condition ANDed to the keys.
     pub filter: Option<Filter>,
@@ -208,6 +235,7 @@ impl FindBy {
 /// refresh's scan, which no time window can express.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdScan {
+    /// The object scanned.
     pub object: String,
     /// Resume after this Id (the last one a previous page or run got to).
     pub after: Option<SfId>,
@@ -228,6 +256,7 @@ impl IdScan {
 /// The outcome of writing one record back to Salesforce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteResult {
+    /// The record written.
     pub id: SfId,
     /// `None` when Salesforce saved the record.
     pub error: Option<String>,
@@ -242,6 +271,7 @@ pub struct WriteResult {
 /// the caller does not go on with these pages: it queries again from its checkpoint.
 #[async_trait]
 pub trait ChangePages: Send {
+    /// The next page of changes, in order; `None` once the last page was given.
     async fn next_page(&mut self) -> Result<Option<Vec<Change>>, SyncError>;
 }
 
@@ -260,9 +290,11 @@ pub trait ChangePages: Send {
 ///   error leaves unknown which records were written.
 #[async_trait]
 pub trait Crm: Send + Sync {
+    /// The org's API usage and Salesforce's clock, from one call made at the start of a run.
     async fn org_status(&self) -> Result<OrgStatus, SyncError>;
     /// The Contact describe; cached by the adapter unless `refresh`.
     async fn describe_contact(&self, refresh: bool) -> Result<Arc<Describe>, SyncError>;
+    /// The changes of a window, as pages fetched one at a time (each page a call).
     async fn changes(&self, query: ChangeQuery) -> Result<Box<dyn ChangePages>, SyncError>;
     /// Reads records by Id, many per API call; `None` where a record is missing or deleted.
     async fn read(
@@ -297,6 +329,7 @@ pub trait Crm: Send + Sync {
 /// The outcome of pushing one record to Higher Logic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushResult {
+    /// The record's key: its ContactId for a member, its MeetingId for a meeting.
     pub key: String,
     /// `None` when Higher Logic accepted the record.
     pub error: Option<String>,
@@ -307,6 +340,7 @@ pub struct PushResult {
 pub struct EmailPreferenceChange {
     /// The member's ContactId.
     pub key: SfId,
+    /// Whether the member now refuses email.
     pub do_not_email: bool,
     /// Higher Logic's time of the change.
     pub updated_on: DateTime<Utc>,
@@ -335,6 +369,7 @@ pub trait Community: Send + Sync {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<EmailPreferenceChange>, SyncError>;
+    /// Higher Logic API calls this client has made.
     fn calls_made(&self) -> u64;
 }
 

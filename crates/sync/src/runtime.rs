@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hlsync_aws::{Clients, SdkConfig, SecretSource, StateStore, WorkQueue as SqsQueue};
+use hlsync_aws::{Clients, DynamoState, SdkConfig, SecretSource, SqsQueue};
 use hlsync_core::config::Config;
 use hlsync_salesforce::ClientOptions;
 
@@ -62,7 +62,7 @@ pub struct Runtime {
     pub credentials: Arc<Credentials>,
     pub resources: Resources,
     pub aws: Clients,
-    pub state: StateStore,
+    pub state: DynamoState,
     pub queues: SqsQueues,
     pub crm: SalesforceCrm,
     pub community: HigherLogicCommunity,
@@ -82,7 +82,7 @@ impl Runtime {
     ) -> Self {
         let cfg = Arc::new(cfg);
         let aws = Clients::new(sdk);
-        let state = StateStore::new(aws.dynamodb.clone(), resources.table.clone());
+        let state = DynamoState::new(aws.dynamodb.clone(), resources.table.clone());
         let source =
             SecretSource::new(aws.secrets.clone(), resources.secret_id.clone(), SECRET_TTL);
         let credentials = Arc::new(Credentials::new(Arc::clone(&cfg), source, state.clone()));

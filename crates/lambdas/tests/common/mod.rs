@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use hlsync_aws::{
-    Clients, WorkQueue, create_queue_pair, create_table, local_sdk_config, put_secret,
+    Clients, SqsQueue, create_queue_pair, create_table, local_sdk_config, put_secret,
 };
 use hlsync_core::config::Config;
 use hlsync_sim::higher_logic::{HigherLogicSim, HlSimOptions};
@@ -30,8 +30,8 @@ pub struct Deployment {
     pub sf: SalesforceSim,
     pub hl: HigherLogicSim,
     pub rt: Runtime,
-    pub queue: WorkQueue,
-    pub dlq: WorkQueue,
+    pub queue: SqsQueue,
+    pub dlq: SqsQueue,
 }
 
 /// What to change from a working deployment.
@@ -107,8 +107,8 @@ base_url = "{}"
         sf,
         hl,
         rt,
-        queue: WorkQueue::new(aws.sqs.clone(), queue_url),
-        dlq: WorkQueue::new(aws.sqs.clone(), dlq_url),
+        queue: SqsQueue::new(aws.sqs.clone(), queue_url),
+        dlq: SqsQueue::new(aws.sqs.clone(), dlq_url),
     }
 }
 

@@ -29,7 +29,7 @@ impl From<AwsError> for SyncError {
 }
 
 #[async_trait]
-impl StateStore for hlsync_aws::StateStore {
+impl StateStore for hlsync_aws::DynamoState {
     async fn watermark(&self, feed: &str) -> Result<StoredWatermark, SyncError> {
         Ok(self.get_watermark(feed).await?)
     }
@@ -41,7 +41,7 @@ impl StateStore for hlsync_aws::StateStore {
         checkpoint: Option<String>,
         expected_version: u64,
     ) -> Result<(), SyncError> {
-        hlsync_aws::StateStore::save_watermark(self, feed, at, checkpoint, expected_version)
+        hlsync_aws::DynamoState::save_watermark(self, feed, at, checkpoint, expected_version)
             .await?;
         Ok(())
     }
@@ -55,11 +55,11 @@ impl StateStore for hlsync_aws::StateStore {
         name: &str,
         interval: Duration,
     ) -> Result<DateTime<Utc>, SyncError> {
-        Ok(hlsync_aws::StateStore::reserve_slot(self, name, interval).await?)
+        Ok(hlsync_aws::DynamoState::reserve_slot(self, name, interval).await?)
     }
 
     async fn release_lease(&self, name: &str, owner: &str) -> Result<(), SyncError> {
-        hlsync_aws::StateStore::release_lease(self, name, owner).await?;
+        hlsync_aws::DynamoState::release_lease(self, name, owner).await?;
         Ok(())
     }
 
@@ -95,7 +95,7 @@ impl StateStore for hlsync_aws::StateStore {
     }
 
     async fn get_doc(&self, key: &str) -> Result<Option<Value>, SyncError> {
-        Ok(hlsync_aws::StateStore::get_doc(self, key).await?)
+        Ok(hlsync_aws::DynamoState::get_doc(self, key).await?)
     }
 
     async fn put_doc(
@@ -104,15 +104,15 @@ impl StateStore for hlsync_aws::StateStore {
         value: Value,
         ttl: Option<Duration>,
     ) -> Result<(), SyncError> {
-        hlsync_aws::StateStore::put_doc(self, key, &value, ttl).await?;
+        hlsync_aws::DynamoState::put_doc(self, key, &value, ttl).await?;
         Ok(())
     }
 }
 
 /// The work queue and its dead-letter queue.
 pub struct SqsQueues {
-    pub queue: hlsync_aws::WorkQueue,
-    pub dlq: hlsync_aws::WorkQueue,
+    pub queue: hlsync_aws::SqsQueue,
+    pub dlq: hlsync_aws::SqsQueue,
 }
 
 #[async_trait]
