@@ -61,6 +61,38 @@ pub struct MotoServer {
     log: PathBuf,
 }
 
+/// moto_server as `moto_server` runs it, but with DynamoDB's requests applied one at a time.
+/// moto works each request in a thread of its own, and its DynamoDB checks a condition and then
+/// writes: two conditional writes at once may both pass, which DynamoDB never allows. hlsync's
+/// leases, watermarks, push records and shared pace rest on that guarantee, so a test of them
+/// against moto would race on a busy machine. SQS (whose long polls wait inside a request) stays
+/// concurrent.
+const ATOMIC_DYNAMODB: &str = r#"
+import os, sys, threading
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication, MotoRequestHandler, create_backend_app)
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+os.environ.setdefault("MOTO_PORT", args["-p"])
+app = DomainDispatcherApplication(create_backend_app)
+dynamodb = threading.Lock()
+def serve(environ, start_response):
+    if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+        with dynamodb:
+            return list(app(environ, start_response))
+    return app(environ, start_response)
+run_simple(args["-H"], int(args["-p"]), serve, threaded=True, request_handler=MotoRequestHandler)
+"#;
+
+/// The Python that runs a `moto_server` script (its `#!` line), when it names one that exists.
+fn interpreter(binary: &Path) -> Option<PathBuf> {
+    let text = std::fs::read(binary).ok()?;
+    let first = text.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(first).ok()?.strip_prefix("#!")?.trim();
+    let python = PathBuf::from(line.split_whitespace().next()?);
+    (python.is_file() && python.file_name()?.to_str()?.starts_with("python")).then_some(python)
+}
+
 impl MotoServer {
     /// Finds `moto_server`, starts it on a free port and returns once it answers HTTP.
     pub fn start() -> Result<MotoServer, MotoError> {
@@ -85,16 +117,22 @@ impl MotoServer {
         // The watcher reads our pipe through fd 3 because a background job's stdin is
         // /dev/null; `wait` makes the wrapper exit when moto does, so a crash shows at once.
         let script = r#"exec 3<&0
-"$1" -H 127.0.0.1 -p "$2" </dev/null 3<&- & moto=$!
-{ read -r _ <&3; kill "$moto" 2>/dev/null; rm -f "$3"; } &
+port=$1 log=$2; shift 2
+"$@" -H 127.0.0.1 -p "$port" </dev/null 3<&- & moto=$!
+{ read -r _ <&3; kill "$moto" 2>/dev/null; rm -f "$log"; } &
 wait "$moto""#;
-        let mut child = Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .arg("-c")
             .arg(script)
             .arg("hlsync-moto")
-            .arg(binary)
             .arg(port.to_string())
-            .arg(&log)
+            .arg(&log);
+        match interpreter(binary) {
+            Some(python) => command.arg(python).arg("-c").arg(ATOMIC_DYNAMODB),
+            None => command.arg(binary),
+        };
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file))
