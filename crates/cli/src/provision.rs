@@ -35,6 +35,21 @@ pub async fn provision(
     stack: &str,
     secret_file: Option<&Path>,
 ) -> anyhow::Result<Provisioned> {
+    let secret = secret_file
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the secret file {}", path.display()))
+        })
+        .transpose()?;
+    provision_with_secret(clients, stack, secret.as_deref()).await
+}
+
+/// [`provision`] given the secret's JSON text itself instead of a file.
+pub async fn provision_with_secret(
+    clients: &Clients,
+    stack: &str,
+    secret: Option<&str>,
+) -> anyhow::Result<Provisioned> {
     let names = StackNames::new(stack);
     hlsync_aws::create_table(&clients.dynamodb, &names.table).await?;
     let (queue_url, dlq_url) = hlsync_aws::create_queue_pair(
@@ -45,12 +60,10 @@ pub async fn provision(
         QUEUE_VISIBILITY,
     )
     .await?;
-    let secret = match secret_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the secret file {}", path.display()))?;
+    let secret = match secret {
+        Some(text) => {
             // Refuse a document the functions could not use, before storing it.
-            hlsync_sync::credentials::parse_secret(&names.secret, "new", &text)?;
+            hlsync_sync::credentials::parse_secret(&names.secret, "new", text)?;
             hlsync_aws::put_secret(&clients.secrets, &names.secret, &SecretString::from(text))
                 .await?;
             Some(names.secret.clone())

@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// How to get moto when it cannot be found; said verbatim in the error.
@@ -198,6 +199,16 @@ impl Drop for MotoServer {
         }
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+static SHARED: OnceLock<MotoServer> = OnceLock::new();
+
+/// One moto server for the whole process, started on first use: what a test binary shares
+/// between its tests, each of which makes its own uniquely named resources. Held in a `static`,
+/// it is never dropped; the wrapper stops moto when the process exits. Panics (never skips) with
+/// the reason, e.g. the install command when moto is missing.
+pub fn shared() -> &'static MotoServer {
+    SHARED.get_or_init(|| MotoServer::start().unwrap_or_else(|err| panic!("{err}")))
 }
 
 /// `HLSYNC_MOTO_SERVER`, else the workspace's `.venv/bin/moto_server` (the workspace this crate

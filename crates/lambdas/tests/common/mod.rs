@@ -1,30 +1,21 @@
 //! A deployed hlsync in one process: moto for DynamoDB, SQS and Secrets Manager, the two
 //! simulators for Salesforce and Higher Logic, and the `Runtime` the functions build at cold
-//! start, bound to them. Each test gets its own resources, simulators and runtime.
+//! start, bound to them. Each test gets its own resources (provisioned as `hlsync provision`
+//! does), simulators and runtime; the test binary shares one moto (`hlsync_sim::moto::shared`).
 
 #![allow(dead_code)] // each test binary uses a different part of this
 
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use hlsync_aws::{
-    Clients, SqsQueue, create_queue_pair, create_table, local_sdk_config, put_secret,
-};
+use hlsync_aws::{Clients, SqsQueue, local_sdk_config};
+use hlsync_cli::provision::provision_with_secret;
 use hlsync_core::config::Config;
 use hlsync_sim::higher_logic::{HigherLogicSim, HlSimOptions};
-use hlsync_sim::moto::MotoServer;
+pub use hlsync_sim::moto::shared as moto;
 use hlsync_sim::salesforce::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SalesforceSim, SimOptions};
 use hlsync_sync::runtime::{Resources, Runtime};
 use lambda_runtime::Context;
-use secrecy::SecretString;
 use serde_json::{Map, Value, json};
-
-static MOTO: OnceLock<MotoServer> = OnceLock::new();
-
-/// One moto per test binary. Fails (never skips) with the install command when moto is missing.
-pub fn moto() -> &'static MotoServer {
-    MOTO.get_or_init(|| MotoServer::start().unwrap_or_else(|err| panic!("{err}")))
-}
 
 pub struct Deployment {
     pub sf: SalesforceSim,
@@ -51,21 +42,7 @@ pub async fn deploy(setup: Setup) -> Deployment {
     let sdk = local_sdk_config(&moto().endpoint_url()).await;
     let aws = Clients::new(&sdk);
 
-    let name = format!("lambdas-{}", uuid::Uuid::new_v4().simple());
-    let table = format!("{name}-state");
-    create_table(&aws.dynamodb, &table)
-        .await
-        .expect("table created");
-    let (queue_url, dlq_url) = create_queue_pair(
-        &aws.sqs,
-        &format!("{name}-member-refresh"),
-        &format!("{name}-member-refresh-dlq"),
-        5,
-        Duration::from_secs(60),
-    )
-    .await
-    .expect("queues created");
-    let secret_id = format!("{name}/credentials");
+    let stack = format!("lambdas-{}", uuid::Uuid::new_v4().simple());
     let secret = json!({
         "salesforce": {
             "login_url": sf.base_url(),
@@ -77,13 +54,9 @@ pub async fn deploy(setup: Setup) -> Deployment {
             "api_key": setup.hl_api_key.unwrap_or_else(|| hl.api_key().to_string()),
         }
     });
-    put_secret(
-        &aws.secrets,
-        &secret_id,
-        &SecretString::from(secret.to_string()),
-    )
-    .await
-    .expect("secret stored");
+    let provisioned = provision_with_secret(&aws, &stack, Some(&secret.to_string()))
+        .await
+        .expect("stack provisioned");
 
     let cfg = Config::from_toml_str(&format!(
         r#"
@@ -96,9 +69,10 @@ base_url = "{}"
         hl.base_url()
     ))
     .expect("test config is valid");
+    let (queue_url, dlq_url) = (provisioned.queue_url, provisioned.dlq_url);
     let resources = Resources {
-        secret_id,
-        table,
+        secret_id: provisioned.secret.expect("the secret was stored"),
+        table: provisioned.table,
         queue_url: queue_url.clone(),
         dlq_url: dlq_url.clone(),
     };
