@@ -87,11 +87,9 @@ impl PipelineWorld for World {
         community: &dyn Community,
     ) -> hlsync_sync::member::MemberReport {
         let deps = MemberDeps {
-            cfg: &self.cfg,
             crm,
             community,
-            state: self.state.as_ref(),
-            queue: self.queue.as_ref(),
+            ..self.member_deps()
         };
         member_refresh(&deps, self.queue.take(), &Deadline::none())
             .await
@@ -423,13 +421,7 @@ fn body(n: usize) -> String {
 async fn a_malformed_message_is_dead_lettered_without_failing_its_batch() {
     let w = World::new(2000);
     w.crm.put("Contact", contact(1, t0()));
-    let deps = MemberDeps {
-        cfg: &w.cfg,
-        crm: w.crm.as_ref(),
-        community: w.community.as_ref(),
-        state: w.state.as_ref(),
-        queue: w.queue.as_ref(),
-    };
+    let deps = w.member_deps();
     let batch = vec![
         message(1, body(1)),
         message(2, "{not json".into()),
@@ -458,13 +450,7 @@ async fn one_call_reads_a_whole_batch_and_a_refused_record_is_dead_lettered_alon
         .lock()
         .expect("lock")
         .insert(id(7).to_string());
-    let deps = MemberDeps {
-        cfg: &w.cfg,
-        crm: w.crm.as_ref(),
-        community: w.community.as_ref(),
-        state: w.state.as_ref(),
-        queue: w.queue.as_ref(),
-    };
+    let deps = w.member_deps();
     let batch: Vec<IncomingMessage> = (0..300).map(|n| message(n, body(n))).collect();
     let report = member_refresh(&deps, batch, &Deadline::none())
         .await
@@ -491,13 +477,7 @@ async fn one_call_reads_a_whole_batch_and_a_refused_record_is_dead_lettered_alon
 async fn a_contact_missing_when_read_is_pushed_as_deleted_only_if_it_was_pushed_before() {
     let w = World::new(2000);
     w.crm.put("Contact", contact(1, t0()));
-    let deps = MemberDeps {
-        cfg: &w.cfg,
-        crm: w.crm.as_ref(),
-        community: w.community.as_ref(),
-        state: w.state.as_ref(),
-        queue: w.queue.as_ref(),
-    };
+    let deps = w.member_deps();
     member_refresh(&deps, vec![message(1, body(1))], &Deadline::none())
         .await
         .expect("runs");
@@ -542,11 +522,8 @@ async fn an_outage_or_a_rejection_hands_the_batch_back_to_wait_without_spending_
         script,
     };
     let deps = MemberDeps {
-        cfg: &w.cfg,
-        crm: w.crm.as_ref(),
         community: &community,
-        state: w.state.as_ref(),
-        queue: w.queue.as_ref(),
+        ..w.member_deps()
     };
     // An outage: the message is not failed (five of those would dead-letter the whole backlog)
     // but handed back as a new message that waits a couple of minutes.
@@ -622,11 +599,8 @@ async fn the_deadline_is_checked_between_push_requests_and_what_was_pushed_is_re
         delay: Duration::from_millis(300),
     };
     let deps = MemberDeps {
-        cfg: &w.cfg,
-        crm: w.crm.as_ref(),
         community: &slow,
-        state: w.state.as_ref(),
-        queue: w.queue.as_ref(),
+        ..w.member_deps()
     };
     let batch: Vec<IncomingMessage> = (0..50).map(|n| message(n, body(n))).collect();
     // Room for the read and one request before the stop.
@@ -872,11 +846,9 @@ async fn an_older_read_never_stays_in_higher_logic_after_a_newer_push() {
         fired: std::sync::atomic::AtomicBool::new(false),
     };
     let deps = MemberDeps {
-        cfg: &w.cfg,
         crm: &stale,
         community: &overtaken,
-        state: w.state.as_ref(),
-        queue: w.queue.as_ref(),
+        ..w.member_deps()
     };
     member_refresh(&deps, vec![forced(1)], &Deadline::none())
         .await
@@ -978,13 +950,7 @@ async fn a_range_is_read_in_one_call_and_a_bad_contact_in_it_goes_to_the_dlq_alo
         .lock()
         .expect("lock")
         .insert(id(7).to_string());
-    let deps = MemberDeps {
-        cfg: &w.cfg,
-        crm: w.crm.as_ref(),
-        community: w.community.as_ref(),
-        state: w.state.as_ref(),
-        queue: w.queue.as_ref(),
-    };
+    let deps = w.member_deps();
     // The Contacts after id(0) up to id(1999): 1,999 of them.
     let report = member_refresh(
         &deps,
@@ -1052,11 +1018,8 @@ async fn a_range_that_cannot_be_read_is_retried_as_a_range() {
         script,
     };
     let deps = MemberDeps {
-        cfg: &w.cfg,
         crm: &crm,
-        community: w.community.as_ref(),
-        state: w.state.as_ref(),
-        queue: w.queue.as_ref(),
+        ..w.member_deps()
     };
     let report = member_refresh(
         &deps,
@@ -1103,11 +1066,8 @@ async fn near_the_deadline_the_rest_of_a_range_and_the_ranges_not_started_are_ha
         delay: Duration::from_millis(300),
     };
     let deps = MemberDeps {
-        cfg: &w.cfg,
-        crm: w.crm.as_ref(),
         community: &slow,
-        state: w.state.as_ref(),
-        queue: w.queue.as_ref(),
+        ..w.member_deps()
     };
     // Room for the read and one request before the stop.
     let deadline = Deadline::after(Duration::from_millis(200));
@@ -1240,11 +1200,8 @@ async fn push_records_written_whose_answer_was_lost_are_pushed_again_not_lost() 
     script.fail_after(Op::RecordPushed, 0, throttled);
     let state = faulty_state(&w, &script);
     let deps = MemberDeps {
-        cfg: &w.cfg,
-        crm: w.crm.as_ref(),
-        community: w.community.as_ref(),
         state: &state,
-        queue: w.queue.as_ref(),
+        ..w.member_deps()
     };
     let first = member_refresh(&deps, messages, &Deadline::none())
         .await

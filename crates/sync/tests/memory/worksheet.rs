@@ -234,13 +234,7 @@ async fn a_member_brings_its_meeting_along_whatever_the_queue_order() {
     let (contacts, rest): (Vec<_>, Vec<_>) = all
         .into_iter()
         .partition(|m| !m.body.contains(r#""kind":"campaign""#));
-    let deps = MemberDeps {
-        cfg: &w.cfg,
-        crm: w.crm.as_ref(),
-        community: w.community.as_ref(),
-        state: w.state.as_ref(),
-        queue: w.queue.as_ref(),
-    };
+    let deps = w.member_deps();
     let r = member_refresh(&deps, contacts, &Deadline::none())
         .await
         .expect("batch");
@@ -282,11 +276,8 @@ async fn a_contact_is_never_pushed_from_a_partial_read() {
         script,
     };
     let deps = MemberDeps {
-        cfg: &w.cfg,
         crm: &crm,
-        community: w.community.as_ref(),
-        state: w.state.as_ref(),
-        queue: w.queue.as_ref(),
+        ..w.member_deps()
     };
     let messages = w.queue.take();
     let contact_messages = messages
@@ -325,13 +316,7 @@ async fn registrations_cost_one_query_per_500_contacts() {
                 .to_string(),
         })
         .collect();
-    let deps = MemberDeps {
-        cfg: &w.cfg,
-        crm: w.crm.as_ref(),
-        community: w.community.as_ref(),
-        state: w.state.as_ref(),
-        queue: w.queue.as_ref(),
-    };
+    let deps = w.member_deps();
     let r = member_refresh(&deps, batch, &Deadline::none())
         .await
         .expect("batch");
@@ -503,13 +488,7 @@ async fn a_stopped_full_refresh_resumes_after_its_last_page() {
     assert_eq!(ranges[1].0.as_deref(), Some(ranges[0].1.as_str()));
     assert_eq!(ranges[2].0.as_deref(), Some(ranges[1].1.as_str()));
     // And worked, they make every member.
-    let deps = MemberDeps {
-        cfg: &w.cfg,
-        crm: w.crm.as_ref(),
-        community: w.community.as_ref(),
-        state: w.state.as_ref(),
-        queue: w.queue.as_ref(),
-    };
+    let deps = w.member_deps();
     let r = member_refresh(&deps, sent, &Deadline::none())
         .await
         .expect("ranges");
@@ -910,13 +889,7 @@ async fn a_campaign_that_leaves_the_event_type_and_comes_back_unseen_returns_to_
         .into_iter()
         .partition(|m| m.body.contains(r#""kind":"campaign""#));
     assert!(!campaigns.is_empty(), "the Campaign's change was queued");
-    let deps = MemberDeps {
-        cfg: &w.cfg,
-        crm: w.crm.as_ref(),
-        community: w.community.as_ref(),
-        state: w.state.as_ref(),
-        queue: w.queue.as_ref(),
-    };
+    let deps = w.member_deps();
     member_refresh(&deps, others, &Deadline::none())
         .await
         .expect("contacts");
@@ -984,13 +957,7 @@ async fn a_salesforce_change_back_after_a_written_opt_out_reaches_higher_logic()
     w.advance(TimeDelta::minutes(2));
     // The held messages are worked now, then the sync goes on: Higher Logic, which the member
     // changed (so the push record no longer describes it), gets Salesforce's value.
-    let deps = MemberDeps {
-        cfg: &w.cfg,
-        crm: w.crm.as_ref(),
-        community: w.community.as_ref(),
-        state: w.state.as_ref(),
-        queue: w.queue.as_ref(),
-    };
+    let deps = w.member_deps();
     member_refresh(&deps, held.take(), &Deadline::none())
         .await
         .expect("held");
@@ -1047,13 +1014,7 @@ async fn the_initial_load_reads_registrations_without_a_message_per_registrant()
         .filter(|m| m.body.contains(r#""kind":"contact""#))
         .count();
     assert_eq!(per_contact, 0, "no message per registered Contact");
-    let deps = MemberDeps {
-        cfg: &w.cfg,
-        crm: w.crm.as_ref(),
-        community: w.community.as_ref(),
-        state: w.state.as_ref(),
-        queue: w.queue.as_ref(),
-    };
+    let deps = w.member_deps();
     let r = member_refresh(&deps, first, &Deadline::none())
         .await
         .expect("batch");
