@@ -84,6 +84,47 @@ pub struct RedriveReport {
     pub method: RedriveMethod,
 }
 
+/// Works receipt handles in batches of 10, a few batches at a time: what `one` reports not done,
+/// by index in `receipt_handles`, in order.
+async fn in_batches<'a, F, Fut>(
+    receipt_handles: &'a [String],
+    one: F,
+) -> Result<Vec<DeleteFailure>, AwsError>
+where
+    F: Fn(Vec<(usize, &'a String)>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<DeleteFailure>, AwsError>>,
+{
+    let batches: Vec<Vec<(usize, &String)>> = receipt_handles
+        .iter()
+        .enumerate()
+        .collect::<Vec<_>>()
+        .chunks(BATCH_MAX)
+        .map(<[_]>::to_vec)
+        .collect();
+    let failures: Vec<Vec<DeleteFailure>> = stream::iter(batches)
+        .map(one)
+        .buffer_unordered(CONCURRENT_BATCHES)
+        .try_collect()
+        .await?;
+    let mut failures: Vec<DeleteFailure> = failures.into_iter().flatten().collect();
+    failures.sort_by_key(|f| f.index);
+    Ok(failures)
+}
+
+/// A batch call's failed entries, by the index each entry's id carries.
+fn by_index(failed: Vec<aws_sdk_sqs::types::BatchResultErrorEntry>) -> Vec<DeleteFailure> {
+    failed
+        .into_iter()
+        .filter_map(|f| {
+            Some(DeleteFailure {
+                index: f.id.parse().ok()?,
+                code: f.code,
+                message: f.message.unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
 /// One SQS queue, by URL. The sync crate's `WorkQueue` port is `SqsQueues`: the work queue and
 /// its dead-letter queue, each one of these.
 #[derive(Debug, Clone)]
@@ -254,21 +295,7 @@ impl SqsQueue {
         &self,
         receipt_handles: &[String],
     ) -> Result<Vec<DeleteFailure>, AwsError> {
-        let batches: Vec<Vec<(usize, &String)>> = receipt_handles
-            .iter()
-            .enumerate()
-            .collect::<Vec<_>>()
-            .chunks(BATCH_MAX)
-            .map(<[_]>::to_vec)
-            .collect();
-        let failures: Vec<Vec<DeleteFailure>> = stream::iter(batches)
-            .map(|batch| self.delete_one_batch(batch))
-            .buffer_unordered(CONCURRENT_BATCHES)
-            .try_collect()
-            .await?;
-        let mut failures: Vec<DeleteFailure> = failures.into_iter().flatten().collect();
-        failures.sort_by_key(|f| f.index);
-        Ok(failures)
+        in_batches(receipt_handles, |batch| self.delete_one_batch(batch)).await
     }
 
     async fn delete_one_batch(
@@ -293,17 +320,7 @@ impl SqsQueue {
             .send()
             .await
             .map_err(aws(Service::Sqs, "DeleteMessageBatch", &self.url))?;
-        Ok(out
-            .failed
-            .into_iter()
-            .filter_map(|f| {
-                Some(DeleteFailure {
-                    index: f.id.parse().ok()?,
-                    code: f.code,
-                    message: f.message.unwrap_or_default(),
-                })
-            })
-            .collect())
+        Ok(by_index(out.failed))
     }
 
     /// Hides a received message for `timeout` more (0: makes it visible again now).
@@ -331,21 +348,10 @@ impl SqsQueue {
         receipt_handles: &[String],
         timeout: Duration,
     ) -> Result<Vec<DeleteFailure>, AwsError> {
-        let batches: Vec<Vec<(usize, &String)>> = receipt_handles
-            .iter()
-            .enumerate()
-            .collect::<Vec<_>>()
-            .chunks(BATCH_MAX)
-            .map(<[_]>::to_vec)
-            .collect();
-        let failures: Vec<Vec<DeleteFailure>> = stream::iter(batches)
-            .map(|batch| self.change_visibility_one_batch(batch, timeout))
-            .buffer_unordered(CONCURRENT_BATCHES)
-            .try_collect()
-            .await?;
-        let mut failures: Vec<DeleteFailure> = failures.into_iter().flatten().collect();
-        failures.sort_by_key(|f| f.index);
-        Ok(failures)
+        in_batches(receipt_handles, |batch| {
+            self.change_visibility_one_batch(batch, timeout)
+        })
+        .await
     }
 
     async fn change_visibility_one_batch(
@@ -372,17 +378,7 @@ impl SqsQueue {
             .send()
             .await
             .map_err(aws(Service::Sqs, "ChangeMessageVisibilityBatch", &self.url))?;
-        Ok(out
-            .failed
-            .into_iter()
-            .filter_map(|f| {
-                Some(DeleteFailure {
-                    index: f.id.parse().ok()?,
-                    code: f.code,
-                    message: f.message.unwrap_or_default(),
-                })
-            })
-            .collect())
+        Ok(by_index(out.failed))
     }
 
     /// SQS's approximate counts. (The age of the oldest message is a CloudWatch metric, not a
