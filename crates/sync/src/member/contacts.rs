@@ -464,12 +464,11 @@ async fn push_and_record(
 ) -> Result<Option<Vec<SfId>>, SyncError> {
     let event_type = &deps.cfg.events.group_type;
     let wanted = |id: &SfId| &unit.wanted[id];
-    for (n, chunk) in outgoing
-        .chunks(deps.cfg.higher_logic.batch_size.max(1))
-        .enumerate()
-    {
+    let size = deps.cfg.higher_logic.batch_size.max(1);
+    for (n, chunk) in outgoing.chunks(size).enumerate() {
+        // This request's members and all after them: what waits if it cannot go.
+        let rest = &outgoing[n * size..];
         if deadline.near() {
-            let rest = &outgoing[n * deps.cfg.higher_logic.batch_size.max(1)..];
             return Ok(Some(
                 rest.iter().map(|o| o.member.contact_id.clone()).collect(),
             ));
@@ -494,7 +493,6 @@ async fn push_and_record(
             Ok(stale) => stale,
             Err(e) => {
                 warn!(error = %e, "could not record the pending pushes; the members not pushed yet will be retried");
-                let rest = &outgoing[n * deps.cfg.higher_logic.batch_size.max(1)..];
                 fail_for(
                     report,
                     &e,
@@ -520,7 +518,6 @@ async fn push_and_record(
                 // Whatever failed this request (an outage, throttling) fails the next ones too:
                 // all that is left waits.
                 warn!(error = %e, "the push to Higher Logic failed; the members not pushed yet will be retried");
-                let rest = &outgoing[n * deps.cfg.higher_logic.batch_size.max(1)..];
                 fail_for(
                     report,
                     &e,
