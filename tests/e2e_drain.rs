@@ -47,17 +47,7 @@ async fn queued(contacts: usize) -> (LocalSystem, u64) {
     .await
     .expect("the initial load is drained");
     assert_eq!(loaded.dead_lettered, 0, "{loaded:?}");
-    for contact in sys.salesforce.all("Contact") {
-        if contact["IsDeleted"] == true {
-            continue;
-        }
-        let id = contact["Id"].as_str().expect("an Id").to_string();
-        let first = contact["FirstName"].as_str().unwrap_or("").to_string();
-        let mut edit = serde_json::Map::new();
-        edit.insert("FirstName".into(), format!("{first}x").into());
-        assert!(sys.salesforce.update("Contact", &id, edit));
-    }
-    sys.salesforce.advance(Duration::from_secs(120));
+    sys.edit_first_names(usize::MAX, "x");
     let periodic = commands::periodic_refresh(&rt, &Progress::hidden())
         .await
         .expect("the Periodic Refresh queues the edited Contacts");

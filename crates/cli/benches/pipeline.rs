@@ -334,28 +334,6 @@ async fn one_sync(
     }
 }
 
-/// Edits the first name of `n` live Contacts, then moves the clock past the settle time.
-fn edit_contacts(sys: &LocalSystem, n: usize, mark: &str) -> u64 {
-    let mut edited = 0;
-    for contact in sys.salesforce.all("Contact") {
-        if edited == n as u64 {
-            break;
-        }
-        if contact.get("IsDeleted") == Some(&Value::Bool(true)) {
-            continue;
-        }
-        let id = contact["Id"].as_str().expect("an Id").to_string();
-        let first = contact["FirstName"].as_str().unwrap_or("").to_string();
-        let mut edit = serde_json::Map::new();
-        edit.insert("FirstName".into(), Value::String(format!("{first}{mark}")));
-        if sys.salesforce.update("Contact", &id, edit) {
-            edited += 1;
-        }
-    }
-    sys.salesforce.advance(Duration::from_secs(120));
-    edited
-}
-
 async fn bench_changed(contacts: usize, small: usize, large: usize) {
     let sys = unthrottled_system(contacts).await;
     let function = Function::new(&sys, Arc::new(Unlimited));
@@ -377,7 +355,7 @@ async fn bench_changed(contacts: usize, small: usize, large: usize) {
         .into_iter()
         .enumerate()
     {
-        let edited = edit_contacts(&sys, n, &format!("~{i}"));
+        let edited = sys.edit_first_names(n, &format!("~{i}")).len() as u64;
         let run = one_sync(&sys, &function, &state, &queue, batch).await;
         println!(
             "changed         {edited} Contacts changed, batches of {batch}: {} Salesforce calls ({:.1} per 1,000 changed), {} Higher Logic calls ({:.1} per 1,000), \

@@ -166,6 +166,35 @@ email_preferences_url = "{prefs}"
         Config::from_toml_str(&self.config_toml).unwrap_or_else(|_| Config::example())
     }
 
+    /// Appends `mark` to the first name of up to `limit` live Contacts, in Id order, then moves
+    /// Salesforce's clock past the settle time so a Periodic Refresh sees the edits. Returns the
+    /// Contacts edited, as they were before.
+    pub fn edit_first_names(
+        &self,
+        limit: usize,
+        mark: &str,
+    ) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        let live: Vec<_> = self
+            .salesforce
+            .all("Contact")
+            .into_iter()
+            .filter(|c| c.get("IsDeleted") != Some(&json!(true)))
+            .take(limit)
+            .collect();
+        for contact in &live {
+            let id = contact["Id"].as_str().unwrap_or_default();
+            let first = contact["FirstName"].as_str().unwrap_or_default();
+            let mut edit = serde_json::Map::new();
+            edit.insert("FirstName".into(), json!(format!("{first}{mark}")));
+            assert!(
+                self.salesforce.update("Contact", id, edit),
+                "live Contact {id} could not be edited"
+            );
+        }
+        self.salesforce.advance(std::time::Duration::from_secs(120));
+        live
+    }
+
     /// A fresh runtime, as a Lambda cold start builds it.
     pub fn runtime(&self) -> Runtime {
         Runtime::new(self.config(), self.resources.clone(), &self.sdk)

@@ -348,27 +348,8 @@ async fn initial_load(sys: &LocalSystem) {
     assert_eq!(report.dead_lettered, 0, "{report:?}");
 }
 
-/// The mark `edit_every_contact` leaves on a first name.
+/// The mark the test's edit leaves on every first name.
 const EDIT: &str = "-edited";
-
-/// Edits the first name of every live Contact, past the settle time; returns them.
-fn edit_every_contact(sys: &LocalSystem) -> Vec<serde_json::Map<String, Value>> {
-    let live: Vec<_> = sys
-        .salesforce
-        .all("Contact")
-        .into_iter()
-        .filter(|c| c.get("IsDeleted") != Some(&Value::Bool(true)))
-        .collect();
-    for contact in &live {
-        let id = contact["Id"].as_str().expect("an Id");
-        let first = contact["FirstName"].as_str().unwrap_or("");
-        let mut edit = serde_json::Map::new();
-        edit.insert("FirstName".into(), json!(format!("{first}{EDIT}")));
-        assert!(sys.salesforce.update("Contact", id, edit));
-    }
-    sys.salesforce.advance(Duration::from_secs(120));
-    live
-}
 
 /// Higher Logic holds the member's record as edited.
 fn has_the_edit(sys: &LocalSystem, id: &str) -> bool {
@@ -515,7 +496,7 @@ async fn the_bootstrap_binaries_answer_the_lambda_emulator() {
     //    Refresh has each to fan out.
     step("initial load");
     initial_load(&sys).await;
-    let contacts = edit_every_contact(&sys);
+    let contacts = sys.edit_first_names(usize::MAX, EDIT);
 
     // 1. The Periodic Refresh, invoked with the input the EventBridge Scheduler target of
     //    infra/template.yaml sends, fans every changed Contact out to the queue.
