@@ -602,11 +602,11 @@ impl DynamoState {
         })
     }
 
-    // ----- documents --------------------------------------------------------------------------
+    // ----- records (typed by the sync crate, JSON here) -----------------------------------------
 
-    /// A small JSON document (run summary, login-failure record, API usage); `None` when absent
+    /// A record's JSON (run report, rejected login, API usage); `None` when absent
     /// or expired (DynamoDB deletes expired items only eventually, so expiry is checked here).
-    pub async fn get_doc(&self, key: &str) -> Result<Option<Value>, AwsError> {
+    pub async fn get_record(&self, key: &str) -> Result<Option<Value>, AwsError> {
         let pk = format!("doc#{key}");
         let Some(item) = self.get_item(&pk).await? else {
             return Ok(None);
@@ -621,7 +621,7 @@ impl DynamoState {
     }
 
     /// Stores a document, replacing any; with `ttl`, it disappears after that long.
-    pub async fn put_doc(
+    pub async fn put_record(
         &self,
         key: &str,
         value: &Value,
@@ -645,7 +645,7 @@ impl DynamoState {
         Ok(())
     }
 
-    pub async fn delete_doc(&self, key: &str) -> Result<(), AwsError> {
+    pub async fn delete_record(&self, key: &str) -> Result<(), AwsError> {
         self.client
             .delete_item()
             .table_name(&self.table)

@@ -371,22 +371,25 @@ async fn the_last_write_of_a_key_wins_within_one_call() {
 #[tokio::test]
 async fn documents_round_trip_and_expire() {
     let store = store().await;
-    assert_eq!(store.get_doc("run#periodic").await.expect("absent"), None);
+    assert_eq!(
+        store.get_record("run#periodic").await.expect("absent"),
+        None
+    );
     let doc = serde_json::json!({"pushed": 12, "errors": [], "at": "2026-11-24T19:00:00Z"});
     store
-        .put_doc("run#periodic", &doc, None)
+        .put_record("run#periodic", &doc, None)
         .await
         .expect("put");
     assert_eq!(
-        store.get_doc("run#periodic").await.expect("get"),
+        store.get_record("run#periodic").await.expect("get"),
         Some(doc.clone())
     );
     store
-        .put_doc("usage", &doc, Some(Duration::from_secs(3600)))
+        .put_record("usage", &doc, Some(Duration::from_secs(3600)))
         .await
         .expect("put ttl");
     assert_eq!(
-        store.get_doc("usage").await.expect("get ttl"),
+        store.get_record("usage").await.expect("get ttl"),
         Some(doc.clone())
     );
 
@@ -404,9 +407,12 @@ async fn documents_round_trip_and_expire() {
         .send()
         .await
         .expect("raw put");
-    assert_eq!(store.get_doc("old").await.expect("expired"), None);
-    store.delete_doc("run#periodic").await.expect("delete");
-    assert_eq!(store.get_doc("run#periodic").await.expect("deleted"), None);
+    assert_eq!(store.get_record("old").await.expect("expired"), None);
+    store.delete_record("run#periodic").await.expect("delete");
+    assert_eq!(
+        store.get_record("run#periodic").await.expect("deleted"),
+        None
+    );
 }
 
 #[tokio::test]

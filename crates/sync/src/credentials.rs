@@ -14,16 +14,17 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use hlsync_aws::{DynamoState, SecretSource};
 use hlsync_core::config::Config;
 use hlsync_salesforce::SalesforceCredentials;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::error::{Service, SyncError};
+use crate::records::{StateRecord, StateRecords as _};
 
 /// How long the first use of a credential may hold its lease (a login or one request, retries
 /// included) before another function may try in its place.
@@ -35,12 +36,47 @@ const FIRST_USE_POLL: Duration = Duration::from_millis(250);
 /// How long a credential seen to work is trusted without a new first use.
 const VERIFIED_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// The state key under which a service's rejected credentials are remembered.
-pub fn rejection_doc(service: Service) -> &'static str {
-    match service {
-        Service::Salesforce => "login#salesforce",
-        Service::HigherLogic => "login#higher-logic",
-        Service::Aws => "login#aws",
+/// A service's rejection of its credentials, remembered so that no function calls it with them
+/// again (repeated failed logins lock the integration user out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectedLogin {
+    /// Which credentials of the secret were rejected ([`ParsedSecret::fingerprint`]); absent in
+    /// records written before fingerprints, which are matched by `secret_version`.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    #[serde(default)]
+    pub secret_version: Option<String>,
+    #[serde(default)]
+    pub secret_id: Option<String>,
+    #[serde(default = "credentials_rejected")]
+    pub message: String,
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+}
+
+fn credentials_rejected() -> String {
+    "credentials rejected".into()
+}
+
+impl StateRecord for RejectedLogin {
+    type Id = Service;
+    fn key(service: &Service) -> String {
+        format!("login#{}", service_key(*service))
+    }
+}
+
+/// Some function has seen these credentials work (`Id`: the service and the credentials'
+/// fingerprint): the others use them without a first use of their own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifiedLogin {
+    pub at: DateTime<Utc>,
+}
+
+impl StateRecord for VerifiedLogin {
+    type Id = (Service, String);
+    const TTL: Option<Duration> = Some(VERIFIED_TTL);
+    fn key((service, fingerprint): &(Service, String)) -> String {
+        format!("verified#{}#{fingerprint}", service_key(*service))
     }
 }
 
@@ -145,7 +181,7 @@ pub fn parse_secret(secret_id: &str, version: &str, text: &str) -> Result<Parsed
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
     pub message: String,
-    pub at: Option<String>,
+    pub at: Option<DateTime<Utc>>,
     /// The credentials in the secret now are the rejected ones: the service is not called.
     pub blocks: bool,
 }
@@ -266,17 +302,16 @@ impl Credentials {
         &self,
         service: Service,
         secret: &ParsedSecret,
-    ) -> Result<Option<(Value, bool)>, SyncError> {
-        let Some(doc) = self.state.get_doc(rejection_doc(service)).await? else {
+    ) -> Result<Option<(RejectedLogin, bool)>, SyncError> {
+        let Some(rejected) = self.state.load::<RejectedLogin>(&service).await? else {
             return Ok(None);
         };
-        let text = |key: &str| doc.get(key).and_then(Value::as_str);
-        let blocks = match text("fingerprint") {
-            Some(fingerprint) => fingerprint == secret.fingerprint(service),
+        let blocks = match &rejected.fingerprint {
+            Some(fingerprint) => *fingerprint == secret.fingerprint(service),
             // Recorded before fingerprints: by the whole secret's version.
-            None => text("secret_version") == Some(secret.version.as_str()),
+            None => rejected.secret_version.as_deref() == Some(secret.version.as_str()),
         };
-        Ok(Some((doc, blocks)))
+        Ok(Some((rejected, blocks)))
     }
 
     /// The rejection `hlsync status` shows for `service`, judged against the secret as it is now.
@@ -285,13 +320,9 @@ impl Credentials {
         Ok(self
             .rejection_of(service, &secret)
             .await?
-            .map(|(doc, blocks)| Rejection {
-                message: doc
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("credentials rejected")
-                    .to_owned(),
-                at: doc.get("at").and_then(Value::as_str).map(str::to_owned),
+            .map(|(rejected, blocks)| Rejection {
+                message: rejected.message,
+                at: rejected.at,
                 blocks,
             }))
     }
@@ -308,27 +339,27 @@ impl Credentials {
             rejection = self.rejection_of(service, &secret).await?;
         }
         match rejection {
-            Some((doc, true)) => Err(self.refusal(service, &doc, &secret)),
+            Some((rejected, true)) => Err(self.refusal(service, &rejected, &secret)),
             _ => Ok(secret),
         }
     }
 
-    fn refusal(&self, service: Service, doc: &Value, secret: &ParsedSecret) -> SyncError {
-        let text = |key: &str, default: &'static str| {
-            doc.get(key)
-                .and_then(Value::as_str)
-                .unwrap_or(default)
-                .to_string()
-        };
+    fn refusal(
+        &self,
+        service: Service,
+        rejected: &RejectedLogin,
+        secret: &ParsedSecret,
+    ) -> SyncError {
+        let at = rejected.at.map_or_else(
+            || "earlier".to_owned(),
+            |at| at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        );
         SyncError::Rejected {
             service,
             message: format!(
-                "not calling {service}: {} (at {}; the same {service} credentials are in version {} of secret {}). \
+                "not calling {service}: {} (at {at}; the same {service} credentials are in version {} of secret {}). \
                  Put corrected credentials in the secret; hlsync resumes by itself when they change",
-                text("message", "credentials rejected"),
-                text("at", "earlier"),
-                secret.version,
-                self.secret_id
+                rejected.message, secret.version, self.secret_id
             ),
         }
     }
@@ -336,14 +367,14 @@ impl Credentials {
     /// Remembers that `service` rejected its credentials in `secret`, so that no run of any
     /// function calls it again with them (repeated failed logins lock the integration user out).
     pub async fn record_rejection(&self, service: Service, secret: &ParsedSecret, message: &str) {
-        let doc = serde_json::json!({
-            "fingerprint": secret.fingerprint(service),
-            "secret_version": secret.version,
-            "secret_id": self.secret_id,
-            "message": message,
-            "at": chrono::Utc::now(),
-        });
-        if let Err(e) = self.state.put_doc(rejection_doc(service), &doc, None).await {
+        let rejected = RejectedLogin {
+            fingerprint: Some(secret.fingerprint(service)),
+            secret_version: Some(secret.version.clone()),
+            secret_id: Some(self.secret_id.clone()),
+            message: message.to_owned(),
+            at: Some(Utc::now()),
+        };
+        if let Err(e) = self.state.store(&service, &rejected).await {
             tracing::warn!(error = %e, "could not record the rejected credentials");
         }
         tracing::warn!(secret_id = %self.secret_id, %service, "credentials rejected: hlsync stops calling it until they change");
@@ -368,14 +399,14 @@ impl Credentials {
         }
         let key = service_key(service);
         let lease = format!("first-use#{key}#{fingerprint}");
-        let verified = format!("verified#{key}#{fingerprint}");
+        let verified = (service, fingerprint.clone());
         let owner = uuid::Uuid::new_v4().to_string();
         let started = Instant::now();
         loop {
-            if let Some((doc, true)) = self.rejection_of(service, secret).await? {
-                return Err(self.refusal(service, &doc, secret));
+            if let Some((rejected, true)) = self.rejection_of(service, secret).await? {
+                return Err(self.refusal(service, &rejected, secret));
             }
-            if self.state.get_doc(&verified).await?.is_some() {
+            if self.state.load::<VerifiedLogin>(&verified).await?.is_some() {
                 gate.mark_verified(&fingerprint);
                 return Ok(Admission::Open);
             }
@@ -410,11 +441,10 @@ impl Credentials {
         if let Outcome::Accepted = outcome {
             self.gate(first_use.service)
                 .mark_verified(&first_use.fingerprint);
-            let doc = serde_json::json!({ "at": chrono::Utc::now() });
-            let verified = format!("verified#{key}#{}", first_use.fingerprint);
+            let verified = (first_use.service, first_use.fingerprint.clone());
             if let Err(e) = self
                 .state
-                .put_doc(&verified, &doc, Some(VERIFIED_TTL))
+                .store(&verified, &VerifiedLogin { at: Utc::now() })
                 .await
             {
                 tracing::warn!(error = %e, "could not record that the credentials work");

@@ -55,7 +55,7 @@ pub enum Op {
     Lease,
     Pushed,
     RecordPushed,
-    Doc,
+    Record,
     Pace,
 }
 
@@ -69,7 +69,7 @@ impl Op {
                 | Op::Lease
                 | Op::Pushed
                 | Op::RecordPushed
-                | Op::Doc
+                | Op::Record
                 | Op::Pace
         )
     }
@@ -507,17 +507,19 @@ impl StateStore for FaultyState {
             )
             .await
     }
-    async fn get_doc(&self, key: &str) -> Result<Option<Value>, SyncError> {
-        self.script.call(Op::Doc, self.inner.get_doc(key)).await
+    async fn get_record(&self, key: &str) -> Result<Option<Value>, SyncError> {
+        self.script
+            .call(Op::Record, self.inner.get_record(key))
+            .await
     }
-    async fn put_doc(
+    async fn put_record(
         &self,
         key: &str,
         value: Value,
         ttl: Option<Duration>,
     ) -> Result<(), SyncError> {
         self.script
-            .write(Op::Doc, self.inner.put_doc(key, value, ttl))
+            .write(Op::Record, self.inner.put_record(key, value, ttl))
             .await
     }
 }
@@ -556,19 +558,19 @@ mod tests {
     async fn a_fault_before_a_write_keeps_it_out_and_one_after_lets_it_land() {
         let inner = Arc::new(MemoryState::default());
         let script = Arc::new(Script::default());
-        script.fail(Op::Doc, 0, throttled);
-        script.fail_after(Op::Doc, 0, throttled);
+        script.fail(Op::Record, 0, throttled);
+        script.fail_after(Op::Record, 0, throttled);
         let state = FaultyState::new(inner.clone(), script);
         let doc = serde_json::json!({"n": 1});
-        assert!(state.put_doc("before", doc.clone(), None).await.is_err());
-        assert!(state.put_doc("after", doc.clone(), None).await.is_err());
-        assert_eq!(inner.get_doc("before").await.expect("reads"), None);
+        assert!(state.put_record("before", doc.clone(), None).await.is_err());
+        assert!(state.put_record("after", doc.clone(), None).await.is_err());
+        assert_eq!(inner.get_record("before").await.expect("reads"), None);
         assert_eq!(
-            inner.get_doc("after").await.expect("reads"),
+            inner.get_record("after").await.expect("reads"),
             Some(doc.clone())
         );
         // The plan is spent: calls pass again.
-        state.put_doc("later", doc, None).await.expect("passes");
+        state.put_record("later", doc, None).await.expect("passes");
     }
 
     #[test]

@@ -23,7 +23,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use hlsync_core::config::Config;
 use hlsync_core::schema::ContactSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
@@ -31,16 +30,52 @@ use crate::Deadline;
 use crate::error::{Service, SyncError};
 use crate::message::WorkMessage;
 use crate::ports::{Crm, Describe, IdScan, StateStore, WorkQueue};
+use crate::records::{StateRecord, StateRecords as _};
 use crate::watermark::{Mark, ScanCheckpoint};
 
 pub const FEED_FULL_REFRESH: &str = "contacts-full-refresh";
-/// Where a describe change asks for a full refresh (`{"at", "reason"}`).
-pub const REQUEST_DOC: &str = "full-refresh#requested";
+
+/// A full refresh asked for (by a change of the Contact describe), and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FullRefreshRequest {
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
+impl StateRecord for FullRefreshRequest {
+    type Id = ();
+    fn key(_: &()) -> String {
+        "full-refresh#requested".into()
+    }
+}
+
 /// The fingerprint of the Contact describe's group-naming parts, as last seen.
-pub const DESCRIBE_DOC: &str = "describe#contact";
-/// When the last full refresh that scanned every Contact to the end started (`{"started"}`).
-/// Not the watermark: that also moves, without a scan, when no refresh is needed.
-pub const SCANNED_DOC: &str = "full-refresh#scanned";
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DescribeSeen {
+    pub fingerprint: String,
+    pub at: DateTime<Utc>,
+}
+
+impl StateRecord for DescribeSeen {
+    type Id = ();
+    fn key(_: &()) -> String {
+        "describe#contact".into()
+    }
+}
+
+/// When the last full refresh that scanned every Contact to the end started. Not the
+/// watermark: that also moves, without a scan, when no refresh is needed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanEnded {
+    pub started: DateTime<Utc>,
+}
+
+impl StateRecord for ScanEnded {
+    type Id = ();
+    fn key(_: &()) -> String {
+        "full-refresh#scanned".into()
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FullRefreshReport {
@@ -72,12 +107,7 @@ pub async fn read_whole_since(state: &dyn StateStore) -> Result<Option<DateTime<
     if let Some(cp) = mark.checkpoint::<ScanCheckpoint>() {
         return Ok(Some(cp.started));
     }
-    Ok(state
-        .get_doc(SCANNED_DOC)
-        .await?
-        .and_then(|doc| doc.get("started")?.as_str().map(str::to_owned))
-        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-        .map(|t| t.with_timezone(&Utc)))
+    Ok(state.load::<ScanEnded>(&()).await?.map(|s| s.started))
 }
 
 /// Whether a periodic full refresh is due now: never done, or done `every` or longer ago.
@@ -193,10 +223,11 @@ pub async fn run_if_due(
     // Recorded before the watermark moves: should this write fail, the next run resumes the scan
     // at its end and records it then.
     state
-        .put_doc(
-            SCANNED_DOC,
-            serde_json::json!({"started": cp.started.to_rfc3339()}),
-            None,
+        .store(
+            &(),
+            &ScanEnded {
+                started: cp.started,
+            },
         )
         .await?;
     mark.advance(state, cp.started).await?;
@@ -209,23 +240,13 @@ async fn requested_since(
     state: &dyn StateStore,
     last: Option<DateTime<Utc>>,
 ) -> Result<Option<String>, SyncError> {
-    let Some(doc) = state.get_doc(REQUEST_DOC).await? else {
+    let Some(request) = state.load::<FullRefreshRequest>(&()).await? else {
         return Ok(None);
     };
-    let at = doc
-        .get("at")
-        .and_then(Value::as_str)
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc));
-    if at.is_some_and(|at| last.is_some_and(|last| at <= last)) {
+    if last.is_some_and(|last| request.at <= last) {
         return Ok(None);
     }
-    Ok(Some(
-        doc.get("reason")
-            .and_then(Value::as_str)
-            .unwrap_or("requested")
-            .to_owned(),
-    ))
+    Ok(Some(request.reason))
 }
 
 /// A fingerprint of what names groups in the Contact describe: the prefixed fields' names,
@@ -257,33 +278,32 @@ fn describe_fingerprint(describe: &Describe, cfg: &Config) -> String {
 /// Best effort: a failure is logged, the next read tries again.
 pub async fn note_describe(state: &dyn StateStore, describe: &Describe, cfg: &Config) {
     let fingerprint = describe_fingerprint(describe, cfg);
-    let stored = match state.get_doc(DESCRIBE_DOC).await {
-        Ok(doc) => doc,
+    let seen = match state.load::<DescribeSeen>(&()).await {
+        Ok(seen) => seen,
         Err(e) => {
             warn!(error = %e, "could not read the last describe fingerprint");
             return;
         }
     };
-    let seen = stored
-        .as_ref()
-        .and_then(|d| d.get("fingerprint"))
-        .and_then(Value::as_str);
-    if seen == Some(fingerprint.as_str()) {
+    if seen.as_ref().is_some_and(|s| s.fingerprint == fingerprint) {
         return;
     }
     if seen.is_some() {
         info!("the Contact describe changed (group labels or Record Types): a full refresh is due");
-        let request = serde_json::json!({
-            "at": Utc::now().to_rfc3339(),
-            "reason": "the Contact describe changed (a group label or Record Type)",
-        });
-        if let Err(e) = state.put_doc(REQUEST_DOC, request, None).await {
+        let request = FullRefreshRequest {
+            at: Utc::now(),
+            reason: "the Contact describe changed (a group label or Record Type)".into(),
+        };
+        if let Err(e) = state.store(&(), &request).await {
             warn!(error = %e, "could not ask for a full refresh");
             return;
         }
     }
-    let doc = serde_json::json!({ "fingerprint": fingerprint, "at": Utc::now().to_rfc3339() });
-    if let Err(e) = state.put_doc(DESCRIBE_DOC, doc, None).await {
+    let seen = DescribeSeen {
+        fingerprint,
+        at: Utc::now(),
+    };
+    if let Err(e) = state.store(&(), &seen).await {
         warn!(error = %e, "could not record the describe fingerprint");
     }
 }

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod optout;
 pub mod periodic;
 pub mod ports;
+pub mod records;
 pub mod runtime;
 #[cfg(feature = "testing")]
 pub mod testing;

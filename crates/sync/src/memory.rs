@@ -692,11 +692,11 @@ impl StateStore for MemoryState {
         Ok(())
     }
 
-    async fn get_doc(&self, key: &str) -> Result<Option<Value>, SyncError> {
+    async fn get_record(&self, key: &str) -> Result<Option<Value>, SyncError> {
         Ok(lock(&self.docs).get(key).cloned())
     }
 
-    async fn put_doc(
+    async fn put_record(
         &self,
         key: &str,
         value: Value,

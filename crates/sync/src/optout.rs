@@ -38,6 +38,7 @@ use tracing::{info, warn};
 use crate::error::SyncError;
 use crate::message::{RecordKind, WorkMessage};
 use crate::ports::{Community, Crm, EmailPreferenceChange, StateStore, WorkQueue};
+use crate::records::{StateRecord, StateRecords as _};
 use crate::watermark::Mark;
 
 pub const FEED_EMAIL_PREFERENCES: &str = "email-preferences";
@@ -119,15 +120,7 @@ pub fn decide(
     (keep != sf_value).then_some(keep)
 }
 
-/// State key of the record of the last write-back to a Contact.
-fn written_doc(id: &SfId) -> String {
-    format!("opt-out-written#{id}")
-}
-
-/// How long the record of a write-back is kept: long after the Member Refresh has read the
-/// Contact again (the write-back queues that read).
-const WRITTEN_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
-
+/// The last write-back of `HasOptedOutOfEmail` to a Contact (`Id`: the Contact's).
 #[derive(Debug, Serialize, Deserialize)]
 struct Written {
     value: bool,
@@ -135,21 +128,28 @@ struct Written {
     before: DateTime<Utc>,
 }
 
+impl StateRecord for Written {
+    type Id = SfId;
+    /// Long after the Member Refresh has read the Contact again (the write-back queues that
+    /// read).
+    const TTL: Option<std::time::Duration> = Some(std::time::Duration::from_secs(30 * 24 * 3600));
+    fn key(id: &SfId) -> String {
+        format!("opt-out-written#{id}")
+    }
+}
+
 async fn load_written(
     state: &dyn StateStore,
     ids: &[SfId],
 ) -> Result<HashMap<SfId, (bool, DateTime<Utc>)>, SyncError> {
-    let docs =
-        futures::future::try_join_all(ids.iter().map(|id| async move {
-            Ok::<_, SyncError>((id, state.get_doc(&written_doc(id)).await?))
-        }))
-        .await?;
-    Ok(docs
+    let written = futures::future::try_join_all(
+        ids.iter()
+            .map(|id| async move { Ok::<_, SyncError>((id, state.load::<Written>(id).await?)) }),
+    )
+    .await?;
+    Ok(written
         .into_iter()
-        .filter_map(|(id, doc)| {
-            let w: Written = serde_json::from_value(doc?).ok()?;
-            Some((id.clone(), (w.value, w.before)))
-        })
+        .filter_map(|(id, w)| w.map(|w| (id.clone(), (w.value, w.before))))
         .collect())
 }
 
@@ -273,13 +273,11 @@ pub async fn apply(
     if !writes.is_empty() {
         // Recorded before the write: a write whose answer is lost is known all the same.
         futures::future::try_join_all(recorded.iter().map(|(id, value, before)| async move {
-            let doc = serde_json::json!(Written {
+            let written = Written {
                 value: *value,
                 before: *before,
-            });
-            state
-                .put_doc(&written_doc(id), doc, Some(WRITTEN_TTL))
-                .await
+            };
+            state.store(id, &written).await
         }))
         .await?;
         for r in crm.update(writes).await? {

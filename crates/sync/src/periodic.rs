@@ -22,6 +22,7 @@ use crate::full::{self, FullRefreshReport};
 use crate::message::{RecordKind, WorkMessage};
 use crate::optout::{self, OptOutReport};
 use crate::ports::{ChangeQuery, Community, Crm, Filter, StateStore, WorkQueue};
+use crate::records::{StateRecord, StateRecords as _};
 use crate::watermark::{Mark, WindowCheckpoint};
 
 /// The lease that keeps two overlapping scheduled runs from scanning the same window twice.
@@ -42,10 +43,39 @@ pub const WINDOW_FEEDS: &[&str] = &[
     FEED_CAMPAIGNS,
     FEED_CAMPAIGN_MEMBERS,
 ];
-/// Where the last run's report is kept (for `hlsync status`).
-pub const LAST_RUN_DOC: &str = "run#periodic-refresh";
-/// Where the last API usage Salesforce reported is kept.
-pub const USAGE_DOC: &str = "usage#salesforce";
+
+/// The last run's report as it is kept for `hlsync status`: the report, and the error that
+/// ended the run, if one did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeriodicRun {
+    #[serde(flatten)]
+    pub report: PeriodicReport,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl StateRecord for PeriodicRun {
+    type Id = ();
+    fn key(_: &()) -> String {
+        "run#periodic-refresh".into()
+    }
+}
+
+/// The API usage Salesforce last reported, kept for `hlsync status`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct UsageSeen {
+    pub used: u64,
+    pub max: u64,
+    /// When it was recorded.
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl StateRecord for UsageSeen {
+    type Id = ();
+    fn key(_: &()) -> String {
+        "usage#salesforce".into()
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct PeriodicOptions {
@@ -71,6 +101,7 @@ pub struct FeedReport {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PeriodicReport {
     pub run_id: String,
     pub feeds: Vec<FeedReport>,
@@ -277,16 +308,20 @@ pub async fn run(
     report.allotment_share = report.usage.map(|u| allotment::share(u, &cfg.salesforce));
     report.finished_at = Some(Utc::now());
     if let Some(usage) = report.usage {
-        let doc = serde_json::json!({ "used": usage.used, "max": usage.max, "at": Utc::now() });
-        if let Err(e) = state.put_doc(USAGE_DOC, doc, None).await {
+        let seen = UsageSeen {
+            used: usage.used,
+            max: usage.max,
+            at: Some(Utc::now()),
+        };
+        if let Err(e) = state.store(&(), &seen).await {
             warn!(error = %e, "could not record the API usage");
         }
     }
-    let mut summary = serde_json::to_value(&report).unwrap_or_default();
-    if let (Err(e), Some(obj)) = (&result, summary.as_object_mut()) {
-        obj.insert("error".into(), e.to_string().into());
-    }
-    if let Err(e) = state.put_doc(LAST_RUN_DOC, summary, None).await {
+    let run = PeriodicRun {
+        report: report.clone(),
+        error: result.as_ref().err().map(ToString::to_string),
+    };
+    if let Err(e) = state.store(&(), &run).await {
         warn!(error = %e, "could not record the run report");
     }
     if let Err(e) = state.release_lease(LEASE, &opts.run_id).await {

@@ -440,12 +440,13 @@ pub trait StateStore: Send + Sync {
         prefix: &str,
         items: &[(String, Pushed)],
     ) -> Result<(), SyncError>;
-    /// A small JSON document (run summaries, requests, remembered rejections); `None` when none
-    /// is stored. One whose `ttl` has passed may be gone.
-    async fn get_doc(&self, key: &str) -> Result<Option<Value>, SyncError>;
-    /// Stores a document, replacing any; with `ttl` it may disappear once that has passed (never
-    /// before).
-    async fn put_doc(
+    /// The JSON of a typed record (run reports, requests, remembered rejections): read through
+    /// [`crate::records::StateRecords`], which gives it its type. `None` when none is stored; one
+    /// whose `ttl` has passed may be gone.
+    async fn get_record(&self, key: &str) -> Result<Option<Value>, SyncError>;
+    /// Stores a record's JSON, replacing any; with `ttl` it may disappear once that has passed
+    /// (never before). Written through [`crate::records::StateRecords`].
+    async fn put_record(
         &self,
         key: &str,
         value: Value,

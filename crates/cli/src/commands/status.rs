@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use hlsync_core::allotment;
 use hlsync_sync::error::Service;
-use hlsync_sync::periodic::{self, FeedReport};
+use hlsync_sync::member::MemberRun;
+use hlsync_sync::periodic::{self, PeriodicRun, UsageSeen};
 use hlsync_sync::ports::StateStore as _;
+use hlsync_sync::records::StateRecords as _;
 use hlsync_sync::runtime::Runtime;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::Serialize;
 
 use crate::context;
 
@@ -24,8 +24,10 @@ pub struct StatusReport {
     pub watermarks: BTreeMap<String, WatermarkState>,
     pub queue: Depth,
     pub dlq: Depth,
-    pub last_periodic_refresh: Option<LastPeriodicRefresh>,
-    pub last_member_refresh: Option<LastMemberRefresh>,
+    /// The last Periodic Refresh as it recorded itself.
+    pub last_periodic_refresh: Option<PeriodicRun>,
+    /// The last Member Refresh batch as it recorded itself.
+    pub last_member_refresh: Option<MemberRun>,
     /// The org's usage as Salesforce last reported it, against hlsync's share; `None` before
     /// the first report.
     pub api_usage: Option<ApiUsage>,
@@ -55,32 +57,6 @@ pub struct Depth {
     pub in_flight: u64,
 }
 
-/// The last Periodic Refresh as it recorded itself (`periodic::LAST_RUN_DOC`): the fields the
-/// text shows, and the rest as recorded.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LastPeriodicRefresh {
-    pub finished_at: Option<String>,
-    #[serde(default)]
-    pub feeds: Vec<FeedReport>,
-    pub salesforce_calls: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
-}
-
-/// The last Member Refresh batch as it recorded itself (`member::LAST_RUN_DOC`): the fields the
-/// text shows, and the rest as recorded.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LastMemberRefresh {
-    pub finished_at: Option<String>,
-    pub pushed: Option<u64>,
-    pub skipped_unchanged: Option<u64>,
-    pub failed: Option<u64>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
-}
-
 #[derive(Debug, Serialize)]
 pub struct ApiUsage {
     pub used: u64,
@@ -90,15 +66,7 @@ pub struct ApiUsage {
     /// How much of that share is used, 0 to 1.
     pub share_of_allotment: f64,
     /// When Salesforce reported it.
-    pub at: Option<String>,
-}
-
-/// The usage document the Periodic Refresh records (`periodic::USAGE_DOC`).
-#[derive(Debug, Deserialize)]
-struct UsageDoc {
-    used: u64,
-    max: u64,
-    at: Option<String>,
+    pub at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,7 +80,7 @@ pub struct CredentialsState {
 #[derive(Debug, Serialize)]
 pub struct Rejected {
     pub message: String,
-    pub at: Option<String>,
+    pub at: Option<DateTime<Utc>>,
 }
 
 pub async fn run(config: Option<&Path>, stack: &str) -> anyhow::Result<StatusReport> {
@@ -141,12 +109,7 @@ pub async fn status_report(rt: &Runtime) -> anyhow::Result<StatusReport> {
     }
     let queue = rt.queues.queue.depth().await?;
     let dlq = rt.queues.dlq.depth().await?;
-    // A usage document without its counts says nothing: shown as not known.
-    let usage = rt
-        .state
-        .get_doc(periodic::USAGE_DOC)
-        .await?
-        .and_then(|doc| serde_json::from_value::<UsageDoc>(doc).ok());
+    let usage = rt.state.load::<UsageSeen>(&()).await?;
     let api_usage = usage.map(|u| ApiUsage {
         used: u.used,
         org_max: u.max,
@@ -160,20 +123,8 @@ pub async fn status_report(rt: &Runtime) -> anyhow::Result<StatusReport> {
         ),
         at: u.at,
     });
-    let last_periodic_refresh = match rt.state.get_doc(periodic::LAST_RUN_DOC).await? {
-        Some(doc) => Some(
-            serde_json::from_value(doc)
-                .context("reading the last Periodic Refresh's record in the state table")?,
-        ),
-        None => None,
-    };
-    let last_member_refresh = match rt.state.get_doc(hlsync_sync::member::LAST_RUN_DOC).await? {
-        Some(doc) => Some(
-            serde_json::from_value(doc)
-                .context("reading the last Member Refresh's record in the state table")?,
-        ),
-        None => None,
-    };
+    let last_periodic_refresh = rt.state.load::<PeriodicRun>(&()).await?;
+    let last_member_refresh = rt.state.load::<MemberRun>(&()).await?;
     Ok(StatusReport {
         stack: StackResources {
             table: rt.resources.table.clone(),
@@ -267,9 +218,9 @@ impl fmt::Display for StatusReport {
         write!(
             f,
             "last periodic refresh: {} ({} changed, {} Salesforce calls)",
-            or_dash(last.and_then(|l| l.finished_at.as_ref())),
-            last.map_or(0, |l| l.feeds.iter().map(|feed| feed.changed).sum::<u64>()),
-            or_dash(last.and_then(|l| l.salesforce_calls)),
+            or_dash(last.and_then(|l| l.report.finished_at).map(rfc3339)),
+            last.map_or(0, |l| l.report.changed()),
+            or_dash(last.map(|l| l.report.salesforce_calls)),
         )?;
         if let Some(error) = last.and_then(|l| l.error.as_ref()) {
             write!(f, " error: {error}")?;
@@ -279,10 +230,10 @@ impl fmt::Display for StatusReport {
         writeln!(
             f,
             "last member refresh batch: {} ({} pushed, {} unchanged, {} failed)",
-            or_dash(last.and_then(|l| l.finished_at.as_ref())),
-            or_dash(last.and_then(|l| l.pushed)),
-            or_dash(last.and_then(|l| l.skipped_unchanged)),
-            or_dash(last.and_then(|l| l.failed)),
+            or_dash(last.and_then(|l| l.finished_at).map(rfc3339)),
+            or_dash(last.map(|l| l.report.pushed)),
+            or_dash(last.map(|l| l.report.skipped_unchanged)),
+            or_dash(last.map(|l| l.failed)),
         )?;
         match &self.api_usage {
             Some(u) => writeln!(
@@ -292,7 +243,7 @@ impl fmt::Display for StatusReport {
                 u.org_max,
                 u.ceiling,
                 u.share_of_allotment * 100.0,
-                or_dash(u.at.as_ref())
+                or_dash(u.at.map(rfc3339))
             )?,
             None => writeln!(f, "API usage: not known yet")?,
         }
@@ -316,7 +267,7 @@ mod tests {
 
     use super::*;
 
-    fn report(last_periodic_refresh: Option<LastPeriodicRefresh>) -> StatusReport {
+    fn report(last_periodic_refresh: Option<PeriodicRun>) -> StatusReport {
         let ok = || CredentialsState {
             state: "ok",
             rejection: None,
@@ -374,13 +325,18 @@ mod tests {
             "finished_at": "2024-03-04T05:06:08.5Z",
             "error": "boom",
         });
-        let last = serde_json::from_value(doc.clone()).expect("a run record");
-        let report = report(Some(last));
+        let last: PeriodicRun = serde_json::from_value(doc.clone()).expect("a run record");
+        let report = report(Some(last.clone()));
         let value = serde_json::to_value(&report).expect("serializes");
-        assert_eq!(value["last_periodic_refresh"], doc);
+        let shown = &value["last_periodic_refresh"];
+        for key in ["run_id", "salesforce_calls", "error"] {
+            assert_eq!(shown[key], doc[key], "{key}");
+        }
+        let read_back: PeriodicRun = serde_json::from_value(shown.clone()).expect("reads back");
+        assert_eq!(read_back, last);
         assert!(
             report.to_string().contains(
-                "last periodic refresh: 2024-03-04T05:06:08.5Z (12 changed, 12 Salesforce calls) error: boom\n"
+                "last periodic refresh: 2024-03-04T05:06:08.500Z (12 changed, 12 Salesforce calls) error: boom\n"
             ),
             "{report}"
         );

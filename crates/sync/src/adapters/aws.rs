@@ -94,17 +94,17 @@ impl StateStore for hlsync_aws::DynamoState {
         Ok(self.put_pushed_keys(prefix, items).await?)
     }
 
-    async fn get_doc(&self, key: &str) -> Result<Option<Value>, SyncError> {
-        Ok(hlsync_aws::DynamoState::get_doc(self, key).await?)
+    async fn get_record(&self, key: &str) -> Result<Option<Value>, SyncError> {
+        Ok(hlsync_aws::DynamoState::get_record(self, key).await?)
     }
 
-    async fn put_doc(
+    async fn put_record(
         &self,
         key: &str,
         value: Value,
         ttl: Option<Duration>,
     ) -> Result<(), SyncError> {
-        hlsync_aws::DynamoState::put_doc(self, key, &value, ttl).await?;
+        hlsync_aws::DynamoState::put_record(self, key, &value, ttl).await?;
         Ok(())
     }
 }

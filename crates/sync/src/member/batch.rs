@@ -21,6 +21,7 @@ pub struct IncomingMessage {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MemberReport {
     pub received: u64,
     /// Distinct Contacts named by the batch.
@@ -38,6 +39,7 @@ pub struct MemberReport {
     /// Higher Logic refused on their own.
     pub dead_lettered: u64,
     /// Message ids to report back as failed (retried by the queue, then dead-lettered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_message_ids: Vec<String>,
     pub salesforce_calls: u64,
     pub higher_logic_calls: u64,

@@ -9,8 +9,9 @@ mod batch;
 mod contacts;
 mod meetings;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use hlsync_core::id::SfId;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::warn;
 
@@ -23,10 +24,30 @@ use crate::Deadline;
 use crate::error::SyncError;
 use crate::optout;
 use crate::ports::EmailPreferenceChange;
+use crate::records::{StateRecord, StateRecords as _};
 use batch::{Batch, dead_letter, fail_all, fail_for};
 
-/// Where the last batch's report is kept (for `hlsync status`).
-pub const LAST_RUN_DOC: &str = "run#member-refresh";
+/// The last batch's report as it is kept for `hlsync status`: the counts (not the failed
+/// message ids, which only the queue needs), how many failed, and the error that stopped the
+/// batch, if one did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemberRun {
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub report: MemberReport,
+    /// Messages reported back as failed.
+    #[serde(default)]
+    pub failed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl StateRecord for MemberRun {
+    type Id = ();
+    fn key(_: &()) -> String {
+        "run#member-refresh".into()
+    }
+}
 
 /// Handles one batch. Per-message problems become failed message ids; an `Err` means the whole
 /// batch could not be worked (credentials rejected, allotment exhausted) and every message not
@@ -59,16 +80,16 @@ pub async fn member_refresh(
     hand_back(deps, &all_messages, &mut report).await;
     report.salesforce_calls = deps.crm.calls_made().saturating_sub(sf_before);
     report.higher_logic_calls = deps.community.calls_made().saturating_sub(hl_before);
-    let mut summary = serde_json::to_value(&report).unwrap_or_default();
-    if let Some(obj) = summary.as_object_mut() {
-        obj.insert("finished_at".into(), serde_json::json!(Utc::now()));
-        obj.remove("failed_message_ids");
-        obj.insert("failed".into(), report.failed_message_ids.len().into());
-        if let Err(e) = &result {
-            obj.insert("error".into(), e.to_string().into());
-        }
-    }
-    if let Err(e) = deps.state.put_doc(LAST_RUN_DOC, summary, None).await {
+    let run = MemberRun {
+        finished_at: Some(Utc::now()),
+        report: MemberReport {
+            failed_message_ids: Vec::new(),
+            ..report.clone()
+        },
+        failed: report.failed_message_ids.len() as u64,
+        error: result.as_ref().err().map(ToString::to_string),
+    };
+    if let Err(e) = deps.state.store(&(), &run).await {
         warn!(error = %e, "could not record the batch report");
     }
     match result {
