@@ -16,7 +16,7 @@ pub use queue::{
     create_queue_pair, queue_url, redrive,
 };
 pub use secrets::{Secret, SecretSource, put_secret};
-pub use state::{DynamoState, Pushed, Watermark, create_table};
+pub use state::{DynamoState, create_table};
 
 use aws_config::{BehaviorVersion, Region};
 

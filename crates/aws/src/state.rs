@@ -24,6 +24,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use hlsync_core::SfId;
+use hlsync_core::state::{Pushed, StoredWatermark};
 use serde_json::Value;
 
 use crate::backoff::backoff;
@@ -50,45 +51,6 @@ const BATCH_ATTEMPTS: u32 = 8;
 
 type Item = HashMap<String, AttributeValue>;
 
-/// Where a feed's last completed window ended, and where an unfinished one stopped.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Watermark {
-    pub at: Option<DateTime<Utc>>,
-    /// The sync's own JSON, opaque here.
-    pub checkpoint: Option<String>,
-    /// 0 when nothing is stored.
-    pub version: u64,
-}
-
-/// What was last pushed for one record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pushed {
-    pub hash: String,
-    pub cursor: Option<DateTime<Utc>>,
-    pub pushed_at: DateTime<Utc>,
-    /// A Contact's `HasOptedOutOfEmail` as last read, and the `SystemModstamp` of the first read
-    /// that showed that value (when it changed, as near as hlsync can tell).
-    pub opt_out: Option<(bool, DateTime<Utc>)>,
-}
-
-impl Pushed {
-    /// The record of a push about to be sent (write-ahead): Higher Logic may hold the record
-    /// from now on, whatever happens next. Its empty hash equals no real one.
-    pub fn pending() -> Self {
-        Pushed {
-            hash: String::new(),
-            cursor: None,
-            pushed_at: Utc::now(),
-            opt_out: None,
-        }
-    }
-
-    /// Whether this records a push whose outcome is unknown (see [`Pushed::pending`]).
-    pub fn is_pending(&self) -> bool {
-        self.hash.is_empty()
-    }
-}
-
 /// The state table in DynamoDB; the sync crate's `StateStore` port is implemented on it.
 #[derive(Debug, Clone)]
 pub struct DynamoState {
@@ -114,10 +76,10 @@ impl DynamoState {
 
     // ----- watermarks -------------------------------------------------------------------------
 
-    pub async fn get_watermark(&self, name: &str) -> Result<Watermark, AwsError> {
+    pub async fn get_watermark(&self, name: &str) -> Result<StoredWatermark, AwsError> {
         let key = format!("watermark#{name}");
         let Some(item) = self.get_item(&key).await? else {
-            return Ok(Watermark::default());
+            return Ok(StoredWatermark::default());
         };
         let version = number(&item, "version")
             .and_then(|v| u64::try_from(v).ok())
@@ -126,7 +88,7 @@ impl DynamoState {
             Some(at) => Some(parse_time(at).map_err(|m| self.corrupt(&key, &m))?),
             None => None,
         };
-        Ok(Watermark {
+        Ok(StoredWatermark {
             at,
             checkpoint: text(&item, "checkpoint").map(str::to_owned),
             version,

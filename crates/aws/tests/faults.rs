@@ -10,7 +10,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use chrono::{TimeZone, Utc};
-use hlsync_aws::{Clients, DynamoState, Pushed, SqsQueue, local_sdk_config};
+use hlsync_aws::{Clients, DynamoState, SqsQueue, local_sdk_config};
+use hlsync_core::state::Pushed;
 use serde_json::{Value, json};
 
 #[derive(Default)]

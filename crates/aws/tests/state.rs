@@ -8,8 +8,9 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use common::{clients, unique};
-use hlsync_aws::{AwsError, DynamoState, Pushed, create_table};
+use hlsync_aws::{AwsError, DynamoState, create_table};
 use hlsync_core::SfId;
+use hlsync_core::state::Pushed;
 
 async fn store() -> DynamoState {
     let clients = clients().await;

@@ -14,6 +14,7 @@ pub mod mapping;
 pub mod member;
 pub mod optout;
 pub mod schema;
+pub mod state;
 pub mod time;
 pub mod watermark;
 
@@ -27,7 +28,7 @@ pub use id::{IdError, SfId};
 pub use mapping::{CampaignMembership, ContactInput, MappingError, country_code, map_contact};
 pub use member::{Address, ContentHash, Email, Group, GroupKey, Member, Phone};
 pub use optout::resolve_opt_out;
-pub use schema::{ContactSchema, FieldInfo, FieldType, RecordTypeInfo, SchemaError};
+pub use schema::{ContactSchema, Describe, FieldInfo, FieldType, RecordTypeInfo, SchemaError};
 pub use time::{format_soql_datetime, parse_sf_datetime};
 pub use watermark::{Cursor, Window};
 

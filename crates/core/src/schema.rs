@@ -138,6 +138,26 @@ pub struct RecordTypeInfo {
     pub active: bool,
 }
 
+/// What hlsync needs of an object's describe (`sobjects/{Object}/describe`): its fields and
+/// Record Types, read from describe's JSON as it is; every other describe key is ignored.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Describe {
+    /// The object's fields, in describe's order.
+    pub fields: Vec<FieldInfo>,
+    /// The object's record types (`recordTypeInfos`).
+    #[serde(default, rename = "recordTypeInfos")]
+    pub record_types: Vec<RecordTypeInfo>,
+}
+
+impl Describe {
+    /// The field of that API name (API names are case-insensitive).
+    pub fn field(&self, name: &str) -> Option<&FieldInfo> {
+        self.fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+    }
+}
+
 /// Why the org's Contact object does not fit the config. Each message names the config key and
 /// the field, and tells what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -20,8 +20,9 @@ use tracing::{debug, info, warn};
 
 use crate::auth::{self, Attempt, JwtKey, Session};
 use crate::credentials::{AuthFlow, SalesforceCredentials};
-use crate::describe::{Describe, check_api_name};
+use crate::describe::check_api_name;
 use crate::error::SfError;
+use hlsync_core::schema::Describe;
 
 /// Salesforce answers 414 to request URLs past about 16 KB: hlsync never builds one.
 pub const MAX_URL_BYTES: usize = 16_000;

@@ -1,33 +1,13 @@
-//! What an object's describe (`sobjects/{Object}/describe`) tells hlsync, and the rule for the
-//! API names that go into URLs. Fields are discovered at run time (HL_ fields), so the client
-//! reads and caches describes ([`SalesforceClient::describe`](crate::SalesforceClient::describe),
-//! in `client.rs`, which owns the cache); this module makes no call, so the client can name
-//! its types without a cycle between the two.
+//! The rule for the API names that go into URLs, and the describe's documented shape. Fields are
+//! discovered at run time (HL_ fields), so the client reads and caches describes
+//! ([`SalesforceClient::describe`](crate::SalesforceClient::describe), in `client.rs`, which owns
+//! the cache) into core's [`Describe`], the type the sync's ports speak; this module makes no
+//! call, so the client can name its rules without a cycle between the two.
 
-use hlsync_core::schema::{FieldInfo, RecordTypeInfo};
-use serde::Deserialize;
+#[cfg(test)]
+use hlsync_core::schema::Describe;
 
 use crate::error::SfError;
-
-/// What hlsync needs of an object's describe. Core's field and record type types read
-/// describe's JSON as it is; every other describe key is ignored.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct Describe {
-    /// The object's fields, in describe's order.
-    pub fields: Vec<FieldInfo>,
-    /// The object's record types (`recordTypeInfos`).
-    #[serde(default, rename = "recordTypeInfos")]
-    pub record_types: Vec<RecordTypeInfo>,
-}
-
-impl Describe {
-    /// The field of that API name (API names are case-insensitive).
-    pub fn field(&self, name: &str) -> Option<&FieldInfo> {
-        self.fields
-            .iter()
-            .find(|f| f.name.eq_ignore_ascii_case(name))
-    }
-}
 
 /// Object and field names go into URLs and request bodies: only API names are let through.
 pub(crate) fn check_api_name(name: &str) -> Result<(), SfError> {

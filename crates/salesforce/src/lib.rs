@@ -32,7 +32,7 @@ mod records;
 pub use client::{ClientOptions, LoginState, MAX_URL_BYTES, RetryPolicy, SalesforceClient};
 pub use composite::{CompositeQuery, QUERIES_PER_COMPOSITE};
 pub use credentials::{AuthFlow, SalesforceCredentials};
-pub use describe::Describe;
 pub use error::SfError;
+pub use hlsync_core::schema::Describe;
 pub use query::{QueryPager, Record};
 pub use records::{RETRIEVE_CHUNK, SaveError, SaveResult, UPDATE_CHUNK};

@@ -43,7 +43,7 @@ pub struct OrgStatus {
 }
 
 /// An object's fields and record types, as its describe gives them.
-pub use hlsync_salesforce::Describe;
+pub use hlsync_core::schema::Describe;
 
 /// A condition the pipeline's queries add, in a form every adapter can evaluate (the Salesforce
 /// adapter writes it as SOQL with [`Filter::soql`]; the in-memory one evaluates it).
@@ -375,7 +375,7 @@ pub trait Community: Send + Sync {
 
 /// A watermark as stored (where the last completed window ended, and where an unfinished one
 /// stopped), and what was last pushed for a record: the state adapter's own types.
-pub use hlsync_aws::{Pushed, Watermark as StoredWatermark};
+pub use hlsync_core::state::{Pushed, StoredWatermark};
 
 /// Durable state (DynamoDB in production), shared by every function and the CLI at once.
 ///
