@@ -235,7 +235,7 @@ async fn resync_pushes_every_member_again_even_unchanged_ones() {
     let sf = sys.salesforce.counters().api_calls - sf_before;
     assert!(sf <= 5, "{sf} Salesforce calls");
     // A plain sync afterwards pushes nothing: the forced pushes stored their hashes.
-    sys.salesforce.advance(std::time::Duration::from_secs(120));
+    sys.salesforce.advance(std::time::Duration::from_mins(2));
     let report = json_of(&run(&sys, &["--json", "sync"]).await);
     assert_eq!(report["member_refresh"]["pushed"], json!(0), "{report}");
 }

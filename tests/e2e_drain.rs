@@ -154,7 +154,7 @@ async fn a_batch_worked_longer_than_the_visibility_timeout_stays_hidden_from_oth
                 continue;
             }
             let got = queue
-                .receive(10, Some(Duration::from_secs(60)), Duration::ZERO)
+                .receive(10, Some(Duration::from_mins(1)), Duration::ZERO)
                 .await
                 .expect("receives");
             taken.extend(got.into_iter().map(|m| m.message_id));

@@ -131,7 +131,7 @@ async fn incremental_sync_carries_every_kind_of_change_and_nothing_else() {
     let before = sys.higher_logic.counters();
 
     let edits = edit_contacts(&sys);
-    sys.salesforce.advance(Duration::from_secs(120));
+    sys.salesforce.advance(Duration::from_mins(2));
     let report = sync(&rt).await;
     let touched =
         edits.renamed + edits.deactivated + edits.deleted + edits.opted_out + edits.regrouped;
@@ -190,7 +190,7 @@ async fn a_second_sync_without_changes_makes_no_higher_logic_call() {
     let sys = system(150).await;
     let rt = sys.runtime();
     sync(&rt).await;
-    sys.salesforce.advance(Duration::from_secs(120));
+    sys.salesforce.advance(Duration::from_mins(2));
     let before = sys.higher_logic.counters();
     let sf_before = sys.salesforce.counters().api_calls;
     let report = sync(&rt).await;
@@ -230,7 +230,7 @@ async fn a_late_commit_within_the_lookback_is_not_lost() {
         fields.as_object().cloned().expect("object"),
         late_at,
     );
-    sys.salesforce.advance(Duration::from_secs(120));
+    sys.salesforce.advance(Duration::from_mins(2));
     sync(&rt).await;
     let member = sys
         .higher_logic
@@ -245,7 +245,7 @@ async fn contacts_sharing_one_timestamp_across_page_edges_are_not_lost() {
     // The initial load of the empty org: the Contact feeds begin.
     sync(&sys.runtime()).await;
     let at = sys.salesforce.now() + chrono::Duration::seconds(30);
-    sys.salesforce.advance(Duration::from_secs(60));
+    sys.salesforce.advance(Duration::from_mins(1));
     for n in 0..500 {
         let fields =
             json!({"FirstName": format!("Same{n}"), "LastName": "Stamp", "Active__c": true});
@@ -255,7 +255,7 @@ async fn contacts_sharing_one_timestamp_across_page_edges_are_not_lost() {
             at,
         );
     }
-    sys.salesforce.advance(Duration::from_secs(120));
+    sys.salesforce.advance(Duration::from_mins(2));
     // Pages of 200: the shared timestamp spans two page edges.
     let rt = sys.runtime_with(ClientOptions {
         query_batch_size: Some(200),
@@ -274,7 +274,7 @@ async fn two_periodic_refreshes_at_once_lose_nothing_and_keep_the_watermark_cons
     let opts = |run: &str| hlsync_sync::periodic::PeriodicOptions {
         run_id: run.into(),
         deadline: hlsync_sync::Deadline::none(),
-        lease_ttl: Duration::from_secs(60),
+        lease_ttl: Duration::from_mins(1),
     };
     let (oa, ob) = (opts("a"), opts("b"));
     let (ra, rb) = tokio::join!(a.periodic_refresh(&oa), b.periodic_refresh(&ob));
@@ -349,7 +349,7 @@ async fn concurrent_cold_starts_spend_one_failed_login_and_each_service_keeps_it
         let opts = hlsync_sync::periodic::PeriodicOptions {
             run_id: format!("cold-{i}"),
             deadline: hlsync_sync::Deadline::none(),
-            lease_ttl: Duration::from_secs(60),
+            lease_ttl: Duration::from_mins(1),
         };
         async move { rt.periodic_refresh(&opts).await }
     });

@@ -129,7 +129,7 @@ async fn meetings_and_registrations_reach_higher_logic_in_batches_and_follow_cha
         fields(json!({"Name": "Cancelled Gala", "Type": "Event", "StartDate": "2026-12-24"})),
     );
     // Past the settle time, so the first window sees it.
-    sys.salesforce.advance(Duration::from_secs(120));
+    sys.salesforce.advance(Duration::from_mins(2));
     let rt = sys.runtime();
     let report = sync(&rt).await;
     assert!(report.periodic.completed());
@@ -183,7 +183,7 @@ async fn meetings_and_registrations_reach_higher_logic_in_batches_and_follow_cha
     ));
     assert!(want_events.contains(&dropped_event));
     assert!(sys.salesforce.delete("Campaign", &dropped_event));
-    sys.salesforce.advance(Duration::from_secs(120));
+    sys.salesforce.advance(Duration::from_mins(2));
     let report = sync(&rt).await;
     assert_eq!(report.member_refresh.failed_deliveries, 0);
 
@@ -222,7 +222,7 @@ async fn meetings_and_registrations_reach_higher_logic_in_batches_and_follow_cha
     assert_eq!(lost["ContactDetails"]["IsMember"], json!(true));
 
     // Nothing changed since: no push at all.
-    sys.salesforce.advance(Duration::from_secs(120));
+    sys.salesforce.advance(Duration::from_mins(2));
     let before = sys.higher_logic.counters();
     let report = sync(&rt).await;
     let after = sys.higher_logic.counters();
@@ -267,7 +267,7 @@ async fn a_contact_moving_chapter_changes_community_groups_only() {
         sys.salesforce
             .update("Contact", &id, fields(json!({"HL_Chapter__c": "Ohio"})))
     );
-    sys.salesforce.advance(Duration::from_secs(120));
+    sys.salesforce.advance(Duration::from_mins(2));
     sync(&rt).await;
     let before = sys.higher_logic.member(&id).expect("pushed");
     assert_eq!(
@@ -281,7 +281,7 @@ async fn a_contact_moving_chapter_changes_community_groups_only() {
         sys.salesforce
             .update("Contact", &id, fields(json!({"HL_Chapter__c": "Texas"})))
     );
-    sys.salesforce.advance(Duration::from_secs(120));
+    sys.salesforce.advance(Duration::from_mins(2));
     let report = sync(&rt).await;
     assert_eq!(report.member_refresh.pushed, 1);
     let after = sys.higher_logic.member(&id).expect("pushed");
@@ -339,12 +339,12 @@ async fn a_formula_change_is_pushed_by_the_daily_full_refresh_and_nothing_else_i
     );
 
     // Within the period: no window sees it, no full refresh runs.
-    sys.salesforce.advance(Duration::from_secs(3600));
+    sys.salesforce.advance(Duration::from_hours(1));
     let report = sync(&rt).await;
     assert!(report.periodic.full_refresh.is_none());
     assert_eq!(report.member_refresh.pushed, 0);
 
-    sys.salesforce.advance(Duration::from_secs(24 * 3600));
+    sys.salesforce.advance(Duration::from_hours(24));
     let sf_before = sys.salesforce.counters();
     let hl_before = sys.higher_logic.counters();
     let report = sync(&rt).await;
@@ -396,7 +396,7 @@ async fn a_formula_change_is_pushed_by_the_daily_full_refresh_and_nothing_else_i
     );
 
     // A second full refresh inside the period does not run.
-    sys.salesforce.advance(Duration::from_secs(3600));
+    sys.salesforce.advance(Duration::from_hours(1));
     let report = sync(&rt).await;
     assert!(report.periodic.full_refresh.is_none());
     assert_eq!(report.member_refresh.contacts, 0);
@@ -424,7 +424,7 @@ async fn a_members_opt_out_is_written_back_once_without_ping_pong() {
     let patches_before = endpoint_calls(&sys, "composite_update");
     let mut pushes = Vec::new();
     for _ in 0..3 {
-        sys.salesforce.advance(Duration::from_secs(120));
+        sys.salesforce.advance(Duration::from_mins(2));
         let report = sync(&rt).await;
         pushes.push(report.member_refresh.pushed);
     }

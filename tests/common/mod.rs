@@ -9,12 +9,18 @@ use hlsync_cli::local::LocalSystem;
 /// Runs `hlsync ARGS` with the local system's environment (its moto endpoint and config); the
 /// queue URLs come from the stack's names, as an operator's would.
 pub fn hlsync(sys: &LocalSystem, args: &[&str]) -> Output {
-    command(sys.env(), args.iter().map(|a| a.to_string()).collect())
+    command(
+        sys.env(),
+        args.iter().map(std::string::ToString::to_string).collect(),
+    )
 }
 
 /// [`hlsync`] off the async runtime's threads (the binary may take seconds).
 pub async fn hlsync_async(sys: &LocalSystem, args: &[&str]) -> Output {
-    let (env, args) = (sys.env(), args.iter().map(|a| a.to_string()).collect());
+    let (env, args) = (
+        sys.env(),
+        args.iter().map(std::string::ToString::to_string).collect(),
+    );
     tokio::task::spawn_blocking(move || command(env, args))
         .await
         .expect("joins")

@@ -27,7 +27,7 @@ mod tests {
             let wait = backoff(attempt);
             let bound = BASE.saturating_mul(1u32 << attempt.min(16)).min(CAP);
             assert!(wait <= bound, "attempt {attempt}: {wait:?} > {bound:?}");
-            assert!(wait >= bound / 2 - Duration::from_millis(1));
+            assert!(wait >= (bound / 2).checked_sub(Duration::from_millis(1)).unwrap());
         }
     }
 }

@@ -25,9 +25,9 @@ const CONCURRENT_BATCHES: usize = 8;
 /// Attempts at entries that SQS refused through no fault of ours.
 const SEND_ATTEMPTS: u32 = 4;
 /// 14 days, SQS's longest retention: the time an operator has to look at a dead letter.
-pub const DLQ_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
+pub const DLQ_RETENTION: Duration = Duration::from_hours(336);
 /// Long enough to send and delete a batch; a message not moved by then reappears on the DLQ.
-const REDRIVE_VISIBILITY: Duration = Duration::from_secs(60);
+const REDRIVE_VISIBILITY: Duration = Duration::from_mins(1);
 /// The message attribute that says why a message was dead-lettered directly.
 pub const REASON_ATTRIBUTE: &str = "hlsync-reason";
 /// SQS's longest message delay.

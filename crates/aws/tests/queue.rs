@@ -51,7 +51,7 @@ async fn send_35_receive_and_delete() {
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(queue.depth().await.expect("depth").visible, 35);
 
-    let received = receive_all(&queue, Duration::from_secs(300)).await;
+    let received = receive_all(&queue, Duration::from_mins(5)).await;
     let got: BTreeSet<&str> = received.iter().map(|m| m.body.as_str()).collect();
     let sent: BTreeSet<&str> = bodies.iter().map(String::as_str).collect();
     assert_eq!(got, sent);
@@ -71,7 +71,7 @@ async fn a_bad_receipt_handle_is_a_per_entry_failure() {
     let (queue, _) = queue_pair().await;
     queue.send_batch(vec!["one".into()]).await.expect("send");
     let received = queue
-        .receive(10, Some(Duration::from_secs(300)), Duration::ZERO)
+        .receive(10, Some(Duration::from_mins(5)), Duration::ZERO)
         .await
         .expect("receive");
     assert_eq!(received.len(), 1);
@@ -91,7 +91,7 @@ async fn change_visibility_returns_a_message_early() {
     let (queue, _) = queue_pair().await;
     queue.send_batch(vec!["later".into()]).await.expect("send");
     let first = queue
-        .receive(1, Some(Duration::from_secs(300)), Duration::ZERO)
+        .receive(1, Some(Duration::from_mins(5)), Duration::ZERO)
         .await
         .expect("receive");
     assert_eq!(first.len(), 1);
@@ -152,7 +152,7 @@ async fn after_five_receives_messages_land_on_the_dlq_and_redrive_brings_them_ba
     // moto has no StartMessageMoveTask: the copy must have been used.
     assert_eq!(report.method, RedriveMethod::Copy);
     assert_eq!(dlq.depth().await.expect("dlq depth"), Default::default());
-    let back = receive_all(&queue, Duration::from_secs(300)).await;
+    let back = receive_all(&queue, Duration::from_mins(5)).await;
     let got: BTreeSet<String> = back.iter().map(|m| m.body.clone()).collect();
     assert_eq!(got, bodies.into_iter().collect());
     assert!(back.iter().all(|m| m.receive_count == 1));

@@ -16,7 +16,7 @@ fn text(value: &str) -> SecretString {
 async fn a_missing_secret_names_it_and_says_how_to_create_it() {
     let clients = clients().await;
     let id = unique("hlsync/credentials");
-    let source = SecretSource::new(clients.secrets, &id, Duration::from_secs(300));
+    let source = SecretSource::new(clients.secrets, &id, Duration::from_mins(5));
     let err = source.get().await.expect_err("missing");
     assert!(matches!(err, AwsError::SecretMissing { .. }), "{err:?}");
     let message = err.to_string();
@@ -37,7 +37,7 @@ async fn the_value_is_cached_until_invalidated_and_a_rotation_is_visible() {
     let v1 = put_secret(&clients.secrets, &id, &text(r#"{"n":1}"#))
         .await
         .expect("create");
-    let source = SecretSource::new(clients.secrets.clone(), &id, Duration::from_secs(3600));
+    let source = SecretSource::new(clients.secrets.clone(), &id, Duration::from_hours(1));
     let first = source.get().await.expect("get");
     assert_eq!(first.version_id, v1);
     assert_eq!(first.value.expose_secret(), r#"{"n":1}"#);

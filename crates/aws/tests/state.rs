@@ -159,7 +159,7 @@ async fn concurrent_saves_from_the_same_version_have_one_winner() {
 #[tokio::test]
 async fn lease_is_exclusive_until_expiry_or_release() {
     let store = store().await;
-    let ttl = Duration::from_secs(60);
+    let ttl = Duration::from_mins(1);
     let now = Utc::now();
     assert!(
         store
@@ -386,7 +386,7 @@ async fn documents_round_trip_and_expire() {
         Some(doc.clone())
     );
     store
-        .put_record("usage", &doc, Some(Duration::from_secs(3600)))
+        .put_record("usage", &doc, Some(Duration::from_hours(1)))
         .await
         .expect("put ttl");
     assert_eq!(

@@ -147,7 +147,9 @@ impl Worked {
 type Backlog = Mutex<VecDeque<IncomingMessage>>;
 
 fn take_batch(backlog: &Backlog, queue: &CountingQueue, size: usize) -> Vec<IncomingMessage> {
-    let mut backlog = backlog.lock().unwrap_or_else(|e| e.into_inner());
+    let mut backlog = backlog
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     backlog.extend(queue.inner.take());
     let n = backlog.len().min(size);
     backlog.drain(..n).collect()
@@ -181,7 +183,7 @@ async fn work_backlog(
             .collect();
         backlog
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .extend(failed);
         worked.add(Worked {
             invocations: 1,
@@ -229,7 +231,7 @@ fn periodic_options() -> PeriodicOptions {
     PeriodicOptions {
         run_id: "bench".into(),
         deadline: Deadline::none(),
-        lease_ttl: Duration::from_secs(600),
+        lease_ttl: Duration::from_mins(10),
     }
 }
 
@@ -344,7 +346,7 @@ async fn bench_changed(contacts: usize, small: usize, large: usize) {
         "initial load    {contacts} Contacts: {} Salesforce calls, {} Higher Logic calls, {} SQS calls, {} range messages",
         load.salesforce, load.higher_logic, load.sqs, load.messages
     );
-    sys.salesforce.advance(Duration::from_secs(120));
+    sys.salesforce.advance(Duration::from_mins(2));
     let quiet = one_sync(&sys, &function, &state, &queue, BATCH).await;
     println!(
         "no change       a sync with nothing changed: {} Salesforce calls, {} Higher Logic calls, {} SQS calls",
@@ -549,7 +551,7 @@ async fn bench_shared_budget(functions: usize, per_minute: u32, contacts: usize,
     }
     let hl = sys.higher_logic.counters();
     let made = hl.total_calls() - hl_before.total_calls();
-    let budget = per_minute as f64 * took.as_secs_f64() / 60.0;
+    let budget = f64::from(per_minute) * took.as_secs_f64() / 60.0;
     let per_second: Vec<u64> = samples.windows(2).map(|w| w[1] - w[0]).collect();
     // The run's last second is partial: idle seconds are counted before it.
     let idle = per_second

@@ -45,7 +45,7 @@ use tracing::warn;
 use crate::output::Progress;
 
 /// How long a received message stays invisible while its batch is gathered and worked.
-pub const VISIBILITY: Duration = Duration::from_secs(120);
+pub const VISIBILITY: Duration = Duration::from_mins(2);
 /// How long a batch may gather after its first receive before it is handed over, full or not
 /// (the event source's `MaximumBatchingWindowInSeconds`; the stack's default).
 pub const BATCHING_WINDOW: Duration = Duration::from_secs(5);
@@ -167,12 +167,11 @@ fn add_received(
     got: Vec<Received>,
 ) {
     for m in got {
-        match position.get(&m.message_id) {
-            Some(&at) => messages[at] = m,
-            None => {
-                position.insert(m.message_id.clone(), messages.len());
-                messages.push(m);
-            }
+        if let Some(&at) = position.get(&m.message_id) {
+            messages[at] = m
+        } else {
+            position.insert(m.message_id.clone(), messages.len());
+            messages.push(m);
         }
     }
 }
@@ -400,8 +399,8 @@ mod tests {
     #[test]
     fn a_batch_is_due_before_another_receive_would_end_past_half_the_visibility() {
         let opts = DrainOptions {
-            batching_window: Duration::from_secs(300),
-            visibility: Duration::from_secs(60),
+            batching_window: Duration::from_mins(5),
+            visibility: Duration::from_mins(1),
             ..DrainOptions::new(500)
         };
         let slow = Duration::from_secs(10);

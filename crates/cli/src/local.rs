@@ -191,7 +191,7 @@ email_preferences_url = "{prefs}"
                 "live Contact {id} could not be edited"
             );
         }
-        self.salesforce.advance(std::time::Duration::from_secs(120));
+        self.salesforce.advance(std::time::Duration::from_mins(2));
         live
     }
 

@@ -14,7 +14,7 @@ use crate::context::StackNames;
 
 /// Visibility timeout of the work queue (the template uses 6x the function timeout; locally, two
 /// minutes).
-pub const QUEUE_VISIBILITY: Duration = Duration::from_secs(120);
+pub const QUEUE_VISIBILITY: Duration = Duration::from_mins(2);
 /// Receives of a message before SQS moves it to the dead-letter queue.
 pub const MAX_RECEIVE_COUNT: u32 = 5;
 

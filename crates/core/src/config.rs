@@ -102,8 +102,8 @@ impl Default for SalesforceConfig {
             daily_api_allotment: 100_000,
             max_allotment_share: 0.5,
             cursor_field: "SystemModstamp".into(),
-            lookback: Duration::from_secs(10 * 60),
-            settle: Duration::from_secs(60),
+            lookback: Duration::from_mins(10),
+            settle: Duration::from_mins(1),
         }
     }
 }
@@ -174,7 +174,7 @@ impl Default for ContactsConfig {
             security_group_type: DEFAULT_SECURITY_GROUP_TYPE.into(),
             security_group_filter: Vec::new(),
             community_fields: Vec::new(),
-            full_refresh_every: Duration::from_secs(24 * 60 * 60),
+            full_refresh_every: Duration::from_hours(24),
         }
     }
 }
@@ -662,7 +662,7 @@ fn looks_like_toml(value: &str) -> bool {
     }
     value
         .parse::<toml::Table>()
-        .is_ok_and(|t| t.values().any(|v| v.is_table()))
+        .is_ok_and(|t| t.values().any(toml::Value::is_table))
 }
 /// The TOML document as written: every section may be left out, but `[higher_logic]` is needed
 /// for its `base_url`. Kept apart from [`Config`] so that a missing `[higher_logic]` gets its own
@@ -786,7 +786,7 @@ mod tests {
         let c = Config::from_toml_str(EXAMPLE_TOML).unwrap();
         assert!(!c.allow_insecure_http);
         assert_eq!(c.salesforce.api_version, "62.0");
-        assert_eq!(c.salesforce.lookback, Duration::from_secs(600));
+        assert_eq!(c.salesforce.lookback, Duration::from_mins(10));
         assert_eq!(c.contacts.active_field.as_deref(), Some("Active__c"));
         assert_eq!(
             c.contacts.community_fields,
@@ -906,10 +906,10 @@ mod tests {
         assert_eq!(c.salesforce.daily_api_allotment, 100_000);
         assert_eq!(c.salesforce.max_allotment_share, 0.5);
         assert_eq!(c.salesforce.cursor_field, "SystemModstamp");
-        assert_eq!(c.salesforce.settle, Duration::from_secs(60));
+        assert_eq!(c.salesforce.settle, Duration::from_mins(1));
         assert_eq!(c.contacts, ContactsConfig::default());
         assert_eq!(c.contacts.group_field_prefix, "HL_");
-        assert_eq!(c.contacts.full_refresh_every, Duration::from_secs(86_400));
+        assert_eq!(c.contacts.full_refresh_every, Duration::from_hours(24));
         assert_eq!(c.events, EventsConfig::default());
         assert_eq!(c.events.registered_statuses, vec!["Registered", "Attended"]);
         assert_eq!(c.higher_logic.max_calls_per_minute, 180);

@@ -1236,10 +1236,10 @@ mod tests {
                 });
             let active = g.active == Some(true) && !g.deleted && in_filter;
             prop_assert_eq!(m.is_member, active);
-            if !active {
-                prop_assert!(m.groups.is_empty());
-            } else {
+            if active {
                 prop_assert_eq!(&m.groups, &all.groups);
+            } else {
+                prop_assert!(m.groups.is_empty());
             }
         }
 

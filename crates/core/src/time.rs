@@ -33,7 +33,7 @@ pub fn format_millis(at: DateTime<Utc>) -> String {
 /// `serde` adapter for `Option<DateTime<Utc>>` in the millisecond `Z` form; reading accepts every
 /// form that [`parse_sf_datetime`] does.
 pub mod millis_opt {
-    use super::*;
+    use super::{DateTime, Utc, format_millis, parse_sf_datetime};
     use serde::{Deserialize, Deserializer, Serializer};
 
     /// Write the millisecond `Z` form, or none.

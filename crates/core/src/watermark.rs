@@ -121,8 +121,8 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 24, h, m, s).unwrap()
     }
 
-    const TEN_MIN: Duration = Duration::from_secs(600);
-    const MINUTE: Duration = Duration::from_secs(60);
+    const TEN_MIN: Duration = Duration::from_mins(10);
+    const MINUTE: Duration = Duration::from_mins(1);
 
     #[test]
     fn first_run_starts_at_epoch() {

@@ -49,7 +49,7 @@ impl IntervalLimiter {
     /// At most `calls_per_minute` calls in any minute, evenly spaced.
     pub fn per_minute(calls_per_minute: NonZeroU32) -> Self {
         Self {
-            interval: Duration::from_secs(60) / calls_per_minute.get(),
+            interval: Duration::from_mins(1) / calls_per_minute.get(),
             next_free: Mutex::new(None),
         }
     }
@@ -64,7 +64,7 @@ impl IntervalLimiter {
         let mut next_free = self
             .next_free
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         let slot = next_free.map_or(now, |next| next.max(now));
         *next_free = Some(slot + self.interval);

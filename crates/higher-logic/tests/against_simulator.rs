@@ -296,7 +296,7 @@ async fn a_retry_after_beyond_the_cap_ends_the_request_at_once() {
     let client = client(&sim);
     let error = client.push_members(&members(1)).await.unwrap_err();
     assert!(
-        matches!(error, HlError::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(3_600)),
+        matches!(error, HlError::Throttled { retry_after: Some(d), .. } if d == Duration::from_hours(1)),
         "{error}"
     );
     assert!(error.is_retryable());

@@ -46,7 +46,7 @@ const BATCHES: [usize; 3] = [500, 2_000, 10_000];
 const MEMORY_MB: &str = "256";
 /// How long a process may take to reach its first request, and a batch to be answered.
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(900);
+const ANSWER_TIMEOUT: Duration = Duration::from_mins(15);
 
 // ---------------------------------------------------------------------------------------------
 // The fake Runtime API: hands out queued events on `next`, collects the answers.
@@ -88,7 +88,7 @@ async fn next(State(api): State<Api>) -> Response {
             .state
             .events
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop_front();
         if let Some((request_id, body)) = queued {
             let deadline = SystemTime::now()
@@ -180,7 +180,7 @@ impl FakeRuntimeApi {
         self.state
             .events
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push_back((request_id.to_string(), body));
         self.state.event_queued.notify_waiters();
     }
@@ -258,7 +258,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     match values.len() {
         0 => f64::NAN,
         n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+        n => f64::midpoint(values[n / 2 - 1], values[n / 2]),
     }
 }
 
@@ -376,12 +376,12 @@ async fn bench_member_rss(api: &mut FakeRuntimeApi, n: usize) {
     let took = started.elapsed();
     let rss = peak_rss_mib(function.pid());
     drop(function);
-    if answer.endpoint != "response" || id != request_id {
-        panic!(
-            "member-refresh posted to {} for {id:?}: {}",
-            answer.endpoint, answer.doc
-        );
-    }
+    assert!(
+        !(answer.endpoint != "response" || id != request_id),
+        "member-refresh posted to {} for {id:?}: {}",
+        answer.endpoint,
+        answer.doc
+    );
     let failed = answer.doc["batchItemFailures"]
         .as_array()
         .map_or(0, Vec::len);

@@ -11,7 +11,7 @@ pub const MAX_MARGIN: Duration = Duration::from_secs(30);
 
 /// When no deadline is known (a context built by hand, as local tools and tests do), a lease
 /// lasts as long as the longest Lambda invocation.
-pub const LEASE_WITHOUT_DEADLINE: Duration = Duration::from_secs(15 * 60);
+pub const LEASE_WITHOUT_DEADLINE: Duration = Duration::from_mins(15);
 
 /// What one invocation may spend.
 #[derive(Debug, Clone, Copy)]
@@ -82,10 +82,10 @@ mod tests {
 
     #[test]
     fn the_margin_is_the_smaller_of_30s_and_a_tenth() {
-        assert_eq!(safety_margin(Duration::from_secs(600)), MAX_MARGIN);
-        assert_eq!(safety_margin(Duration::from_secs(300)), MAX_MARGIN);
+        assert_eq!(safety_margin(Duration::from_mins(10)), MAX_MARGIN);
+        assert_eq!(safety_margin(Duration::from_mins(5)), MAX_MARGIN);
         assert_eq!(
-            safety_margin(Duration::from_secs(60)),
+            safety_margin(Duration::from_mins(1)),
             Duration::from_secs(6)
         );
         assert_eq!(safety_margin(Duration::ZERO), Duration::ZERO);
@@ -138,14 +138,14 @@ mod tests {
     #[test]
     fn a_context_deadline_is_read() {
         let mut ctx = Context::default();
-        let in_a_minute = SystemTime::now() + Duration::from_secs(60);
+        let in_a_minute = SystemTime::now() + Duration::from_mins(1);
         ctx.deadline = in_a_minute
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or_default();
         let b = Budget::from_context(&ctx);
         let left = b.time_left.unwrap_or_default();
-        assert!(left > Duration::ZERO && left <= Duration::from_secs(60));
+        assert!(left > Duration::ZERO && left <= Duration::from_mins(1));
         assert!(!b.deadline.near());
     }
 }

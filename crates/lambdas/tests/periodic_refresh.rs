@@ -18,7 +18,7 @@ async fn a_scheduled_run_fans_changes_out_under_the_execution_id() {
     insert_contact(&d.sf, "Lovelace");
     insert_contact(&d.sf, "Hopper");
     // Past the settle time, so the window takes them.
-    d.sf.advance(Duration::from_secs(120));
+    d.sf.advance(Duration::from_mins(2));
     let payload = json!({
         "scheduled_time": "2026-11-24T10:00:00Z",
         "execution_id": "exec-7"
@@ -45,7 +45,7 @@ async fn a_run_past_the_allotment_is_a_function_error_with_the_operator_message(
     moto();
     let d = deploy(Setup::default()).await;
     insert_contact(&d.sf, "Lovelace");
-    d.sf.advance(Duration::from_secs(120));
+    d.sf.advance(Duration::from_mins(2));
     // Default allotment 100,000 at share 0.5: 60,000 used is past hlsync's ceiling.
     d.sf.set_api_usage(60_000);
 
@@ -81,7 +81,7 @@ async fn what_the_periodic_run_sends_the_member_function_pushes() {
     let d = deploy(Setup::default()).await;
     let ada = insert_contact(&d.sf, "Lovelace");
     let grace = insert_contact(&d.sf, "Hopper");
-    d.sf.advance(Duration::from_secs(120));
+    d.sf.advance(Duration::from_mins(2));
 
     // An EventBridge rule's Scheduled Event: no execution id, so the run is the request's.
     let scheduled_event = json!({

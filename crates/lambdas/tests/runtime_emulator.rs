@@ -43,9 +43,9 @@ const PERIODIC: &str = env!("CARGO_BIN_EXE_periodic-refresh");
 const MEMBER: &str = env!("CARGO_BIN_EXE_member-refresh");
 
 /// The emulator's HTTP port answers within a second or two; this bounds a broken start.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const READY_TIMEOUT: Duration = Duration::from_mins(1);
 /// An invocation's answer (a batch here takes well under a second).
-const INVOKE_TIMEOUT: Duration = Duration::from_secs(120);
+const INVOKE_TIMEOUT: Duration = Duration::from_mins(2);
 const POLL: Duration = Duration::from_millis(50);
 
 // ---------------------------------------------------------------------------------------------
@@ -292,7 +292,7 @@ wait "$emulator""#;
         let response = loop {
             tokio::select! {
                 response = &mut request => break response,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                () = tokio::time::sleep(Duration::from_millis(200)) => {
                     if let Some(status) = self.process.exited() {
                         panic!("the emulator exited ({status}) during an invocation of {name}:\n{}", self.process.tail());
                     }
@@ -375,7 +375,7 @@ async fn receive_records(sys: &LocalSystem, queue_url: &str, want: usize) -> Vec
     let started = Instant::now();
     while records.len() < want {
         assert!(
-            started.elapsed() < Duration::from_secs(60),
+            started.elapsed() < Duration::from_mins(1),
             "only {} of {want} messages arrived on {queue_url}",
             records.len()
         );

@@ -220,7 +220,9 @@ async fn post(
 }
 
 fn secret_str(s: &Option<SecretString>) -> &str {
-    s.as_ref().map(|s| s.expose_secret()).unwrap_or_default()
+    s.as_ref()
+        .map(secrecy::ExposeSecret::expose_secret)
+        .unwrap_or_default()
 }
 
 /// SOAP fault codes that are about the server, not the credentials: the only faults worth

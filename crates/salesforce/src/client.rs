@@ -93,10 +93,10 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             retry: RetryPolicy::default(),
-            request_timeout: Duration::from_secs(120),
+            request_timeout: Duration::from_mins(2),
             connect_timeout: Duration::from_secs(10),
             query_batch_size: None,
-            guard_recheck_after: Duration::from_secs(5 * 60),
+            guard_recheck_after: Duration::from_mins(5),
         }
     }
 }
@@ -786,7 +786,7 @@ mod tests {
         let p = RetryPolicy {
             attempts: 10,
             base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(1000),
+            max_delay: Duration::from_secs(1),
         };
         let halves: Vec<Duration> = p.backoff().build().take(6).collect();
         let expected = [50, 100, 200, 400, 500, 500].map(Duration::from_millis);
@@ -801,7 +801,7 @@ mod tests {
         let p = RetryPolicy {
             attempts: 10,
             base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(1000),
+            max_delay: Duration::from_secs(1),
         };
         // backon's f32 arithmetic may pass a bound by nanoseconds.
         let slack = Duration::from_micros(1);
@@ -810,7 +810,7 @@ mod tests {
             assert!(d2 >= Duration::from_millis(50) && d2 <= Duration::from_millis(100) + slack);
             let d4 = p.delay(4);
             assert!(d4 >= Duration::from_millis(200) && d4 <= Duration::from_millis(400) + slack);
-            assert!(p.delay(30) <= Duration::from_millis(1000));
+            assert!(p.delay(30) <= Duration::from_secs(1));
         }
         let odd = RetryPolicy {
             base_delay: Duration::from_secs(5),

@@ -285,19 +285,16 @@ fn read_answer(answer: Value, expected: usize) -> Result<HashMap<String, (u16, V
         serde_json::from_value(answer).map_err(|e| decode(e.to_string()))?;
     let mut by_reference = HashMap::with_capacity(answer.results.len());
     for result in answer.results {
-        match result.reference_id {
-            Some(reference) => {
-                by_reference.insert(reference, (result.http_status_code, result.body));
-            }
-            None => {
-                let (code, message) = error_of(&result.body.to_string());
-                return Err(SfError::Api {
-                    what: format!("a composite request of {expected} query pages"),
-                    status: result.http_status_code,
-                    code,
-                    message,
-                });
-            }
+        if let Some(reference) = result.reference_id {
+            by_reference.insert(reference, (result.http_status_code, result.body));
+        } else {
+            let (code, message) = error_of(&result.body.to_string());
+            return Err(SfError::Api {
+                what: format!("a composite request of {expected} query pages"),
+                status: result.http_status_code,
+                code,
+                message,
+            });
         }
     }
     Ok(by_reference)

@@ -666,9 +666,10 @@ async fn allotment_guard_refuses_at_the_ceiling_without_calling() {
     // daily_api_allotment 1000 at share 0.5: ceiling 500 (the org's max is larger).
     let used = Arc::new(AtomicUsize::new(497));
     let u = used.clone();
-    let server = FixedServer::start(move |req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ => {
+    let server = FixedServer::start(move |req, base| {
+        if req.path.as_str() == "/services/oauth2/token" {
+            token_answer(base)
+        } else {
             let n = u.fetch_add(1, Ordering::SeqCst) + 1;
             Answer::json(200, r#"{"DailyApiRequests":{"Max":100000,"Remaining":1}}"#)
                 .with("sforce-limit-info", &format!("api-usage={n}/100000"))
@@ -978,16 +979,17 @@ async fn a_subrequest_query_timeout_is_the_plain_endpoints_error() {
 async fn a_subrequest_server_error_asks_that_page_again_then_gives_up_retryably() {
     let n = Arc::new(AtomicUsize::new(0));
     let counter = n.clone();
-    let server = FixedServer::start(move |req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ => {
+    let server = FixedServer::start(move |req, base| {
+        if req.path.as_str() == "/services/oauth2/token" {
+            token_answer(base)
+        } else {
             let call = counter.fetch_add(1, Ordering::SeqCst);
             let unavailable = |r: &str| {
                 result(
                     r,
                     503,
                     json!([{"message": "Server is unavailable",
-                    "errorCode": "SERVER_UNAVAILABLE"}]),
+                "errorCode": "SERVER_UNAVAILABLE"}]),
                 )
             };
             let ok = |r: &str, last: &str| {
@@ -995,7 +997,7 @@ async fn a_subrequest_server_error_asks_that_page_again_then_gives_up_retryably(
                     r,
                     200,
                     json!({"totalSize": 1, "done": true,
-                    "records": [contact("003D000000QV9n2IAD", last)]}),
+                "records": [contact("003D000000QV9n2IAD", last)]}),
                 )
             };
             match call {

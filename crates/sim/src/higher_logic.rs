@@ -272,7 +272,7 @@ impl Shared {
         // in a way tests care about: a poisoned lock is still usable.
         self.inner
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -585,7 +585,7 @@ fn admit(shared: &Shared, endpoint: Endpoint, headers: &HeaderMap) -> Result<(),
     }
 
     let now = Instant::now();
-    let window = Duration::from_secs(60);
+    let window = Duration::from_mins(1);
     while inner
         .recent_calls
         .front()

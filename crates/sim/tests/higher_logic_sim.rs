@@ -1089,7 +1089,7 @@ async fn random_faults_are_reproducible_from_the_seed() {
     }
     let first = statuses(42).await;
     assert_eq!(first, statuses(42).await);
-    assert!(first.iter().any(|s| s.is_server_error()));
+    assert!(first.iter().any(reqwest::StatusCode::is_server_error));
     assert!(first.contains(&StatusCode::OK));
 }
 

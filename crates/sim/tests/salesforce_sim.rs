@@ -488,7 +488,7 @@ async fn queries_traverse_relationships_and_filter_on_modstamps() {
     with_account.insert("AccountId".into(), json!(acct));
     with_account.insert("RecordTypeId".into(), json!(member_rt));
     let linked = sim.insert("Contact", with_account);
-    sim.advance(Duration::from_secs(60));
+    sim.advance(Duration::from_mins(1));
     sim.insert("Contact", contact("Alone"));
     // A late commit: written now, stamped before the others.
     sim.insert_with_modstamp("Contact", contact("Late"), at("2026-11-24T09:00:00Z"));
@@ -644,7 +644,7 @@ async fn a_user_keeps_at_most_ten_open_cursors() {
     assert_eq!(page["records"].as_array().unwrap().len(), 50);
 
     // Locators are released after 15 idle minutes of the org's clock.
-    sim.advance(Duration::from_secs(16 * 60));
+    sim.advance(Duration::from_mins(16));
     let (status, _) = c.json(c.get(&next[9]).await).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

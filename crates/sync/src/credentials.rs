@@ -28,13 +28,13 @@ use crate::records::{StateRecord, StateRecords as _};
 
 /// How long the first use of a credential may hold its lease (a login or one request, retries
 /// included) before another function may try in its place.
-pub const FIRST_USE_LEASE: Duration = Duration::from_secs(60);
+pub const FIRST_USE_LEASE: Duration = Duration::from_mins(1);
 /// How long a function waits for another one's first use of a credential before giving up
 /// for now (its work is retried).
 pub const FIRST_USE_WAIT: Duration = Duration::from_secs(90);
 const FIRST_USE_POLL: Duration = Duration::from_millis(250);
 /// How long a credential seen to work is trusted without a new first use.
-const VERIFIED_TTL: Duration = Duration::from_secs(24 * 3600);
+const VERIFIED_TTL: Duration = Duration::from_hours(24);
 
 /// A service's rejection of its credentials, remembered so that no function calls it with them
 /// again (repeated failed logins lock the integration user out).
@@ -198,14 +198,14 @@ impl Gate {
     fn is_verified(&self, fingerprint: &str) -> bool {
         self.verified
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .contains(fingerprint)
     }
 
     fn mark_verified(&self, fingerprint: &str) {
         self.verified
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(fingerprint.to_owned());
     }
 }

@@ -150,7 +150,10 @@ impl Script {
 
     /// Stops random faults (scripted ones still apply).
     pub fn calm(&self) {
-        *self.random.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self
+            .random
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     /// The next call of `op` after `pass` successful ones fails with `error()`, before it
@@ -171,7 +174,10 @@ impl Script {
     }
 
     fn plan(&self, op: Op, pass: usize, strike: Strike, error: MakeError) {
-        let mut plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
+        let mut plan = self
+            .plan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let q = plan.entry(op).or_default();
         q.extend((0..pass).map(|_| None));
         q.push_back(Some((strike, error)));
@@ -179,7 +185,10 @@ impl Script {
 
     /// Whether a random decision says yes, with probability `p` (false when not random).
     pub fn chance(&self, p: f64) -> bool {
-        let mut random = self.random.lock().unwrap_or_else(|e| e.into_inner());
+        let mut random = self
+            .random
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         random
             .as_mut()
             .is_some_and(|(rng, _)| rng.random_bool(p.clamp(0.0, 1.0)))
@@ -189,12 +198,18 @@ impl Script {
     /// changes something, so a random fault may also strike after it (a lost answer).
     fn draw(&self, op: Op, writes: bool) -> Drawn {
         {
-            let mut plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
+            let mut plan = self
+                .plan
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(Some((strike, make))) = plan.get_mut(&op).and_then(VecDeque::pop_front) {
                 return Some((strike, make()));
             }
         }
-        let mut random = self.random.lock().unwrap_or_else(|e| e.into_inner());
+        let mut random = self
+            .random
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (rng, rate) = random.as_mut()?;
         if !rng.random_bool(*rate) {
             return None;
@@ -341,15 +356,18 @@ impl FaultyCommunity {
         Ok(members
             .iter()
             .zip(refused)
-            .map(|(m, refused)| match refused {
-                true => PushResult {
-                    key: m.contact_id.to_string(),
-                    error: Some(format!("{}: refused by an injected fault", m.contact_id)),
-                },
-                false => results.next().unwrap_or_else(|| PushResult {
-                    key: m.contact_id.to_string(),
-                    error: Some("no result".into()),
-                }),
+            .map(|(m, refused)| {
+                if refused {
+                    PushResult {
+                        key: m.contact_id.to_string(),
+                        error: Some(format!("{}: refused by an injected fault", m.contact_id)),
+                    }
+                } else {
+                    results.next().unwrap_or_else(|| PushResult {
+                        key: m.contact_id.to_string(),
+                        error: Some("no result".into()),
+                    })
+                }
             })
             .collect())
     }

@@ -44,7 +44,7 @@ pub struct FullRefreshRequest {
 
 impl StateRecord for FullRefreshRequest {
     type Id = ();
-    fn key(_: &()) -> String {
+    fn key((): &()) -> String {
         "full-refresh#requested".into()
     }
 }
@@ -58,7 +58,7 @@ pub struct DescribeSeen {
 
 impl StateRecord for DescribeSeen {
     type Id = ();
-    fn key(_: &()) -> String {
+    fn key((): &()) -> String {
         "describe#contact".into()
     }
 }
@@ -72,7 +72,7 @@ pub struct ScanEnded {
 
 impl StateRecord for ScanEnded {
     type Id = ();
-    fn key(_: &()) -> String {
+    fn key((): &()) -> String {
         "full-refresh#scanned".into()
     }
 }
@@ -146,17 +146,16 @@ pub async fn run_if_due(
         .cursor_field
         .eq_ignore_ascii_case("SystemModstamp");
     let requested = requested_since(state, mark.at()).await?;
-    let mut cp = match resumed {
-        Some(cp) => cp,
-        None => {
-            let due = is_due(mark.at(), sf_now, deps.cfg.contacts.full_refresh_every);
-            if !(initial || requested.is_some() || due) {
-                return Ok(None);
-            }
-            ScanCheckpoint {
-                started: sf_now,
-                after: None,
-            }
+    let mut cp = if let Some(cp) = resumed {
+        cp
+    } else {
+        let due = is_due(mark.at(), sf_now, deps.cfg.contacts.full_refresh_every);
+        if !(initial || requested.is_some() || due) {
+            return Ok(None);
+        }
+        ScanCheckpoint {
+            started: sf_now,
+            after: None,
         }
     };
     // The describe costs a call: read only when a periodic refresh may be due.
@@ -353,7 +352,7 @@ mod tests {
     #[test]
     fn due_when_never_done_or_a_period_has_passed() {
         let now = DateTime::from_timestamp(1_800_000_000, 0).expect("valid");
-        let day = Duration::from_secs(86_400);
+        let day = Duration::from_hours(24);
         assert!(is_due(None, now, day));
         assert!(is_due(Some(now - TimeDelta::days(1)), now, day));
         assert!(!is_due(Some(now - TimeDelta::hours(23)), now, day));

@@ -26,7 +26,7 @@ use crate::ports::{
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A test that panicked while holding the lock has failed already; keep going with its data.
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A Salesforce org in memory: records per object, keyed by Id.

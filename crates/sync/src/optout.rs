@@ -132,7 +132,7 @@ impl StateRecord for Written {
     type Id = SfId;
     /// Long after the Member Refresh has read the Contact again (the write-back queues that
     /// read).
-    const TTL: Option<std::time::Duration> = Some(std::time::Duration::from_secs(30 * 24 * 3600));
+    const TTL: Option<std::time::Duration> = Some(std::time::Duration::from_hours(720));
     fn key(id: &SfId) -> String {
         format!("opt-out-written#{id}")
     }

@@ -56,7 +56,7 @@ pub struct PeriodicRun {
 
 impl StateRecord for PeriodicRun {
     type Id = ();
-    fn key(_: &()) -> String {
+    fn key((): &()) -> String {
         "run#periodic-refresh".into()
     }
 }
@@ -72,7 +72,7 @@ pub struct UsageSeen {
 
 impl StateRecord for UsageSeen {
     type Id = ();
-    fn key(_: &()) -> String {
+    fn key((): &()) -> String {
         "usage#salesforce".into()
     }
 }

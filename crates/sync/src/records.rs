@@ -78,7 +78,7 @@ mod tests {
 
     impl StateRecord for Note {
         type Id = str;
-        const TTL: Option<Duration> = Some(Duration::from_secs(60));
+        const TTL: Option<Duration> = Some(Duration::from_mins(1));
         fn key(id: &str) -> String {
             format!("note#{id}")
         }

@@ -18,7 +18,7 @@ use crate::member::{BatchError, IncomingMessage, MemberDeps, MemberReport, membe
 use crate::periodic::{PeriodicDeps, PeriodicOptions, PeriodicReport};
 
 /// How long a warm function trusts the secret it read before looking at its version again.
-pub const SECRET_TTL: Duration = Duration::from_secs(5 * 60);
+pub const SECRET_TTL: Duration = Duration::from_mins(5);
 
 /// The names of the deployed resources, from the functions' environment.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -210,6 +210,6 @@ pub fn periodic_opts(run_id: &str) -> PeriodicOptions {
     PeriodicOptions {
         run_id: run_id.into(),
         deadline: Deadline::none(),
-        lease_ttl: Duration::from_secs(900),
+        lease_ttl: Duration::from_mins(15),
     }
 }

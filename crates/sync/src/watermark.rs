@@ -185,7 +185,7 @@ mod tests {
             .expect("valid")
     }
 
-    const MIN: Duration = Duration::from_secs(60);
+    const MIN: Duration = Duration::from_mins(1);
 
     #[tokio::test]
     async fn a_window_ending_at_or_before_the_watermark_is_empty_and_nothing_moves_back() {

@@ -379,7 +379,7 @@ impl World {
         PeriodicOptions {
             run_id: format!("run-{}", self.runs),
             deadline,
-            lease_ttl: Duration::from_secs(900),
+            lease_ttl: Duration::from_mins(15),
         }
     }
 

@@ -305,7 +305,7 @@ mod tests {
         let value = serde_json::to_value(&report).expect("serializes");
         let error = value["error"].as_str().map(str::to_owned);
         assert_eq!(value["ok"], json!(false));
-        assert_eq!(value.as_object().map(|o| o.len()), Some(2));
+        assert_eq!(value.as_object().map(serde_json::Map::len), Some(2));
         assert!(matches!(report, CheckReport::Failed(_)));
         assert_eq!(
             report.to_string(),

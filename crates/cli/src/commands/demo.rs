@@ -171,7 +171,7 @@ pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<DemoR
 
     let edits = edit_contacts(&sys);
     // Let the edits age past `settle` on Salesforce's clock.
-    sys.salesforce.advance(Duration::from_secs(120));
+    sys.salesforce.advance(Duration::from_mins(2));
     progress.note(format!(
         "demo: edited Contacts in Salesforce: {edits:?}; second sync…"
     ));
@@ -180,7 +180,7 @@ pub async fn run(contacts: usize, seed: u64, json: bool) -> anyhow::Result<DemoR
     rounds.push(Round::new("after edits", &r, t.elapsed()));
     progress.step();
 
-    sys.salesforce.advance(Duration::from_secs(120));
+    sys.salesforce.advance(Duration::from_mins(2));
     progress.note("demo: third sync (nothing changed)…");
     let t = Instant::now();
     let r = sync(&rt, 500, &progress).await?;

@@ -35,7 +35,7 @@ pub async fn periodic_refresh(rt: &Runtime, progress: &Progress) -> anyhow::Resu
     let opts = PeriodicOptions {
         run_id: format!("cli-{}", run_stamp()),
         deadline: Deadline::none(),
-        lease_ttl: Duration::from_secs(15 * 60),
+        lease_ttl: Duration::from_mins(15),
     };
     Ok(rt.periodic_refresh(&opts).await?)
 }

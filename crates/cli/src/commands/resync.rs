@@ -30,12 +30,11 @@ pub async fn run(
     progress.set_message("listing every Contact in Salesforce…");
     let run_id = format!("resync-{}", run_stamp());
     let queued = hlsync_sync::full::queue_resync(&rt.crm, &rt.queues, &run_id).await?;
-    let member_refresh = match drain {
-        true => {
-            progress.note(format!("resync: {queued} Contacts queued"));
-            Some(drain::drain(&rt, batch_size, &progress).await?)
-        }
-        false => None,
+    let member_refresh = if drain {
+        progress.note(format!("resync: {queued} Contacts queued"));
+        Some(drain::drain(&rt, batch_size, &progress).await?)
+    } else {
+        None
     };
     Ok(ResyncReport {
         queued,

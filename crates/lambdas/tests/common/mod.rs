@@ -111,7 +111,7 @@ pub fn insert_contact(sf: &SalesforceSim, last_name: &str) -> String {
 pub fn context(request_id: &str) -> Context {
     let mut ctx = Context::default();
     ctx.request_id = request_id.to_string();
-    let deadline = SystemTime::now() + Duration::from_secs(60);
+    let deadline = SystemTime::now() + Duration::from_mins(1);
     ctx.deadline = deadline
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

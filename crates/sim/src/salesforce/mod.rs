@@ -236,7 +236,9 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Handlers never leave the state half-written across an await, so a poisoned lock (a
         // panicking test hook) is still consistent enough to serve.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -361,8 +361,7 @@ pub fn generate_at(n_contacts: usize, seed: u64, anchor: DateTime<Utc>) -> Datas
         );
         let since =
             NaiveDate::from_ymd_opt(year, rng.random_range(1..=12), rng.random_range(1..=28))
-                .map(|d| text(d.format("%Y-%m-%d").to_string()))
-                .unwrap_or(Value::Null);
+                .map_or(Value::Null, |d| text(d.format("%Y-%m-%d").to_string()));
         c.insert(
             "HL_Member_Since__c".to_owned(),
             maybe(&mut rng, 0.15, since),

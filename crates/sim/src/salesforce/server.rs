@@ -657,7 +657,12 @@ fn describe(ctx: &Ctx<'_>, state: &SimState, object: &str) -> Response {
         return resource_missing();
     };
     let name = &data.schema.name;
-    let fields: Vec<Value> = data.schema.fields.iter().map(|f| f.describe()).collect();
+    let fields: Vec<Value> = data
+        .schema
+        .fields
+        .iter()
+        .map(super::schema::FieldSpec::describe)
+        .collect();
     let custom_types: Vec<&Map<String, Value>> = state.store.record_types(name);
     let text = |r: &Map<String, Value>, f: &str| {
         r.get(f)

@@ -389,7 +389,7 @@ impl Expr {
             Expr::And(parts) | Expr::Or(parts) => parts.iter().for_each(|p| p.visit_fields(f)),
             Expr::Not(inner) => inner.visit_fields(f),
             Expr::Compare { field, .. } | Expr::Like { field, .. } | Expr::In { field, .. } => {
-                f(field)
+                f(field);
             }
         }
     }
@@ -397,11 +397,11 @@ impl Expr {
     fn visit_fields_mut(&mut self, f: &mut dyn FnMut(&mut FieldRef)) {
         match self {
             Expr::And(parts) | Expr::Or(parts) => {
-                parts.iter_mut().for_each(|p| p.visit_fields_mut(f))
+                parts.iter_mut().for_each(|p| p.visit_fields_mut(f));
             }
             Expr::Not(inner) => inner.visit_fields_mut(f),
             Expr::Compare { field, .. } | Expr::Like { field, .. } | Expr::In { field, .. } => {
-                f(field)
+                f(field);
             }
         }
     }

@@ -755,7 +755,11 @@ mod tests {
         let data = s.object("Contact").unwrap();
         let rows = s.rows(data, false);
         let row = rows.iter().find(|r| r.record["Id"] == id.as_str()).unwrap();
-        let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let path = |p: &[&str]| {
+            p.iter()
+                .map(std::string::ToString::to_string)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(row.field(&path(&["account", "name"])), "Acme");
         assert_eq!(row.field(&path(&["RecordType", "Name"])), Value::Null);
         assert!(s.check_path(data, &path(&["Account", "Name"])).is_ok());

@@ -65,7 +65,7 @@ impl SharedPace {
     pub fn new(state: Arc<dyn StateStore>, calls_per_minute: std::num::NonZeroU32) -> Self {
         SharedPace {
             state,
-            interval: std::time::Duration::from_secs(60) / calls_per_minute.get(),
+            interval: std::time::Duration::from_mins(1) / calls_per_minute.get(),
         }
     }
 }
@@ -134,7 +134,10 @@ impl HigherLogicCommunity {
             self.retired_calls
                 .fetch_add(old.calls_made(), Ordering::SeqCst);
         }
-        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
+        *self
+            .latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(client.clone());
         *current = Some((Arc::clone(&secret), client.clone()));
         Ok((secret, client))
     }
@@ -165,7 +168,10 @@ impl HigherLogicCommunity {
                     self.retired_calls
                         .fetch_add(old.calls_made(), Ordering::SeqCst);
                 }
-                *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                *self
+                    .latest
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                 Outcome::Rejected
             }
             // No answer about the key (an outage, the network): the next call tries again.
@@ -223,7 +229,7 @@ impl Community for HigherLogicCommunity {
         let current = self
             .latest
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
             .map_or(0, |c| c.calls_made());
         self.retired_calls.load(Ordering::SeqCst) + current

@@ -26,7 +26,7 @@ use crate::ports::{
 };
 /// How long a warm function trusts its cached describe before reading it again, so that a new
 /// `HL_` field is picked up without a redeploy.
-pub const DESCRIBE_TTL: Duration = Duration::from_secs(15 * 60);
+pub const DESCRIBE_TTL: Duration = Duration::from_mins(15);
 
 impl From<SfError> for SyncError {
     fn from(e: SfError) -> Self {
@@ -129,7 +129,10 @@ impl SalesforceCrm {
             self.retired_calls
                 .fetch_add(old.client.calls_made(), Ordering::SeqCst);
         }
-        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
+        *self
+            .latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(client.clone());
         *current = Some(Current {
             secret,
             client: client.clone(),
@@ -175,7 +178,10 @@ impl SalesforceCrm {
 
     fn observe(&self, client: &SalesforceClient) {
         if let Some(usage) = client.usage() {
-            *self.last_usage.lock().unwrap_or_else(|e| e.into_inner()) = Some(usage);
+            *self
+                .last_usage
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(usage);
         }
     }
 }
@@ -233,7 +239,10 @@ impl ChangePages for Pages {
     async fn next_page(&mut self) -> Result<Option<Vec<Change>>, SyncError> {
         let page = self.pager.next_page().await;
         if let Some(usage) = self.client.usage() {
-            *self.last_usage.lock().unwrap_or_else(|e| e.into_inner()) = Some(usage);
+            *self
+                .last_usage
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(usage);
         }
         let page = match page {
             Ok(page) => page,
@@ -431,13 +440,16 @@ impl Crm for SalesforceCrm {
         let current = self
             .latest
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
             .map_or(0, SalesforceClient::calls_made);
         self.retired_calls.load(Ordering::SeqCst) + current
     }
 
     fn usage(&self) -> Option<ApiUsage> {
-        *self.last_usage.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .last_usage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

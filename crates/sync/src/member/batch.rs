@@ -83,8 +83,8 @@ pub struct Stop {
 
 /// How long work waits out a stop: the allotment and rejected credentials change slowly (and
 /// SQS delays at most 15 minutes); an outage may pass sooner.
-const LONG_STOP: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-const SHORT_STOP: std::time::Duration = std::time::Duration::from_secs(2 * 60);
+const LONG_STOP: std::time::Duration = std::time::Duration::from_mins(15);
+const SHORT_STOP: std::time::Duration = std::time::Duration::from_mins(2);
 
 impl Stop {
     pub fn of(error: &SyncError) -> Option<Stop> {

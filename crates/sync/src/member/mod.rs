@@ -44,7 +44,7 @@ pub struct MemberRun {
 
 impl StateRecord for MemberRun {
     type Id = ();
-    fn key(_: &()) -> String {
+    fn key((): &()) -> String {
         "run#member-refresh".into()
     }
 }

@@ -197,7 +197,7 @@ async fn a_window_ending_before_the_watermark_is_empty_and_never_wedges_the_feed
     let wm = w.state.watermark(FEED_CONTACTS).await.expect("watermark");
     // `settle` raised past the time since the last run: the next window would end before the
     // watermark. The run does nothing and fails nothing, however often it runs.
-    w.cfg.salesforce.settle = Duration::from_secs(3600);
+    w.cfg.salesforce.settle = Duration::from_hours(1);
     for _ in 0..3 {
         let r = w
             .periodic(w.crm.as_ref(), w.queue.as_ref())
@@ -353,7 +353,7 @@ async fn a_second_run_while_one_holds_the_lease_does_nothing() {
         .put("Contact", contact(1, t0() - chrono::Duration::hours(1)));
     assert!(
         w.state
-            .try_lease("periodic-refresh", "other", Duration::from_secs(60))
+            .try_lease("periodic-refresh", "other", Duration::from_mins(1))
             .await
             .expect("lease")
     );
@@ -533,7 +533,7 @@ async fn an_outage_or_a_rejection_hands_the_batch_back_to_wait_without_spending_
     assert!(report.failed_message_ids.is_empty());
     assert_eq!(report.requeued, 1);
     let delayed = w.queue.delayed.lock().expect("lock").clone();
-    assert_eq!(delayed, vec![(body(1), Duration::from_secs(120))]);
+    assert_eq!(delayed, vec![(body(1), Duration::from_mins(2))]);
     w.queue.delayed.lock().expect("lock").clear();
     // A rejection stops the batch: handed back for longer; the malformed message in it was
     // dead-lettered already and is neither failed nor handed back.
@@ -545,7 +545,7 @@ async fn an_outage_or_a_rejection_hands_the_batch_back_to_wait_without_spending_
     assert!(err.report.failed_message_ids.is_empty());
     assert_eq!((err.report.requeued, err.report.dead_lettered), (1, 1));
     let delayed = w.queue.delayed.lock().expect("lock").clone();
-    assert_eq!(delayed, vec![(body(1), Duration::from_secs(900))]);
+    assert_eq!(delayed, vec![(body(1), Duration::from_mins(15))]);
     // When it is due, it goes through.
     assert_eq!(w.queue.release_delayed(), 1);
     let report = member_refresh(&deps, w.queue.take(), &Deadline::none())

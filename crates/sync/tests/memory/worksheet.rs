@@ -792,7 +792,7 @@ async fn a_renamed_checkbox_label_brings_a_full_refresh_and_the_new_group_name()
     };
     assert_eq!(name().as_deref(), Some("Is Board"));
     // An admin renames the checkbox's label: no Contact changes.
-    for f in w.crm.describe.lock().expect("lock").fields.iter_mut() {
+    for f in &mut w.crm.describe.lock().expect("lock").fields {
         if f.name == "HL_Is_Board__c" {
             f.label = "Board of Directors".into();
         }

@@ -355,9 +355,10 @@ mod tests {
     use super::*;
 
     fn toks(s: &str) -> Vec<Tok> {
-        tokenize(s)
-            .map(|v| v.into_iter().map(|t| t.tok).collect())
-            .unwrap_or_else(|e| panic!("{e:?}"))
+        tokenize(s).map_or_else(
+            |e| panic!("{e:?}"),
+            |v| v.into_iter().map(|t| t.tok).collect(),
+        )
     }
 
     #[test]

@@ -216,15 +216,14 @@ impl Parser<'_> {
             }
             Tok::Word(w) if w.eq_ignore_ascii_case("LIKE") => {
                 self.pos += 1;
-                match self.bump() {
-                    Tok::Str(lit) => Ok(Expr::Like {
+                if let Tok::Str(lit) = self.bump() {
+                    Ok(Expr::Like {
                         field,
                         pattern: LikePattern::new(lit.value, &lit.pattern),
-                    }),
-                    _ => {
-                        self.pos -= 1;
-                        Err(self.unexpected())
-                    }
+                    })
+                } else {
+                    self.pos -= 1;
+                    Err(self.unexpected())
                 }
             }
             Tok::Word(w) if w.eq_ignore_ascii_case("IN") => {
@@ -334,7 +333,7 @@ impl Parser<'_> {
     /// A non-negative whole number (LIMIT, OFFSET, LAST_N_DAYS:n).
     fn count(&mut self) -> Result<usize, SoqlError> {
         match self.peek() {
-            Tok::Number(n) if *n >= 0.0 && n.fract() == 0.0 && *n <= u32::MAX as f64 => {
+            Tok::Number(n) if *n >= 0.0 && n.fract() == 0.0 && *n <= f64::from(u32::MAX) => {
                 // Whole and in range, so the conversion is exact.
                 let n = *n as usize;
                 self.pos += 1;

@@ -622,7 +622,7 @@ fn referenced_fields_and_canonical_names() {
                 known
                     .iter()
                     .find(|k| k.eq_ignore_ascii_case(p))
-                    .map(|k| k.to_string())
+                    .map(std::string::ToString::to_string)
             })
             .collect()
     };
