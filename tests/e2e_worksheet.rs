@@ -37,7 +37,7 @@ async fn sync(rt: &Runtime) -> SyncReport {
 }
 
 fn fields(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("object")
+    serde_json::from_value(v).expect("an object")
 }
 
 fn text<'a>(r: &'a Map<String, Value>, name: &str) -> &'a str {

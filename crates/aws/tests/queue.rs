@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{clients, unique};
-use hlsync_aws::{AwsError, RedriveMethod, SqsQueue, create_queue_pair, queue_url, redrive};
+use hlsync_aws::{
+    AwsError, QueueDepth, RedriveMethod, SqsQueue, create_queue_pair, queue_url, redrive,
+};
 
 /// The queue pair as `hlsync provision` makes it, but with a zero visibility timeout so that a
 /// message can be received again at once (no waiting in tests).
@@ -151,7 +153,7 @@ async fn after_five_receives_messages_land_on_the_dlq_and_redrive_brings_them_ba
     assert_eq!(report.failed, 0);
     // moto has no StartMessageMoveTask: the copy must have been used.
     assert_eq!(report.method, RedriveMethod::Copy);
-    assert_eq!(dlq.depth().await.expect("dlq depth"), Default::default());
+    assert_eq!(dlq.depth().await.expect("dlq depth"), QueueDepth::default());
     let back = receive_all(&queue, Duration::from_mins(5)).await;
     let got: BTreeSet<String> = back.iter().map(|m| m.body.clone()).collect();
     assert_eq!(got, bodies.into_iter().collect());

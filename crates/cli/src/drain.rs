@@ -168,7 +168,7 @@ fn add_received(
 ) {
     for m in got {
         if let Some(&at) = position.get(&m.message_id) {
-            messages[at] = m
+            messages[at] = m;
         } else {
             position.insert(m.message_id.clone(), messages.len());
             messages.push(m);

@@ -138,7 +138,7 @@ mod tests {
     use serde_json::json;
 
     fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().cloned().unwrap()
+        serde_json::from_value(v).expect("an object")
     }
 
     #[test]

@@ -72,6 +72,7 @@ impl Window {
     }
 
     /// The same window, continued after the last record of a page.
+    #[must_use]
     pub fn resume(self, after: Cursor) -> Window {
         Window {
             after: Some(after),

@@ -256,12 +256,14 @@ impl HigherLogicClient {
 
     /// Paces calls with `limiter` instead of the in-process one built from
     /// `max_calls_per_minute` (for a limit shared across functions).
+    #[must_use]
     pub fn with_rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
         self.limiter = limiter;
         self
     }
 
     /// Retries by `retry` instead of [`RetryPolicy::default`].
+    #[must_use]
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
@@ -269,6 +271,7 @@ impl HigherLogicClient {
 
     /// `None`: no per-request timeout (tests on tokio's paused clock, where a pending timeout
     /// would be reached by auto-advance while the server is still answering).
+    #[must_use]
     pub fn with_request_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
         self

@@ -136,12 +136,12 @@ pub(crate) async fn login(
             AuthFlow::ClientCredentials => {
                 form.append_pair("grant_type", "client_credentials");
                 form.append_pair("client_id", client_id);
-                form.append_pair("client_secret", secret_str(&creds.client_secret));
+                form.append_pair("client_secret", secret_str(creds.client_secret.as_ref()));
             }
             AuthFlow::Password => {
                 form.append_pair("grant_type", "password");
                 form.append_pair("client_id", client_id);
-                form.append_pair("client_secret", secret_str(&creds.client_secret));
+                form.append_pair("client_secret", secret_str(creds.client_secret.as_ref()));
                 form.append_pair("username", username);
                 form.append_pair("password", creds.password_with_token().expose_secret());
             }
@@ -219,9 +219,8 @@ async fn post(
     Ok((status, response.text().await?))
 }
 
-fn secret_str(s: &Option<SecretString>) -> &str {
-    s.as_ref()
-        .map(secrecy::ExposeSecret::expose_secret)
+fn secret_str(s: Option<&SecretString>) -> &str {
+    s.map(secrecy::ExposeSecret::expose_secret)
         .unwrap_or_default()
 }
 

@@ -138,6 +138,7 @@ impl QueryPager {
     }
 
     /// Asks for pages of `n` records (`Sforce-Query-Options: batchSize=n`, clamped to 200..=2000).
+    #[must_use]
     pub fn batch_size(mut self, n: u32) -> Self {
         self.batch_size = Some(clamp_batch(n));
         self

@@ -363,6 +363,7 @@ async fn the_delete_shape_removes_the_member() {
 }
 
 /// Each rule: the element to put at index 1 (after a valid one), and what the message must say.
+#[expect(clippy::too_many_lines, reason = "a table of cases, one per rule")]
 fn strictness_cases() -> Vec<(&'static str, Value, Vec<&'static str>)> {
     let with = |edit: &dyn Fn(&mut Value)| {
         let mut element = full(BOB);

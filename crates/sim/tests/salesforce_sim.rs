@@ -39,7 +39,7 @@ ORNoYR/1Igb16COKewIDAQAB
 -----END PUBLIC KEY-----";
 
 fn fields(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
+    serde_json::from_value(v).unwrap_or_default()
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {

@@ -63,6 +63,7 @@ impl MemoryCrm {
         }
     }
 
+    #[must_use]
     pub fn with_page_size(mut self, page_size: usize) -> Self {
         self.page_size = page_size.max(1);
         self

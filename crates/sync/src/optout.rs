@@ -37,7 +37,7 @@ use tracing::{info, warn};
 
 use crate::error::SyncError;
 use crate::message::{RecordKind, WorkMessage};
-use crate::ports::{Community, Crm, EmailPreferenceChange, StateStore, WorkQueue};
+use crate::ports::{Community, Crm, EmailPreferenceChange, Record, StateStore, WorkQueue};
 use crate::records::{StateRecord, StateRecords as _};
 use crate::watermark::Mark;
 
@@ -188,24 +188,7 @@ pub async fn apply(
     state: &dyn StateStore,
     changes: &[EmailPreferenceChange],
 ) -> Result<Vec<Outcome>, SyncError> {
-    // One decision per member: their latest change (a tie opts out).
-    let mut latest: BTreeMap<SfId, &EmailPreferenceChange> = BTreeMap::new();
-    for c in changes {
-        let slot = latest.entry(c.key.clone()).or_insert(c);
-        if (c.updated_on, c.do_not_email) > (slot.updated_on, slot.do_not_email) {
-            *slot = c;
-        }
-    }
-    // Members with both values at their latest `UpdatedOn`: which one Higher Logic holds is
-    // unknown, so it is given the decided value.
-    let ambiguous: BTreeSet<SfId> = changes
-        .iter()
-        .filter(|c| {
-            let l = latest[&c.key];
-            c.updated_on == l.updated_on && c.do_not_email != l.do_not_email
-        })
-        .map(|c| c.key.clone())
-        .collect();
+    let (latest, ambiguous) = latest_changes(changes);
     let ids: Vec<SfId> = latest.keys().cloned().collect();
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -218,18 +201,90 @@ pub async fn apply(
         "SystemModstamp".to_string(),
     ];
     let records = crm.read("Contact", &ids, &fields).await?;
-
-    let mut outcomes: HashMap<SfId, Applied> = HashMap::new();
-    // Live Contacts whose push record says another value than Higher Logic holds.
-    let mut stale: BTreeSet<SfId> = BTreeSet::new();
-    let mut writes = Vec::new();
-    let mut recorded = Vec::new();
+    let mut plan = Plan::default();
     for (id, record) in ids.iter().zip(&records) {
+        let seen = pushed.get(id).and_then(|p| p.opt_out);
         let change = latest[id];
+        if seen.map(|(value, _)| value) != Some(change.do_not_email) || ambiguous.contains(id) {
+            plan.stale.insert(id.clone());
+        }
+        let history = FlagHistory {
+            seen,
+            written: written.get(id).copied(),
+        };
+        plan.decide(id, record.as_ref(), change, history)?;
+    }
+    let mut outcomes = write(crm, state, plan.writes).await?;
+    outcomes.extend(plan.outcomes);
+    Ok(latest
+        .into_iter()
+        .map(|(id, change)| {
+            let applied = outcomes
+                .remove(&id)
+                .unwrap_or_else(|| Applied::Retry("Salesforce gave no result".into()));
+            // A refused write leaves Higher Logic with the member's choice until it is redriven.
+            let repush = match applied {
+                Applied::KeepSalesforce => true,
+                Applied::Written | Applied::Unchanged => plan.stale.contains(&id),
+                Applied::Retry(_) | Applied::Refused(_) => false,
+            };
+            Outcome {
+                change: change.clone(),
+                applied,
+                repush,
+            }
+        })
+        .collect())
+}
+
+/// One decision per member: their latest change (a tie opts out); and the members with both
+/// values at their latest `UpdatedOn`, for whom which one Higher Logic holds is unknown, so it
+/// is given the decided value.
+fn latest_changes(
+    changes: &[EmailPreferenceChange],
+) -> (BTreeMap<SfId, &EmailPreferenceChange>, BTreeSet<SfId>) {
+    let mut latest: BTreeMap<SfId, &EmailPreferenceChange> = BTreeMap::new();
+    for c in changes {
+        let slot = latest.entry(c.key.clone()).or_insert(c);
+        if (c.updated_on, c.do_not_email) > (slot.updated_on, slot.do_not_email) {
+            *slot = c;
+        }
+    }
+    let ambiguous = changes
+        .iter()
+        .filter(|c| {
+            let l = latest[&c.key];
+            c.updated_on == l.updated_on && c.do_not_email != l.do_not_email
+        })
+        .map(|c| c.key.clone())
+        .collect();
+    (latest, ambiguous)
+}
+
+/// What the write-back will do, Contact by Contact.
+#[derive(Default)]
+struct Plan {
+    /// Decided without a write.
+    outcomes: HashMap<SfId, Applied>,
+    /// Live Contacts whose push record says another value than Higher Logic holds.
+    stale: BTreeSet<SfId>,
+    /// The value to write, and the Contact's `SystemModstamp` before the write.
+    writes: Vec<(SfId, bool, DateTime<Utc>)>,
+}
+
+impl Plan {
+    /// Decides one Contact (`record`: as read now, `None` when deleted).
+    fn decide(
+        &mut self,
+        id: &SfId,
+        record: Option<&Record>,
+        change: &EmailPreferenceChange,
+        history: FlagHistory,
+    ) -> Result<(), SyncError> {
         let Some(record) = record else {
             // A deleted Contact has no preference to keep; Higher Logic hears of the delete.
-            outcomes.insert(id.clone(), Applied::Unchanged);
-            continue;
+            self.outcomes.insert(id.clone(), Applied::Unchanged);
+            return Ok(());
         };
         let sf_value = bool_field(record, FIELD);
         let Some(modstamp) = record
@@ -241,73 +296,62 @@ pub async fn apply(
                 "Contact {id} came back without a SystemModstamp: cannot tell which opt-out change is later"
             )));
         };
-        let seen = pushed.get(id).and_then(|p| p.opt_out);
-        if seen.map(|(value, _)| value) != Some(change.do_not_email) || ambiguous.contains(id) {
-            stale.insert(id.clone());
-        }
-        let history = FlagHistory {
-            seen,
-            written: written.get(id).copied(),
-        };
-        match decide(
+        let decided = decide(
             sf_value,
             modstamp,
             history,
             change.do_not_email,
             change.updated_on,
-        ) {
-            Some(value) => {
-                let mut fields = Map::new();
-                fields.insert(FIELD.into(), Value::Bool(value));
-                writes.push(("Contact".to_string(), id.clone(), fields));
-                recorded.push((id.clone(), value, modstamp));
-            }
+        );
+        match decided {
+            Some(value) => self.writes.push((id.clone(), value, modstamp)),
             None if sf_value != change.do_not_email => {
-                outcomes.insert(id.clone(), Applied::KeepSalesforce);
+                self.outcomes.insert(id.clone(), Applied::KeepSalesforce);
             }
             None => {
-                outcomes.insert(id.clone(), Applied::Unchanged);
+                self.outcomes.insert(id.clone(), Applied::Unchanged);
             }
         }
+        Ok(())
     }
-    if !writes.is_empty() {
-        // Recorded before the write: a write whose answer is lost is known all the same.
-        futures::future::try_join_all(recorded.iter().map(|(id, value, before)| async move {
-            let written = Written {
-                value: *value,
-                before: *before,
-            };
-            state.store(id, &written).await
-        }))
-        .await?;
-        for r in crm.update(writes).await? {
-            let outcome = match r.error {
-                None => Applied::Written,
-                Some(error) if is_retryable_write_error(&error) => Applied::Retry(error),
-                Some(error) => Applied::Refused(error),
-            };
-            outcomes.insert(r.id, outcome);
-        }
+}
+
+/// Writes the planned values to Salesforce, each recorded first: a write whose answer is lost
+/// is known all the same.
+async fn write(
+    crm: &dyn Crm,
+    state: &dyn StateStore,
+    writes: Vec<(SfId, bool, DateTime<Utc>)>,
+) -> Result<HashMap<SfId, Applied>, SyncError> {
+    let mut outcomes = HashMap::new();
+    if writes.is_empty() {
+        return Ok(outcomes);
     }
-    Ok(latest
+    futures::future::try_join_all(writes.iter().map(|(id, value, before)| async move {
+        let written = Written {
+            value: *value,
+            before: *before,
+        };
+        state.store(id, &written).await
+    }))
+    .await?;
+    let updates = writes
         .into_iter()
-        .map(|(id, change)| {
-            let applied = outcomes
-                .remove(&id)
-                .unwrap_or_else(|| Applied::Retry("Salesforce gave no result".into()));
-            // A refused write leaves Higher Logic with the member's choice until it is redriven.
-            let repush = match applied {
-                Applied::KeepSalesforce => true,
-                Applied::Written | Applied::Unchanged => stale.contains(&id),
-                Applied::Retry(_) | Applied::Refused(_) => false,
-            };
-            Outcome {
-                change: change.clone(),
-                applied,
-                repush,
-            }
+        .map(|(id, value, _)| {
+            let mut fields = Map::new();
+            fields.insert(FIELD.into(), Value::Bool(value));
+            ("Contact".to_string(), id, fields)
         })
-        .collect())
+        .collect();
+    for r in crm.update(updates).await? {
+        let outcome = match r.error {
+            None => Applied::Written,
+            Some(error) if is_retryable_write_error(&error) => Applied::Retry(error),
+            Some(error) => Applied::Refused(error),
+        };
+        outcomes.insert(r.id, outcome);
+    }
+    Ok(outcomes)
 }
 
 fn is_retryable_write_error(error: &str) -> bool {

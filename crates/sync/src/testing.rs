@@ -109,7 +109,7 @@ pub fn contact_id(n: usize) -> SfId {
 
 /// A JSON object as a record.
 pub fn obj(v: Value) -> Record {
-    v.as_object().cloned().expect("object")
+    serde_json::from_value(v).expect("an object")
 }
 
 /// `record` with the fields of `more` added or replaced.

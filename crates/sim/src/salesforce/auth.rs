@@ -475,7 +475,10 @@ mod tests {
     use super::*;
 
     fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        bytes.iter().fold(String::new(), |mut out, b| {
+            out.push_str(&format!("{b:02x}"));
+            out
+        })
     }
 
     #[test]

@@ -397,7 +397,9 @@ impl Expr {
     fn visit_fields_mut(&mut self, f: &mut dyn FnMut(&mut FieldRef)) {
         match self {
             Expr::And(parts) | Expr::Or(parts) => {
-                parts.iter_mut().for_each(|p| p.visit_fields_mut(f));
+                for p in parts {
+                    p.visit_fields_mut(f);
+                }
             }
             Expr::Not(inner) => inner.visit_fields_mut(f),
             Expr::Compare { field, .. } | Expr::Like { field, .. } | Expr::In { field, .. } => {

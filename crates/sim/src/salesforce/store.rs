@@ -634,7 +634,7 @@ mod tests {
     }
 
     fn fields(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+        serde_json::from_value(v).expect("an object")
     }
 
     #[test]

@@ -28,7 +28,7 @@ use super::meetings::{ensure_meetings, named_campaigns};
 use crate::Deadline;
 use crate::error::SyncError;
 use crate::message::WorkMessage;
-use crate::ports::{Filter, FindBy, Keys, Pushed, Record};
+use crate::ports::{Filter, FindBy, Keys, PushResult, Pushed, Record};
 
 /// Works the batch's Contact messages (one Contact each).
 pub(crate) async fn refresh_contacts(
@@ -462,51 +462,24 @@ async fn push_and_record(
     deadline: &Deadline,
     report: &mut MemberReport,
 ) -> Result<Option<Vec<SfId>>, SyncError> {
-    let event_type = &deps.cfg.events.group_type;
-    let wanted = |id: &SfId| &unit.wanted[id];
     let size = deps.cfg.higher_logic.batch_size.max(1);
     for (n, chunk) in outgoing.chunks(size).enumerate() {
         // This request's members and all after them: what waits if it cannot go.
         let rest = &outgoing[n * size..];
+        let waiting = || rest.iter().map(|o| &unit.wanted[&o.member.contact_id]);
         if deadline.near() {
             return Ok(Some(
                 rest.iter().map(|o| o.member.contact_id.clone()).collect(),
             ));
         }
-        // Write-ahead: each push is recorded as pending (no hash) before it is sent, on the
-        // same conditional write as the final record. So a push whose own record is then lost is
-        // never mistaken for "Higher Logic has the old version" (its next read pushes again),
-        // and a member Higher Logic may hold always has a record (a later deactivation or delete
-        // is sent). And where a newer read is recorded already, this older one is not sent.
-        let pending: Vec<(SfId, Pushed)> = chunk
-            .iter()
-            .map(|o| {
-                let record = Pushed {
-                    cursor: o.cursor,
-                    opt_out: o.opt_out,
-                    ..Pushed::pending()
-                };
-                (o.member.contact_id.clone(), record)
-            })
-            .collect();
-        let stale = match deps.state.record_pushed(&pending).await {
-            Ok(stale) => stale,
+        let current = match write_ahead(deps, chunk, report).await {
+            Ok(current) => current,
             Err(e) => {
                 warn!(error = %e, "could not record the pending pushes; the members not pushed yet will be retried");
-                fail_for(
-                    report,
-                    &e,
-                    rest.iter().map(|o| wanted(&o.member.contact_id)),
-                );
+                fail_for(report, &e, waiting());
                 return Ok(None);
             }
         };
-        let current: Vec<&Outgoing> = chunk
-            .iter()
-            .filter(|o| !stale.contains(&o.member.contact_id))
-            .collect();
-        // Another function pushed a newer read of these: theirs stands.
-        report.already_current += stale.len() as u64;
         if current.is_empty() {
             continue;
         }
@@ -518,75 +491,117 @@ async fn push_and_record(
                 // Whatever failed this request (an outage, throttling) fails the next ones too:
                 // all that is left waits.
                 warn!(error = %e, "the push to Higher Logic failed; the members not pushed yet will be retried");
-                fail_for(
-                    report,
-                    &e,
-                    rest.iter().map(|o| wanted(&o.member.contact_id)),
-                );
+                fail_for(report, &e, waiting());
                 return Ok(None);
             }
         };
-        let results: HashMap<&str, Option<&str>> = results
-            .iter()
-            .map(|r| (r.key.as_str(), r.error.as_deref()))
-            .collect();
-        let now = Utc::now();
-        let mut done = Vec::new();
-        for o in current {
-            let m = &o.member;
-            match results.get(m.contact_id.as_str()) {
-                Some(None) => {
-                    report.pushed += 1;
-                    report.registrations_pushed += m.event_groups(event_type).count() as u64;
-                    if m.is_deleted {
-                        report.deleted += 1;
-                    } else if !m.is_member {
-                        report.deactivated += 1;
-                    }
-                    done.push((
-                        m.contact_id.clone(),
-                        Pushed {
-                            hash: o.hash.clone(),
-                            cursor: o.cursor,
-                            pushed_at: now,
-                            opt_out: o.opt_out,
-                        },
-                    ));
+        let done = take_results(deps, unit, &current, &results, report).await;
+        record_done(deps, unit, &done, report).await;
+    }
+    Ok(None)
+}
+
+/// Write-ahead: each push is recorded as pending (no hash) before it is sent, on the same
+/// conditional write as the final record. So a push whose own record is then lost is never
+/// mistaken for "Higher Logic has the old version" (its next read pushes again), and a member
+/// Higher Logic may hold always has a record (a later deactivation or delete is sent). Where a
+/// newer read is recorded already, this older one is not sent: answers the members to send.
+async fn write_ahead<'o>(
+    deps: &MemberDeps<'_>,
+    chunk: &'o [Outgoing],
+    report: &mut MemberReport,
+) -> Result<Vec<&'o Outgoing>, SyncError> {
+    let pending: Vec<(SfId, Pushed)> = chunk
+        .iter()
+        .map(|o| {
+            let record = Pushed {
+                cursor: o.cursor,
+                opt_out: o.opt_out,
+                ..Pushed::pending()
+            };
+            (o.member.contact_id.clone(), record)
+        })
+        .collect();
+    let stale = deps.state.record_pushed(&pending).await?;
+    // Another function pushed a newer read of these: theirs stands.
+    report.already_current += stale.len() as u64;
+    Ok(chunk
+        .iter()
+        .filter(|o| !stale.contains(&o.member.contact_id))
+        .collect())
+}
+
+/// Reads Higher Logic's answer record by record: pushed (counted, and answered as the push
+/// record to write), refused on its own (dead-lettered with Higher Logic's message), or left
+/// without a result (its messages are retried).
+async fn take_results(
+    deps: &MemberDeps<'_>,
+    unit: &Unit<'_>,
+    sent: &[&Outgoing],
+    results: &[PushResult],
+    report: &mut MemberReport,
+) -> Vec<(SfId, Pushed)> {
+    let event_type = &deps.cfg.events.group_type;
+    let results: HashMap<&str, Option<&str>> = results
+        .iter()
+        .map(|r| (r.key.as_str(), r.error.as_deref()))
+        .collect();
+    let now = Utc::now();
+    let mut done = Vec::new();
+    for o in sent {
+        let m = &o.member;
+        let wanted = &unit.wanted[&m.contact_id];
+        match results.get(m.contact_id.as_str()) {
+            Some(None) => {
+                report.pushed += 1;
+                report.registrations_pushed += m.event_groups(event_type).count() as u64;
+                if m.is_deleted {
+                    report.deleted += 1;
+                } else if !m.is_member {
+                    report.deactivated += 1;
                 }
-                Some(Some(message)) => {
-                    let reason = format!(
-                        "Higher Logic refused the record of Contact {}: {message}",
-                        m.contact_id
-                    );
-                    warn!(contact = %m.contact_id, error = message, "Higher Logic refused the record");
-                    dead_letter_record(
-                        deps,
-                        unit.batch,
-                        &m.contact_id,
-                        wanted(&m.contact_id),
-                        &reason,
-                        report,
-                    )
-                    .await;
-                }
-                None => {
-                    warn!(contact = %m.contact_id, "Higher Logic gave no result for the record; its messages will be retried");
-                    fail_all(report, std::iter::once(wanted(&m.contact_id)));
-                }
+                let record = Pushed {
+                    hash: o.hash.clone(),
+                    cursor: o.cursor,
+                    pushed_at: now,
+                    opt_out: o.opt_out,
+                };
+                done.push((m.contact_id.clone(), record));
             }
-        }
-        match deps.state.record_pushed(&done).await {
-            Ok(overtaken) if overtaken.is_empty() => {}
-            Ok(overtaken) => requeue(deps, unit, &overtaken, report).await,
-            Err(e) => {
-                // Higher Logic has the records; pushing them again is harmless (the push is
-                // idempotent).
-                warn!(error = %e, "could not record what was pushed; those Contacts will be pushed again");
-                fail_for(report, &e, done.iter().map(|(id, _)| wanted(id)));
+            Some(Some(message)) => {
+                let reason = format!(
+                    "Higher Logic refused the record of Contact {}: {message}",
+                    m.contact_id
+                );
+                warn!(contact = %m.contact_id, error = message, "Higher Logic refused the record");
+                dead_letter_record(deps, unit.batch, &m.contact_id, wanted, &reason, report).await;
+            }
+            None => {
+                warn!(contact = %m.contact_id, "Higher Logic gave no result for the record; its messages will be retried");
+                fail_all(report, std::iter::once(wanted));
             }
         }
     }
-    Ok(None)
+    done
+}
+
+/// Records what Higher Logic took. Where a newer push was recorded meanwhile, the Contact is
+/// queued again; if the records cannot be written, the Contacts are pushed again later
+/// (harmless: the push is idempotent).
+async fn record_done(
+    deps: &MemberDeps<'_>,
+    unit: &Unit<'_>,
+    done: &[(SfId, Pushed)],
+    report: &mut MemberReport,
+) {
+    match deps.state.record_pushed(done).await {
+        Ok(overtaken) if overtaken.is_empty() => {}
+        Ok(overtaken) => requeue(deps, unit, &overtaken, report).await,
+        Err(e) => {
+            warn!(error = %e, "could not record what was pushed; those Contacts will be pushed again");
+            fail_for(report, &e, done.iter().map(|(id, _)| &unit.wanted[id]));
+        }
+    }
 }
 
 /// Contacts whose push was overtaken by a newer one while this one was in flight: Higher Logic

@@ -764,6 +764,7 @@ impl Community for Overtaken {
 }
 
 #[tokio::test]
+#[expect(clippy::too_many_lines, reason = "one scenario, told in order")]
 async fn an_older_read_never_stays_in_higher_logic_after_a_newer_push() {
     let w = World::new(2000);
     let old = contact(1, t0());
