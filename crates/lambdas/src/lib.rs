@@ -3,8 +3,8 @@
 //! Member Refresh). The `main`s in `src/bin` only wire them to `lambda_runtime::run`; the test
 //! `runtime_emulator` runs those binaries under cargo-lambda's Lambda runtime emulator.
 //!
-//! Each invocation logs inside a span carrying its run id, prints one EMF line ([`metrics`]) and
-//! answers a small JSON document.
+//! Each invocation logs inside a span carrying its run id, prints one EMF document ([`metrics`])
+//! as a line of its own and answers a small JSON document.
 
 pub mod budget;
 pub mod error;

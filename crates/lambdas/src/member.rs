@@ -84,19 +84,22 @@ pub async fn handle(
     let budget = Budget::from_context(&ctx);
     let span = run_span(MEMBER_FUNCTION, &run_id);
     let outcome = refresh(rt, payload, &run_id, budget).instrument(span).await;
-    println!("{}", outcome.emf);
+    if let Some(emf) = &outcome.emf {
+        println!("{emf}");
+    }
     Ok(outcome.response)
 }
 
-/// One batch's answer, the pipeline's report and the EMF line that measures it.
+/// One batch's answer, the pipeline's report and the EMF document that measures it (`None` only
+/// if the metrics recorder could not be installed, which the log says).
 #[derive(Debug)]
 pub struct MemberOutcome {
     pub response: SqsBatchResponse,
     pub report: MemberReport,
-    pub emf: String,
+    pub emf: Option<String>,
 }
 
-/// The handler's work, with the EMF line returned instead of printed.
+/// The handler's work, with the EMF document returned instead of printed.
 pub async fn refresh(rt: &Runtime, event: SqsEvent, run_id: &str, budget: Budget) -> MemberOutcome {
     let started = Instant::now();
     let sf_before = rt.crm.calls_made();

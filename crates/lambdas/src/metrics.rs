@@ -1,17 +1,96 @@
-//! The one EMF line each invocation prints (namespace `hlsync`, dimension `Function`), with the
-//! metrics the dashboard and alarms of `infra/` read.
+//! The one EMF document each invocation prints (namespace `hlsync`, dimension `Function`), with
+//! the metrics the dashboard and alarms of `infra/` read.
 //!
-//! The line is printed with `println!`, not logged: CloudWatch only extracts metrics from a line
-//! that is the EMF document itself, not one nested in a log event's fields.
+//! The document is written by `metrics_cloudwatch_embedded`, the CloudWatch Embedded Metric
+//! Format recorder for the `metrics` facade (why it is used this way: `docs/design.md`, "Metrics").
+//! The handlers print it with `println!`, not as a log event: CloudWatch only extracts metrics
+//! from a line that is the EMF document itself, not one nested in a log event's fields.
 
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use ::metrics::Unit;
 use hlsync_sync::member::MemberReport;
-use hlsync_sync::metrics::{Metric, emf_line};
 use hlsync_sync::periodic::PeriodicReport;
+use metrics_cloudwatch_embedded::{Builder, Collector};
 
 pub const PERIODIC_FUNCTION: &str = "periodic-refresh";
 pub const MEMBER_FUNCTION: &str = "member-refresh";
+
+/// The CloudWatch namespace of every hlsync metric.
+pub const NAMESPACE: &str = "hlsync";
+/// The one dimension: which function sent the value.
+pub const DIMENSION: &str = "Function";
+/// The document's property naming the run, as the run's log lines do.
+pub const RUN_ID_PROPERTY: &str = "run_id";
+
+/// A metric the functions send. Its name and unit are what `infra/` (alarms, dashboard) reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    ContactsChanged,
+    MembersPushed,
+    MembersSkipped,
+    MembersDeactivated,
+    MessagesFailed,
+    SalesforceApiCalls,
+    AllotmentShare,
+    HigherLogicCalls,
+    RunDurationMs,
+    MeetingsPushed,
+    RegistrationsPushed,
+    FullRefreshQueued,
+    OptOutChanges,
+    OptOutWritten,
+    OptOutFailed,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 15] = [
+        Metric::ContactsChanged,
+        Metric::MembersPushed,
+        Metric::MembersSkipped,
+        Metric::MembersDeactivated,
+        Metric::MessagesFailed,
+        Metric::SalesforceApiCalls,
+        Metric::AllotmentShare,
+        Metric::HigherLogicCalls,
+        Metric::RunDurationMs,
+        Metric::MeetingsPushed,
+        Metric::RegistrationsPushed,
+        Metric::FullRefreshQueued,
+        Metric::OptOutChanges,
+        Metric::OptOutWritten,
+        Metric::OptOutFailed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::ContactsChanged => "ContactsChanged",
+            Metric::MembersPushed => "MembersPushed",
+            Metric::MembersSkipped => "MembersSkipped",
+            Metric::MembersDeactivated => "MembersDeactivated",
+            Metric::MessagesFailed => "MessagesFailed",
+            Metric::SalesforceApiCalls => "SalesforceApiCalls",
+            Metric::AllotmentShare => "AllotmentShare",
+            Metric::HigherLogicCalls => "HigherLogicCalls",
+            Metric::RunDurationMs => "RunDurationMs",
+            Metric::MeetingsPushed => "MeetingsPushed",
+            Metric::RegistrationsPushed => "RegistrationsPushed",
+            Metric::FullRefreshQueued => "FullRefreshQueued",
+            Metric::OptOutChanges => "OptOutChanges",
+            Metric::OptOutWritten => "OptOutWritten",
+            Metric::OptOutFailed => "OptOutFailed",
+        }
+    }
+
+    pub fn unit(self) -> Unit {
+        match self {
+            Metric::AllotmentShare => Unit::Percent,
+            Metric::RunDurationMs => Unit::Milliseconds,
+            _ => Unit::Count,
+        }
+    }
+}
 
 /// What an invocation measured besides its report: known even when the run failed.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -91,12 +170,67 @@ pub fn member_metrics(report: &MemberReport, m: &RunMeasures) -> Vec<(Metric, f6
     values
 }
 
-pub fn periodic_emf(run_id: &str, report: Option<&PeriodicReport>, m: &RunMeasures) -> String {
-    emf_line(PERIODIC_FUNCTION, run_id, &periodic_metrics(report, m))
+/// The recorder of this process, installed as the `metrics` global recorder by the first call
+/// (the crate offers no other kind); `None`, said once in the log, if another recorder was
+/// installed first.
+fn collector() -> Option<&'static Collector> {
+    static COLLECTOR: OnceLock<Option<&'static Collector>> = OnceLock::new();
+    *COLLECTOR.get_or_init(|| match Builder::new().cloudwatch_namespace(NAMESPACE).init() {
+        Ok(collector) => {
+            for metric in Metric::ALL {
+                ::metrics::describe_histogram!(metric.name(), metric.unit(), "");
+            }
+            Some(collector)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the CloudWatch metrics recorder; no EMF document will be printed");
+            None
+        }
+    })
 }
 
-pub fn member_emf(run_id: &str, report: &MemberReport, m: &RunMeasures) -> String {
-    emf_line(MEMBER_FUNCTION, run_id, &member_metrics(report, m))
+/// Held from the first value recorded to the flush: the recorder is one per process, so two
+/// documents built at once (tests in parallel) would otherwise take each other's values.
+static EMITTING: Mutex<()> = Mutex::new(());
+
+/// The EMF document of one invocation: `values` under `function`, and its run id.
+///
+/// Each value is recorded as a histogram sample: the recorder drains those at every flush and
+/// leaves out a metric with none, so a document carries exactly the values given here, known
+/// zeros included, and nothing from an earlier invocation of a warm function. (Its counters
+/// would leave out a known zero, and its gauges repeat the last value in every later flush.)
+pub fn emf_document(
+    function: &'static str,
+    run_id: &str,
+    values: &[(Metric, f64)],
+) -> Option<String> {
+    let collector = collector()?;
+    let _one_at_a_time = EMITTING.lock().unwrap_or_else(PoisonError::into_inner);
+    for (metric, value) in values {
+        ::metrics::histogram!(metric.name(), DIMENSION => function).record(*value);
+    }
+    let mut out = Vec::new();
+    if let Err(e) = collector
+        .set_property(RUN_ID_PROPERTY, run_id)
+        .flush(&mut out)
+    {
+        tracing::error!(error = %e, "cannot write the EMF document");
+        return None;
+    }
+    let doc = String::from_utf8_lossy(&out).trim_end().to_string();
+    (!doc.is_empty()).then_some(doc)
+}
+
+pub fn periodic_emf(
+    run_id: &str,
+    report: Option<&PeriodicReport>,
+    m: &RunMeasures,
+) -> Option<String> {
+    emf_document(PERIODIC_FUNCTION, run_id, &periodic_metrics(report, m))
+}
+
+pub fn member_emf(run_id: &str, report: &MemberReport, m: &RunMeasures) -> Option<String> {
+    emf_document(MEMBER_FUNCTION, run_id, &member_metrics(report, m))
 }
 
 #[cfg(test)]
@@ -104,6 +238,8 @@ mod tests {
     use super::*;
     use hlsync_sync::full::FullRefreshReport;
     use hlsync_sync::optout::OptOutReport;
+    use serde_json::{Value, json};
+    use std::collections::BTreeMap;
 
     /// The metrics only the Periodic Refresh sends, and only when its report has them.
     const PERIODIC_ONLY: [Metric; 4] = [
@@ -231,8 +367,72 @@ mod tests {
         assert_eq!(value(&values, Metric::RegistrationsPushed), Some(0.0));
     }
 
+    /// A document as CloudWatch reads it: its declared metrics (name to unit) and their values,
+    /// after checking the parts every document must have.
+    struct Document {
+        doc: Value,
+        units: BTreeMap<String, String>,
+        values: BTreeMap<String, f64>,
+    }
+
+    fn read(emitted: Option<String>) -> Document {
+        let line = emitted.expect("an EMF document");
+        assert!(!line.contains('\n'), "one line, one document: {line}");
+        let doc: Value = serde_json::from_str(&line).expect("the document is JSON");
+        let declared = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(declared["Namespace"], NAMESPACE, "{line}");
+        assert_eq!(declared["Dimensions"], json!([[DIMENSION]]), "{line}");
+        assert!(doc["_aws"]["Timestamp"].is_u64(), "{line}");
+        let mut units = BTreeMap::new();
+        let mut values = BTreeMap::new();
+        for m in declared["Metrics"].as_array().expect("declared metrics") {
+            let name = m["Name"].as_str().expect("a name").to_string();
+            // One sample per invocation, as a histogram of one value.
+            let samples = doc[&name].as_array().expect("the metric's values");
+            assert_eq!(samples.len(), 1, "{name}: {line}");
+            values.insert(name.clone(), samples[0].as_f64().expect("a number"));
+            units.insert(name, m["Unit"].as_str().expect("a unit").to_string());
+        }
+        Document { doc, units, values }
+    }
+
     #[test]
-    fn emf_lines_carry_the_new_counts_under_their_function() {
+    fn every_metric_keeps_the_name_and_unit_that_infra_reads() {
+        let expected = [
+            (Metric::ContactsChanged, "ContactsChanged", "Count"),
+            (Metric::MembersPushed, "MembersPushed", "Count"),
+            (Metric::MembersSkipped, "MembersSkipped", "Count"),
+            (Metric::MembersDeactivated, "MembersDeactivated", "Count"),
+            (Metric::MessagesFailed, "MessagesFailed", "Count"),
+            (Metric::SalesforceApiCalls, "SalesforceApiCalls", "Count"),
+            (Metric::AllotmentShare, "AllotmentShare", "Percent"),
+            (Metric::HigherLogicCalls, "HigherLogicCalls", "Count"),
+            (Metric::RunDurationMs, "RunDurationMs", "Milliseconds"),
+            (Metric::MeetingsPushed, "MeetingsPushed", "Count"),
+            (Metric::RegistrationsPushed, "RegistrationsPushed", "Count"),
+            (Metric::FullRefreshQueued, "FullRefreshQueued", "Count"),
+            (Metric::OptOutChanges, "OptOutChanges", "Count"),
+            (Metric::OptOutWritten, "OptOutWritten", "Count"),
+            (Metric::OptOutFailed, "OptOutFailed", "Count"),
+        ];
+        assert_eq!(expected.map(|(m, _, _)| m), Metric::ALL);
+        let values: Vec<(Metric, f64)> = Metric::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (*m, i as f64 + 0.5))
+            .collect();
+        let d = read(emf_document(PERIODIC_FUNCTION, "r-all", &values));
+        assert_eq!(d.values.len(), expected.len());
+        for (i, (_, name, unit)) in expected.iter().enumerate() {
+            assert_eq!(d.units[*name], *unit, "{name}");
+            assert_eq!(d.values[*name], i as f64 + 0.5, "{name}");
+        }
+        assert_eq!(d.doc[DIMENSION], PERIODIC_FUNCTION);
+        assert_eq!(d.doc[RUN_ID_PROPERTY], "r-all");
+    }
+
+    #[test]
+    fn emf_documents_carry_the_new_counts_under_their_function() {
         let report = PeriodicReport {
             email_preferences: Some(OptOutReport {
                 failed: 1,
@@ -240,23 +440,106 @@ mod tests {
             }),
             ..PeriodicReport::default()
         };
-        let line = periodic_emf("r1", Some(&report), &RunMeasures::default());
-        let doc: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
-        assert_eq!(doc["Function"], PERIODIC_FUNCTION);
-        assert_eq!(doc["OptOutFailed"], 1.0);
-        assert!(doc.get("FullRefreshQueued").is_none());
+        let d = read(periodic_emf("r1", Some(&report), &RunMeasures::default()));
+        assert_eq!(d.doc[DIMENSION], PERIODIC_FUNCTION);
+        assert_eq!(d.doc[RUN_ID_PROPERTY], "r1");
+        assert_eq!(d.values["OptOutFailed"], 1.0);
+        assert_eq!(d.values["ContactsChanged"], 0.0);
+        assert!(
+            !d.values.contains_key("FullRefreshQueued"),
+            "{:?}",
+            d.values
+        );
 
-        let line = member_emf(
+        let d = read(member_emf(
             "r2",
             &MemberReport {
                 registrations_pushed: 2,
                 ..MemberReport::default()
             },
             &RunMeasures::default(),
+        ));
+        assert_eq!(d.doc[DIMENSION], MEMBER_FUNCTION);
+        assert_eq!(d.doc[RUN_ID_PROPERTY], "r2");
+        assert_eq!(d.values["RegistrationsPushed"], 2.0);
+        assert_eq!(d.values["MessagesFailed"], 0.0);
+        assert!(!d.values.contains_key("OptOutFailed"), "{:?}", d.values);
+        assert!(!d.values.contains_key("AllotmentShare"), "{:?}", d.values);
+    }
+
+    #[test]
+    fn a_warm_function_sends_each_invocation_only_its_own_values() {
+        // A successful run that saw the allotment, then a failed one that saw nothing: the
+        // second document repeats none of the first's values and adds none to its own.
+        let full = PeriodicReport {
+            full_refresh: Some(FullRefreshReport {
+                sent: 900,
+                ..FullRefreshReport::default()
+            }),
+            ..PeriodicReport::default()
+        };
+        let first = RunMeasures {
+            salesforce_calls: 7,
+            allotment_share: Some(0.25),
+            duration: Duration::from_millis(1500),
+            ..RunMeasures::default()
+        };
+        let d = read(periodic_emf("warm-1", Some(&full), &first));
+        assert_eq!(d.values["FullRefreshQueued"], 900.0);
+        assert_eq!(d.values["AllotmentShare"], 25.0);
+        assert_eq!(d.values["SalesforceApiCalls"], 7.0);
+        assert_eq!(d.values["RunDurationMs"], 1500.0);
+
+        let second = RunMeasures {
+            salesforce_calls: 2,
+            duration: Duration::from_millis(30),
+            ..RunMeasures::default()
+        };
+        let d = read(periodic_emf("warm-2", None, &second));
+        assert_eq!(d.doc[RUN_ID_PROPERTY], "warm-2");
+        assert_eq!(d.values["SalesforceApiCalls"], 2.0);
+        assert_eq!(d.values["HigherLogicCalls"], 0.0);
+        assert_eq!(d.values["RunDurationMs"], 30.0);
+        assert_eq!(
+            d.values.keys().collect::<Vec<_>>(),
+            ["HigherLogicCalls", "RunDurationMs", "SalesforceApiCalls"]
         );
-        let doc: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
-        assert_eq!(doc["Function"], MEMBER_FUNCTION);
-        assert_eq!(doc["RegistrationsPushed"], 2.0);
-        assert!(doc.get("OptOutFailed").is_none());
+
+        // And the other function's next document carries nothing of the periodic runs.
+        let d = read(member_emf("warm-3", &MemberReport::default(), &second));
+        assert_eq!(d.doc[DIMENSION], MEMBER_FUNCTION);
+        assert_eq!(d.values["SalesforceApiCalls"], 2.0);
+        assert!(
+            !d.values.contains_key("FullRefreshQueued"),
+            "{:?}",
+            d.values
+        );
+    }
+
+    #[test]
+    fn documents_built_at_once_do_not_take_each_others_values() {
+        let threads: Vec<_> = (0..8u64)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let m = RunMeasures {
+                        salesforce_calls: i,
+                        higher_logic_calls: 100 + i,
+                        ..RunMeasures::default()
+                    };
+                    let run_id = format!("par-{i}");
+                    (0..20)
+                        .map(|_| (i, read(member_emf(&run_id, &MemberReport::default(), &m))))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for thread in threads {
+            for (i, d) in thread.join().expect("the thread ran") {
+                assert_eq!(d.doc[RUN_ID_PROPERTY], format!("par-{i}"));
+                assert_eq!(d.values["SalesforceApiCalls"], i as f64);
+                assert_eq!(d.values["HigherLogicCalls"], 100.0 + i as f64);
+                assert_eq!(d.values.len(), 9, "{:?}", d.values);
+            }
+        }
     }
 }

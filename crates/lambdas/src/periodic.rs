@@ -147,11 +147,12 @@ pub fn run_id(input: &ScheduleInput, request_id: &str) -> String {
         .unwrap_or_else(crate::local_run_id)
 }
 
-/// One run's result and the EMF line that measures it.
+/// One run's result and the EMF document that measures it (`None` only if the metrics
+/// recorder could not be installed, which the log says).
 #[derive(Debug)]
 pub struct PeriodicOutcome {
     pub result: Result<PeriodicSummary, LambdaError>,
-    pub emf: String,
+    pub emf: Option<String>,
 }
 
 /// The Lambda handler.
@@ -165,11 +166,13 @@ pub async fn handle(
     let budget = Budget::from_context(&ctx);
     let span = run_span(PERIODIC_FUNCTION, &run_id);
     let outcome = refresh(rt, input, run_id, budget).instrument(span).await;
-    println!("{}", outcome.emf);
+    if let Some(emf) = &outcome.emf {
+        println!("{emf}");
+    }
     outcome.result
 }
 
-/// The handler's work, with the EMF line returned instead of printed.
+/// The handler's work, with the EMF document returned instead of printed.
 pub async fn refresh(
     rt: &Runtime,
     input: ScheduleInput,

@@ -3,7 +3,7 @@
 mod common;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use common::{Setup, context, deploy, emf_values, insert_contact, moto};
+use common::{Setup, context, deploy, emf_document, emf_values, insert_contact, moto};
 use hlsync_core::id::SfId;
 use hlsync_lambdas::budget::Budget;
 use hlsync_lambdas::member;
@@ -111,7 +111,7 @@ async fn a_refused_record_is_dead_lettered_and_a_bodiless_message_reported_faile
     assert!(dead.iter().all(|m| m.body.contains(grace.as_str())));
 
     // The EMF line measures the same batch.
-    let values = emf_values(&outcome.emf);
+    let values = emf_values(outcome.emf.as_deref());
     assert_eq!(values["MembersPushed"], 1.0);
     assert_eq!(values["MessagesFailed"], 3.0);
     assert!(
@@ -123,10 +123,14 @@ async fn a_refused_record_is_dead_lettered_and_a_bodiless_message_reported_faile
         "{values:?}"
     );
     assert!(values.contains_key("RunDurationMs"));
-    let doc: Value = serde_json::from_str(&outcome.emf).expect("JSON");
+    let doc = emf_document(outcome.emf.as_deref());
     assert_eq!(doc["Function"], "member-refresh");
     assert_eq!(doc["run_id"], "req-2");
     assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], "hlsync");
+    assert_eq!(
+        doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["Function"]])
+    );
 }
 
 #[tokio::test]

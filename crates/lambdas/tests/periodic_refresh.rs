@@ -67,7 +67,7 @@ async fn a_run_past_the_allotment_is_a_function_error_with_the_operator_message(
     }
     assert_eq!(d.queue.depth().await.expect("queue readable").visible, 0);
     // The failed run still reports what it saw: usage past the alarm, no contact count.
-    let values = emf_values(&outcome.emf);
+    let values = emf_values(outcome.emf.as_deref());
     assert!(
         values["AllotmentShare"].as_f64() >= Some(60.0),
         "{values:?}"

@@ -470,6 +470,16 @@ async fn dead_letters(sys: &LocalSystem, want: usize) -> Vec<(String, String)> {
     found
 }
 
+/// The EMF documents a function printed: the lines of its output that are one, as CloudWatch
+/// reads them (a document nested in a log line would not count).
+fn emf_documents(function: &Process) -> Vec<Value> {
+    read_log(&function.log)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|doc| doc.get("_aws").is_some())
+        .collect()
+}
+
 fn is_live_member(contact: &serde_json::Map<String, Value>) -> bool {
     contact.get("IsDeleted") != Some(&json!(true)) && contact.get("Active__c") == Some(&json!(true))
 }
@@ -525,6 +535,21 @@ async fn the_bootstrap_binaries_answer_the_lambda_emulator() {
         sent,
         contacts.len(),
         "one message per edited Contact: {summary}"
+    );
+    // The binary's main set up the metrics: one EMF document for the invocation, on its own line.
+    let emf = emf_documents(&periodic);
+    assert_eq!(emf.len(), 1, "{emf:?}\n{}", periodic.tail());
+    assert_eq!(
+        emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "hlsync"
+    );
+    assert_eq!(emf[0]["Function"], "periodic-refresh");
+    assert_eq!(emf[0]["run_id"], execution_id.as_str());
+    assert_eq!(
+        emf[0]["ContactsChanged"][0].as_f64(),
+        summary["changed"].as_f64(),
+        "{}",
+        emf[0]
     );
     drop(periodic);
     let records = receive_records(&sys, &sys.resources.queue_url, sent).await;
@@ -589,6 +614,16 @@ async fn the_bootstrap_binaries_answer_the_lambda_emulator() {
     assert!(reason.contains("Higher Logic refused"), "{reason}");
     let (_, reason) = on_dlq("this is not a work message").expect("the malformed body on the DLQ");
     assert!(!reason.is_empty(), "a reason for the malformed body");
+    let emf = emf_documents(&member);
+    assert_eq!(emf.len(), 1, "{emf:?}\n{}", member.tail());
+    assert_eq!(emf[0]["Function"], "member-refresh");
+    // Both dead-lettered messages, and nothing handed back.
+    assert_eq!(
+        emf[0]["MessagesFailed"],
+        json!([dead.len() as f64]),
+        "{}",
+        emf[0]
+    );
     drop(member);
 
     // 3. The other half, on a function whose secret holds a wrong Higher Logic key: Higher

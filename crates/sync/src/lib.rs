@@ -19,7 +19,6 @@ pub mod member;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod message;
-pub mod metrics;
 pub mod optout;
 pub mod periodic;
 pub mod ports;

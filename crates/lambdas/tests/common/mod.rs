@@ -119,9 +119,16 @@ pub fn context(request_id: &str) -> Context {
     ctx
 }
 
-/// The EMF document's metric values, by name.
-pub fn emf_values(line: &str) -> Map<String, Value> {
-    let doc: Value = serde_json::from_str(line).expect("the EMF line is JSON");
+/// The invocation's EMF document, parsed; it must be there, on a line of its own.
+pub fn emf_document(emf: Option<&str>) -> Value {
+    let line = emf.expect("the invocation made an EMF document");
+    assert!(!line.contains('\n'), "one document on one line: {line}");
+    serde_json::from_str(line).expect("the EMF document is JSON")
+}
+
+/// The EMF document's metric values, by name (each invocation sends one value per metric).
+pub fn emf_values(emf: Option<&str>) -> Map<String, Value> {
+    let doc = emf_document(emf);
     let declared: Vec<String> = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
         .as_array()
         .expect("declared metrics")
@@ -130,10 +137,13 @@ pub fn emf_values(line: &str) -> Map<String, Value> {
         .collect();
     let mut values = Map::new();
     for name in declared {
-        let v = doc.get(&name).cloned().unwrap_or(Value::Null);
+        let v = match &doc[&name] {
+            Value::Array(samples) if samples.len() == 1 => samples[0].clone(),
+            other => other.clone(),
+        };
         assert!(
             v.is_number(),
-            "metric {name} declared without a value: {line}"
+            "metric {name} declared without one value: {doc}"
         );
         values.insert(name, v);
     }
