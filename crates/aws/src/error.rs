@@ -121,7 +121,7 @@ pub(crate) enum Service {
 }
 
 impl Service {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Service::DynamoDb => "DynamoDB",
             Service::Sqs => "SQS",

@@ -1,12 +1,20 @@
-//! The credentials secret in AWS Secrets Manager, cached per warm Lambda.
+//! The credentials secret in AWS Secrets Manager, cached per warm Lambda by AWS's caching client
+//! (`aws_secretsmanager_caching`).
 
-use std::time::{Duration, Instant};
+use std::error::Error;
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::SdkError;
+use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretError;
+use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+use aws_secretsmanager_caching::SecretsManagerCachingClient;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
-use crate::error::{AwsError, Service, aws, error_code};
+use crate::error::{AwsError, Service, aws, classify, error_code};
 
 /// The label Secrets Manager gives the version in use.
 const CURRENT_STAGE: &str = "AWSCURRENT";
@@ -18,30 +26,39 @@ pub struct Secret {
     pub value: SecretString,
 }
 
-#[derive(Debug)]
-struct Cached {
-    fetched: Instant,
-    secret: Secret,
-}
-
 /// Reads one secret, and keeps it for `ttl` so that warm invocations do not pay for the call.
-#[derive(Debug)]
+///
+/// The caching client keeps the value for `ttl`; after that it asks DescribeSecret whether the
+/// version labelled AWSCURRENT is still the one it holds, and reads the value again only if not.
 pub struct SecretSource {
     client: Client,
+    cache: SecretsManagerCachingClient,
     secret_id: String,
-    ttl: Duration,
-    // An async lock: concurrent callers on a cold cache wait for one fetch instead of each
-    // making their own.
-    cache: Mutex<Option<Cached>>,
+    // The caching client lets every caller that finds the entry empty or expired make its own
+    // call; taken in turn, the ones that waited find it filled, so a cold start reads once.
+    reading: Mutex<()>,
+}
+
+impl fmt::Debug for SecretSource {
+    // Not derived: the caching client's own `Debug` prints the value it holds.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretSource")
+            .field("secret_id", &self.secret_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SecretSource {
     pub fn new(client: Client, secret_id: impl Into<String>, ttl: Duration) -> Self {
+        // One entry: only this secret, read by its AWSCURRENT label, is ever asked for.
+        let cache = SecretsManagerCachingClient::new(client.clone(), NonZeroUsize::MIN, ttl, false)
+            // Its in-memory store cannot fail to build; the `Result` is there for other stores.
+            .expect("the caching client's in-memory store always builds");
         SecretSource {
             client,
+            cache,
             secret_id: secret_id.into(),
-            ttl,
-            cache: Mutex::new(None),
+            reading: Mutex::new(()),
         }
     }
 
@@ -51,24 +68,13 @@ impl SecretSource {
 
     /// The current value, from the cache while it is younger than `ttl`.
     pub async fn get(&self) -> Result<Secret, AwsError> {
-        let mut cache = self.cache.lock().await;
-        if let Some(cached) = cache.as_ref()
-            && cached.fetched.elapsed() < self.ttl
-        {
-            return Ok(cached.secret.clone());
-        }
-        let secret = self.fetch().await?;
-        *cache = Some(Cached {
-            fetched: Instant::now(),
-            secret: secret.clone(),
-        });
-        Ok(secret)
+        self.read(false).await
     }
 
-    /// Forgets the cached value: the next `get` reads Secrets Manager (after a rejected login,
-    /// or when `current_version` shows a rotation).
-    pub async fn invalidate(&self) {
-        *self.cache.lock().await = None;
+    /// The current value read from Secrets Manager now, whatever the cache holds, and kept for
+    /// `ttl` from now: after a rejected login, once `current_version` shows a rotation.
+    pub async fn refresh(&self) -> Result<Secret, AwsError> {
+        self.read(true).await
     }
 
     /// The id of the version labelled AWSCURRENT, without reading the value: a cheap way to see
@@ -95,18 +101,13 @@ impl SecretSource {
             })
     }
 
-    async fn fetch(&self) -> Result<Secret, AwsError> {
+    async fn read(&self, refresh_now: bool) -> Result<Secret, AwsError> {
+        let _in_turn = self.reading.lock().await;
         let out = self
-            .client
-            .get_secret_value()
-            .secret_id(&self.secret_id)
-            .send()
+            .cache
+            .get_secret_value(&self.secret_id, None, None, refresh_now)
             .await
-            .map_err(aws(
-                Service::SecretsManager,
-                "GetSecretValue",
-                &self.secret_id,
-            ))?;
+            .map_err(|err| caching_error(&self.secret_id, err))?;
         let value = out.secret_string.ok_or_else(|| AwsError::SecretNotText {
             secret_id: self.secret_id.clone(),
         })?;
@@ -114,6 +115,27 @@ impl SecretSource {
             version_id: out.version_id.unwrap_or_default(),
             value: SecretString::from(value),
         })
+    }
+}
+
+/// The caching client answers a boxed error: the SDK error of the call that failed, found again
+/// by its type so that it gets the same operator-facing message as any other call's.
+fn caching_error(secret_id: &str, err: Box<dyn Error>) -> AwsError {
+    let err = match err.downcast::<SdkError<GetSecretValueError>>() {
+        Ok(err) => return classify(Service::SecretsManager, "GetSecretValue", secret_id, *err),
+        Err(err) => err,
+    };
+    // On an expired entry it first asks DescribeSecret whether the version changed.
+    let err = match err.downcast::<SdkError<DescribeSecretError>>() {
+        Ok(err) => return classify(Service::SecretsManager, "DescribeSecret", secret_id, *err),
+        Err(err) => err,
+    };
+    AwsError::Service {
+        service: Service::SecretsManager.name(),
+        operation: "GetSecretValue",
+        resource: secret_id.to_owned(),
+        message: err.to_string(),
+        retryable: false,
     }
 }
 

@@ -285,14 +285,15 @@ impl Credentials {
     }
 
     /// After a rejection: asks Secrets Manager for the secret's current version (one cheap
-    /// DescribeSecret) and drops the cached value if it is older, so that corrected credentials
-    /// are used at once rather than when the cache expires. True when it was older.
+    /// DescribeSecret) and, if the cached value is older, reads the new one into the cache, so
+    /// that corrected credentials are used at once rather than when the cache expires. True when
+    /// it was older.
     pub async fn refresh_if_rotated(&self, cached_version: &str) -> Result<bool, SyncError> {
         let current = self.source.current_version().await?;
         if current == cached_version {
             return Ok(false);
         }
-        self.source.invalidate().await;
+        self.source.refresh().await?;
         Ok(true)
     }
 

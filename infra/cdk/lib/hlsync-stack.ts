@@ -183,7 +183,8 @@ export class HlsyncStack extends Stack {
         new iam.PolicyStatement({ actions: DYNAMODB_CRUD, resources: [table.tableArn, `${table.tableArn}/index/*`] }),
       );
       fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [secret.secretArn] }));
-      // hlsync watches the secret's version to resume after a rejected login.
+      // The secret cache checks the version when its entry expires; hlsync checks it to resume
+      // after a rejected login.
       fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['secretsmanager:DescribeSecret'], resources: [secret.secretArn] }));
       return fn;
     };
