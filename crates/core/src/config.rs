@@ -430,82 +430,75 @@ impl Config {
     }
 
     /// Check every value (also run by the parsers). Public so that a config built in code can be
-    /// checked the same way.
+    /// checked the same way. One step a table, in turn; the first problem found is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let sf = &self.salesforce;
-        if !is_api_version(&sf.api_version) {
-            return Err(ConfigError::key(
-                "salesforce.api_version",
-                format!(
-                    "must look like \"62.0\" (digits, a dot, digits; no \"v\"), got {:?}",
-                    sf.api_version
-                ),
-            ));
-        }
-        if sf.daily_api_allotment == 0 {
-            return Err(ConfigError::key(
-                "salesforce.daily_api_allotment",
-                "must be > 0, got 0",
-            ));
-        }
-        let share = sf.max_allotment_share;
-        // Written so that NaN fails too.
-        if !(share > 0.0 && share <= 1.0) {
-            return Err(ConfigError::key(
-                "salesforce.max_allotment_share",
-                format!("must be > 0 and <= 1, got {share}"),
-            ));
-        }
-        check_api_name("salesforce.cursor_field", &sf.cursor_field)?;
+        self.salesforce.check()?;
+        self.contacts.check()?;
+        self.events.check()?;
+        self.higher_logic.check(self.allow_insecure_http)
+    }
+}
 
-        let c = &self.contacts;
-        if let Some(active) = &c.active_field {
+/// `Ok` when `holds`; otherwise the error of config key `key`, saying `problem`.
+fn require(
+    holds: bool,
+    key: impl Into<String>,
+    problem: impl Into<String>,
+) -> Result<(), ConfigError> {
+    if holds {
+        Ok(())
+    } else {
+        Err(ConfigError::key(key, problem))
+    }
+}
+
+impl SalesforceConfig {
+    /// `[salesforce]`: the API version's shape, a non-zero allotment, a share in (0, 1], and a
+    /// cursor field that is an API name.
+    fn check(&self) -> Result<(), ConfigError> {
+        require(
+            is_api_version(&self.api_version),
+            "salesforce.api_version",
+            format!(
+                "must look like \"62.0\" (digits, a dot, digits; no \"v\"), got {:?}",
+                self.api_version
+            ),
+        )?;
+        require(
+            self.daily_api_allotment != 0,
+            "salesforce.daily_api_allotment",
+            "must be > 0, got 0",
+        )?;
+        let share = self.max_allotment_share;
+        // Written so that NaN fails too.
+        require(
+            share > 0.0 && share <= 1.0,
+            "salesforce.max_allotment_share",
+            format!("must be > 0 and <= 1, got {share}"),
+        )?;
+        check_api_name("salesforce.cursor_field", &self.cursor_field)
+    }
+}
+
+impl ContactsConfig {
+    /// `[contacts]`: the active field, the group prefix, the security GroupType, the community
+    /// fields, the filter list and the full refresh's period.
+    fn check(&self) -> Result<(), ConfigError> {
+        if let Some(active) = &self.active_field {
             check_api_name("contacts.active_field", active)?;
         }
-        if c.group_field_prefix.trim().is_empty() {
-            return Err(ConfigError::key(
-                "contacts.group_field_prefix",
-                "must not be empty (the default is \"HL_\"); an empty prefix would turn every Contact field into groups",
-            ));
-        }
-        if !c
-            .group_field_prefix
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        self.check_group_prefix()?;
+        require(
+            !self.security_group_type.trim().is_empty(),
+            "contacts.security_group_type",
+            "must not be empty (the default is \"Membership\"): it is the GroupType Higher Logic files security groups under",
+        )?;
+        self.check_community_fields()?;
+        if let Some(blank) = self
+            .security_group_filter
+            .iter()
+            .find(|g| g.trim().is_empty())
         {
-            return Err(ConfigError::key(
-                "contacts.group_field_prefix",
-                format!(
-                    "must hold only letters, digits and _ (it is the start of field API names), got {:?}",
-                    c.group_field_prefix
-                ),
-            ));
-        }
-        if c.security_group_type.trim().is_empty() {
-            return Err(ConfigError::key(
-                "contacts.security_group_type",
-                "must not be empty (the default is \"Membership\"): it is the GroupType Higher Logic files security groups under",
-            ));
-        }
-        for CommunityField { field, group_type } in &c.community_fields {
-            check_api_name("contacts.community_fields", field)?;
-            if group_type.trim().is_empty() {
-                return Err(ConfigError::key(
-                    format!("contacts.community_fields.{field}"),
-                    "must name the GroupType of the field's groups, e.g. \"Chapter\"; it is empty",
-                ));
-            }
-            if !starts_with_ignore_case(field, &c.group_field_prefix) {
-                return Err(ConfigError::key(
-                    "contacts.community_fields",
-                    format!(
-                        "field {field:?} does not start with the group prefix {:?} (contacts.group_field_prefix); only prefixed fields feed groups",
-                        c.group_field_prefix
-                    ),
-                ));
-            }
-        }
-        if let Some(blank) = c.security_group_filter.iter().find(|g| g.trim().is_empty()) {
             return Err(ConfigError::key(
                 "contacts.security_group_filter",
                 format!(
@@ -513,68 +506,111 @@ impl Config {
                 ),
             ));
         }
-        if c.full_refresh_every.is_zero() {
-            return Err(ConfigError::key(
-                "contacts.full_refresh_every",
-                "must be longer than 0s, e.g. \"24h\"",
-            ));
-        }
+        require(
+            !self.full_refresh_every.is_zero(),
+            "contacts.full_refresh_every",
+            "must be longer than 0s, e.g. \"24h\"",
+        )
+    }
 
-        let e = &self.events;
-        if e.enabled && e.campaign_type.trim().is_empty() {
-            return Err(ConfigError::key(
-                "events.campaign_type",
-                "must not be empty when events.enabled is true",
-            ));
-        }
-        if e.enabled && e.group_type.trim().is_empty() {
-            return Err(ConfigError::key(
-                "events.group_type",
-                "must not be empty when events.enabled is true (the default is \"Event\"): it is the GroupType of a registration",
-            ));
-        }
-        if e.enabled && e.registered_statuses.is_empty() {
-            return Err(ConfigError::key(
-                "events.registered_statuses",
-                "must list at least one CampaignMember status when events.enabled is true, e.g. [\"Registered\", \"Attended\"]",
-            ));
-        }
-
-        let hl = &self.higher_logic;
-        if hl.base_url.is_empty() {
-            return Err(ConfigError::key(
-                "higher_logic.base_url",
-                "is required: set it to the tenant's Push API v2 URL, e.g. \"https://datapushapi.higherlogic.com/v2\"",
-            ));
-        }
-        check_url(
-            &hl.base_url,
-            self.allow_insecure_http,
-            "higher_logic.base_url",
+    /// The group prefix: not empty (it would make every field a group) and made only of the
+    /// characters of an API name.
+    fn check_group_prefix(&self) -> Result<(), ConfigError> {
+        let prefix = &self.group_field_prefix;
+        require(
+            !prefix.trim().is_empty(),
+            "contacts.group_field_prefix",
+            "must not be empty (the default is \"HL_\"); an empty prefix would turn every Contact field into groups",
         )?;
-        if hl.max_calls_per_minute == 0 {
-            return Err(ConfigError::key(
-                "higher_logic.max_calls_per_minute",
-                "must be > 0, got 0",
-            ));
-        }
-        if !(1..=MAX_BATCH_SIZE).contains(&hl.batch_size) {
-            return Err(ConfigError::key(
-                "higher_logic.batch_size",
+        require(
+            prefix
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_'),
+            "contacts.group_field_prefix",
+            format!(
+                "must hold only letters, digits and _ (it is the start of field API names), got {prefix:?}"
+            ),
+        )
+    }
+
+    /// Each community field: an API name carrying the group prefix, with a GroupType.
+    fn check_community_fields(&self) -> Result<(), ConfigError> {
+        for CommunityField { field, group_type } in &self.community_fields {
+            check_api_name("contacts.community_fields", field)?;
+            require(
+                !group_type.trim().is_empty(),
+                format!("contacts.community_fields.{field}"),
+                "must name the GroupType of the field's groups, e.g. \"Chapter\"; it is empty",
+            )?;
+            require(
+                starts_with_ignore_case(field, &self.group_field_prefix),
+                "contacts.community_fields",
                 format!(
-                    "must be between 1 and {MAX_BATCH_SIZE} records per push request, got {} (the default is 200)",
-                    hl.batch_size
+                    "field {field:?} does not start with the group prefix {:?} (contacts.group_field_prefix); only prefixed fields feed groups",
+                    self.group_field_prefix
                 ),
-            ));
-        }
-        if let Some(url) = &hl.email_preferences_url {
-            check_url(
-                url,
-                self.allow_insecure_http,
-                "higher_logic.email_preferences_url",
             )?;
         }
         Ok(())
+    }
+}
+
+impl EventsConfig {
+    /// `[events]`: when enabled, a Campaign type, a GroupType and at least one registered
+    /// status. Disabled, nothing here is used.
+    fn check(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        require(
+            !self.campaign_type.trim().is_empty(),
+            "events.campaign_type",
+            "must not be empty when events.enabled is true",
+        )?;
+        require(
+            !self.group_type.trim().is_empty(),
+            "events.group_type",
+            "must not be empty when events.enabled is true (the default is \"Event\"): it is the GroupType of a registration",
+        )?;
+        require(
+            !self.registered_statuses.is_empty(),
+            "events.registered_statuses",
+            "must list at least one CampaignMember status when events.enabled is true, e.g. [\"Registered\", \"Attended\"]",
+        )
+    }
+}
+
+impl HigherLogicConfig {
+    /// `[higher_logic]`: a base URL (https unless `allow_insecure_http`), a non-zero rate, a
+    /// batch size within [`MAX_BATCH_SIZE`], and the feed's URL when one is set.
+    fn check(&self, allow_insecure_http: bool) -> Result<(), ConfigError> {
+        require(
+            !self.base_url.is_empty(),
+            "higher_logic.base_url",
+            "is required: set it to the tenant's Push API v2 URL, e.g. \"https://datapushapi.higherlogic.com/v2\"",
+        )?;
+        check_url(&self.base_url, allow_insecure_http, "higher_logic.base_url")?;
+        require(
+            self.max_calls_per_minute != 0,
+            "higher_logic.max_calls_per_minute",
+            "must be > 0, got 0",
+        )?;
+        require(
+            (1..=MAX_BATCH_SIZE).contains(&self.batch_size),
+            "higher_logic.batch_size",
+            format!(
+                "must be between 1 and {MAX_BATCH_SIZE} records per push request, got {} (the default is 200)",
+                self.batch_size
+            ),
+        )?;
+        match &self.email_preferences_url {
+            Some(url) => check_url(
+                url,
+                allow_insecure_http,
+                "higher_logic.email_preferences_url",
+            ),
+            None => Ok(()),
+        }
     }
 }
 

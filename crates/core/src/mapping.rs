@@ -2,9 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::config::Config;
+use crate::config::{Config, ContactsConfig, EventsConfig};
 use crate::id::{IdError, SfId};
 use crate::member::{Address, Email, Group, GroupKey, Member, Phone};
 use crate::schema::{ContactSchema, FieldInfo, FieldType};
@@ -193,18 +194,19 @@ pub fn format_number(n: &serde_json::Number) -> String {
     }
 }
 
+/// A Contact's groups as they are found, by (GroupType, id): sorted, and each one once.
+type GroupSet = BTreeMap<(String, GroupKey), Group>;
+
+/// Adds `group` unless one of its GroupType and id is there already: the first found wins.
+fn add_group(out: &mut GroupSet, group: Group) {
+    out.entry((group.group_type.clone(), group.key.clone()))
+        .or_insert(group);
+}
+
 /// The groups one field contributes, per its type, as groups of `group_type`.
-fn field_groups(
-    field: &FieldInfo,
-    value: Option<&Value>,
-    group_type: &str,
-    out: &mut BTreeMap<(String, GroupKey), Group>,
-) {
+fn field_groups(field: &FieldInfo, value: Option<&Value>, group_type: &str, out: &mut GroupSet) {
     let Some(value) = value else { return };
-    let mut add = |key: GroupKey, name: String| {
-        out.entry((group_type.to_owned(), key.clone()))
-            .or_insert_with(|| Group::new(group_type, key, name));
-    };
+    let mut add = |key: GroupKey, name: String| add_group(out, Group::new(group_type, key, name));
     match field.field_type {
         FieldType::Boolean => {
             if is_true(value) {
@@ -321,96 +323,13 @@ pub fn map_contact(
 ) -> Result<Member, MappingError> {
     let fields = Fields::new(input.fields);
     let id = fields.id("Contact", "Id")?;
-    let modstamp = match fields.text("SystemModstamp") {
-        None => None,
-        Some(text) => Some(
-            parse_sf_datetime(&text).ok_or_else(|| MappingError::BadDate {
-                object: "Contact",
-                id: id.to_string(),
-                field: "SystemModstamp".into(),
-                value: text.clone(),
-            })?,
-        ),
-    };
-
+    let modstamp = modstamp(&fields, &id)?;
     if fields.flag("IsDeleted") {
         return Ok(Member::deleted(id, modstamp));
     }
-
-    let contacts = &cfg.contacts;
-    let mut groups: BTreeMap<(String, GroupKey), Group> = BTreeMap::new();
-    for field in schema.security_group_fields() {
-        field_groups(
-            field,
-            fields.get(&field.name),
-            &contacts.security_group_type,
-            &mut groups,
-        );
-    }
-    let record_type_id = if schema.record_type_groups() {
-        fields.optional_id("Contact", "RecordTypeId")?
-    } else {
-        None
-    };
-    if let Some(rt_id) = record_type_id {
-        let rt = schema
-            .record_type(&rt_id)
-            .ok_or_else(|| MappingError::UnknownRecordType {
-                contact: id.clone(),
-                record_type: rt_id.clone(),
-            })?;
-        let key = GroupKey::record_type(&rt.developer_name);
-        groups
-            .entry((contacts.security_group_type.clone(), key.clone()))
-            .or_insert_with(|| Group::new(&contacts.security_group_type, key, rt.name.clone()));
-    }
-    for field in schema.community_group_fields() {
-        let group_type = contacts
-            .community_group_type(&field.name)
-            .unwrap_or(crate::config::DEFAULT_COMMUNITY_GROUP_TYPE);
-        field_groups(field, fields.get(&field.name), group_type, &mut groups);
-    }
-    if cfg.events.enabled {
-        for r in input.registrations {
-            let Some(status) = r.status.as_deref().map(str::trim).filter(|s| {
-                cfg.events
-                    .registered_statuses
-                    .iter()
-                    .any(|registered| registered.trim().eq_ignore_ascii_case(s))
-            }) else {
-                continue;
-            };
-            let key = GroupKey::event(&r.campaign_id);
-            let name = r
-                .campaign_name
-                .as_deref()
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .unwrap_or(r.campaign_id.as_str())
-                .to_owned();
-            groups
-                .entry((cfg.events.group_type.clone(), key.clone()))
-                .or_insert_with(|| Group {
-                    role: status.to_owned(),
-                    ..Group::new(&cfg.events.group_type, key, name)
-                });
-        }
-    }
-    let groups: Vec<Group> = groups.into_values().collect();
-
-    let active_flag = match schema.active_field() {
-        None => true,
-        Some(field) => fields.flag(&field.name),
-    };
-    let passes_filter = contacts.security_group_filter.is_empty()
-        || groups.iter().any(|g| {
-            contacts
-                .security_group_filter
-                .iter()
-                .any(|f| f == &g.name || f == g.key.as_str())
-        });
+    let groups = groups(input, &fields, &id, schema, cfg)?;
     // Not deleted: that case returned above.
-    let is_member = active_flag && passes_filter;
+    let is_member = is_active(&fields, schema) && passes_filter(&groups, &cfg.contacts);
 
     let primary_email = fields.text("Email");
     Ok(Member {
@@ -442,6 +361,137 @@ pub fn map_contact(
         is_deleted: false,
         modstamp,
     })
+}
+
+/// The Contact's `SystemModstamp`: `None` when absent, an error naming the Contact when it is
+/// not a Salesforce datetime.
+fn modstamp(fields: &Fields<'_>, id: &SfId) -> Result<Option<DateTime<Utc>>, MappingError> {
+    let Some(text) = fields.text("SystemModstamp") else {
+        return Ok(None);
+    };
+    match parse_sf_datetime(&text) {
+        Some(at) => Ok(Some(at)),
+        None => Err(MappingError::BadDate {
+            object: "Contact",
+            id: id.to_string(),
+            field: "SystemModstamp".into(),
+            value: text,
+        }),
+    }
+}
+
+/// Every group the Contact holds, sorted by GroupType then id, each (type, id) once (the first
+/// found wins): the security groups of its prefixed fields and Record Type, the community
+/// groups, then its event registrations.
+fn groups(
+    input: &ContactInput<'_>,
+    fields: &Fields<'_>,
+    id: &SfId,
+    schema: &ContactSchema,
+    cfg: &Config,
+) -> Result<Vec<Group>, MappingError> {
+    let contacts = &cfg.contacts;
+    let mut groups = GroupSet::new();
+    for field in schema.security_group_fields() {
+        field_groups(
+            field,
+            fields.get(&field.name),
+            &contacts.security_group_type,
+            &mut groups,
+        );
+    }
+    record_type_group(
+        fields,
+        id,
+        schema,
+        &contacts.security_group_type,
+        &mut groups,
+    )?;
+    for field in schema.community_group_fields() {
+        let group_type = contacts
+            .community_group_type(&field.name)
+            .unwrap_or(crate::config::DEFAULT_COMMUNITY_GROUP_TYPE);
+        field_groups(field, fields.get(&field.name), group_type, &mut groups);
+    }
+    if cfg.events.enabled {
+        event_groups(input.registrations, &cfg.events, &mut groups);
+    }
+    Ok(groups.into_values().collect())
+}
+
+/// With `record_type_groups` on, the Contact's Record Type as a group of `group_type`, keyed by
+/// its DeveloperName and named by its Name. A Record Type missing from the describe in hand is
+/// an error (retryable: the next run reads the describe again).
+fn record_type_group(
+    fields: &Fields<'_>,
+    id: &SfId,
+    schema: &ContactSchema,
+    group_type: &str,
+    out: &mut GroupSet,
+) -> Result<(), MappingError> {
+    if !schema.record_type_groups() {
+        return Ok(());
+    }
+    let Some(rt_id) = fields.optional_id("Contact", "RecordTypeId")? else {
+        return Ok(());
+    };
+    let rt = schema
+        .record_type(&rt_id)
+        .ok_or_else(|| MappingError::UnknownRecordType {
+            contact: id.clone(),
+            record_type: rt_id.clone(),
+        })?;
+    let key = GroupKey::record_type(&rt.developer_name);
+    add_group(out, Group::new(group_type, key, rt.name.clone()));
+    Ok(())
+}
+
+/// One `events.group_type` group per registration whose status is one of
+/// `events.registered_statuses` (any case): keyed by the Campaign's Id, named by its Name (its
+/// Id when it has none), its role the status.
+fn event_groups(registrations: &[CampaignMembership], events: &EventsConfig, out: &mut GroupSet) {
+    for r in registrations {
+        let Some(status) = r.status.as_deref().map(str::trim).filter(|s| {
+            events
+                .registered_statuses
+                .iter()
+                .any(|registered| registered.trim().eq_ignore_ascii_case(s))
+        }) else {
+            continue;
+        };
+        let name = r
+            .campaign_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .unwrap_or(r.campaign_id.as_str());
+        let group = Group {
+            role: status.to_owned(),
+            ..Group::new(&events.group_type, GroupKey::event(&r.campaign_id), name)
+        };
+        add_group(out, group);
+    }
+}
+
+/// Whether the Contact's active field (when the config names one) is true; without one,
+/// every Contact is active.
+fn is_active(fields: &Fields<'_>, schema: &ContactSchema) -> bool {
+    match schema.active_field() {
+        None => true,
+        Some(field) => fields.flag(&field.name),
+    }
+}
+
+/// Whether the Contact holds a group of `security_group_filter`, by name or id; an empty list
+/// lets every Contact through.
+fn passes_filter(groups: &[Group], contacts: &ContactsConfig) -> bool {
+    contacts.security_group_filter.is_empty()
+        || groups.iter().any(|g| {
+            contacts
+                .security_group_filter
+                .iter()
+                .any(|f| f == &g.name || f == g.key.as_str())
+        })
 }
 
 #[cfg(test)]

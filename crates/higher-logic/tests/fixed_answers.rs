@@ -1,17 +1,12 @@
-//! The client against a tiny server written here (not the simulator) that records every request
-//! and answers by hand-written rules from SPEC.md §6: this pins the client to the documented
-//! format and answers, not to whatever the simulator happens to do.
+//! The client against a scripted server (`hlsync_sim::scripted`, not the simulator) that records
+//! every request and answers by hand-written rules from SPEC.md §6: this pins the client to the
+//! documented format and answers, not to whatever the simulator happens to do.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, TimeZone, Utc};
 use hlsync_core::{
     Address, Email, Group, GroupKey, HigherLogicConfig, Meeting, Member, Phone, SfId,
@@ -19,28 +14,24 @@ use hlsync_core::{
 use hlsync_higher_logic::{
     HigherLogicClient, HigherLogicCredentials, HlError, RecordResult, RetryPolicy, Unlimited,
 };
+use hlsync_sim::scripted::{Method, Reply, ScriptedServer, Seen, StatusCode};
 use serde_json::{Value, json};
 
 const API_KEY: &str = "hl-push-key-123";
 
-/// One request as the server received it, and the status it was answered with.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: Method,
-    path: String,
-    query: Option<String>,
-    headers: HeaderMap,
-    body: Bytes,
-    status: StatusCode,
+/// What a push sends, read from a request the server saw.
+trait PushBody {
+    /// The body as the JSON array a push sends.
+    fn records(&self) -> Vec<Value>;
+    /// The `ContactId` of each `/contactinfo` element of the body.
+    fn contact_ids(&self) -> Vec<String>;
 }
 
-impl Seen {
-    /// The body as the JSON array a push sends.
+impl PushBody for Seen {
     fn records(&self) -> Vec<Value> {
         serde_json::from_slice(&self.body).expect("a push body is a JSON array")
     }
 
-    /// The `ContactId` of each `/contactinfo` element of the body.
     fn contact_ids(&self) -> Vec<String> {
         self.records()
             .iter()
@@ -52,84 +43,6 @@ impl Seen {
             })
             .collect()
     }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-}
-
-/// What the server answers.
-struct Reply {
-    status: StatusCode,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-}
-
-fn reply(status: u16, body: &str) -> Reply {
-    Reply {
-        status: StatusCode::from_u16(status).unwrap(),
-        headers: Vec::new(),
-        body: body.to_owned(),
-    }
-}
-
-/// The rule that answers request number `n` (from 0).
-type Rule = Arc<dyn Fn(usize, &Seen) -> Reply + Send + Sync>;
-
-#[derive(Clone)]
-struct ServerState {
-    rule: Rule,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-struct Server {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Server {
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-async fn record_and_answer(
-    State(state): State<ServerState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let mut seen = Seen {
-        method,
-        path: uri.path().to_owned(),
-        query: uri.query().map(str::to_owned),
-        headers,
-        body,
-        status: StatusCode::OK,
-    };
-    let mut log = state.seen.lock().unwrap();
-    let answer = (state.rule)(log.len(), &seen);
-    seen.status = answer.status;
-    log.push(seen);
-    let mut response = (answer.status, answer.body).into_response();
-    for (name, value) in answer.headers {
-        response.headers_mut().insert(name, value.parse().unwrap());
-    }
-    response
-}
-
-async fn serve(rule: impl Fn(usize, &Seen) -> Reply + Send + Sync + 'static) -> Server {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let state = ServerState {
-        rule: Arc::new(rule),
-        seen: Arc::clone(&seen),
-    };
-    let router = Router::new().fallback(record_and_answer).with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Server { addr, seen }
 }
 
 fn config(addr: SocketAddr) -> HigherLogicConfig {
@@ -156,7 +69,7 @@ fn client_with(cfg: &HigherLogicConfig) -> HigherLogicClient {
         })
 }
 
-fn client(server: &Server) -> HigherLogicClient {
+fn client(server: &ScriptedServer) -> HigherLogicClient {
     client_with(&config(server.addr))
 }
 
@@ -224,8 +137,12 @@ fn outcomes(results: &[RecordResult]) -> Vec<(&str, Option<&str>)> {
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one request checked against each row of SPEC §6's table"
+)]
 async fn pushes_are_json_arrays_with_the_api_key_header() {
-    let server = serve(|_, _| reply(200, "")).await;
+    let server = ScriptedServer::start(|_, _| Reply::new(200, "")).await;
     let client = client(&server);
     let campaign: SfId = "701000000000001AAA".parse().unwrap();
     let full = Member {
@@ -347,7 +264,7 @@ async fn a_2xx_accepts_every_record_whatever_its_body() {
         (204, ""),
     ];
     for (status, body) in answers {
-        let server = serve(move |_, _| reply(status, body)).await;
+        let server = ScriptedServer::start(move |_, _| Reply::new(status, body)).await;
         let client = client(&server);
         let results = client.push_members(&members(3)).await.unwrap();
         assert_eq!(results.len(), 3);
@@ -357,17 +274,17 @@ async fn a_2xx_accepts_every_record_whatever_its_body() {
 }
 
 /// The server refuses (400, with a message) any request that holds one of `refused`.
-fn refusing(refused: &[SfId]) -> impl Fn(usize, &Seen) -> Reply + Send + Sync + 'static {
+fn refusing(refused: &[SfId]) -> impl Fn(&Seen, &str) -> Reply + Send + Sync + 'static {
     let refused: Vec<String> = refused.iter().map(|k| k.as_str().to_owned()).collect();
-    move |_, seen: &Seen| {
+    move |seen: &Seen, _: &str| {
         let ids = seen.contact_ids();
         match refused.iter().find(|r| ids.contains(r)) {
-            Some(bad) => reply(
+            Some(bad) => Reply::new(
                 400,
                 &json!({"Message": format!("PrimaryEmailAddress of {bad} is not a valid email address")})
                     .to_string(),
             ),
-            None => reply(200, ""),
+            None => Reply::new(200, ""),
         }
     }
 }
@@ -391,7 +308,7 @@ fn assert_accepted_by_the_server(results: &[RecordResult], seen: &[Seen]) {
 #[tokio::test]
 async fn one_refused_record_in_200_is_found_by_halving() {
     let bad = key(137);
-    let server = serve(refusing(std::slice::from_ref(&bad))).await;
+    let server = ScriptedServer::start(refusing(std::slice::from_ref(&bad))).await;
     let client = client(&server);
     let input = members(200);
     let results = client.push_members(&input).await.unwrap();
@@ -425,7 +342,7 @@ async fn one_refused_record_in_200_is_found_by_halving() {
 async fn two_refused_records_in_one_batch_are_both_found() {
     for (a, b) in [(10, 170), (40, 41), (0, 199)] {
         let refused = [key(a), key(b)];
-        let server = serve(refusing(&refused)).await;
+        let server = ScriptedServer::start(refusing(&refused)).await;
         let client = client(&server);
         let results = client.push_members(&members(200)).await.unwrap();
         let failed: Vec<&str> = results
@@ -445,12 +362,12 @@ async fn two_refused_records_in_one_batch_are_both_found() {
 
 #[tokio::test]
 async fn a_refused_meeting_is_found_too() {
-    let server = serve(|_, seen: &Seen| {
+    let server = ScriptedServer::start(|seen: &Seen, _: &str| {
         let text = String::from_utf8_lossy(&seen.body).into_owned();
         if text.contains("701000000000002AAA") {
-            reply(400, r#"{"Message":"BeginDate is after EndDate"}"#)
+            Reply::new(400, r#"{"Message":"BeginDate is after EndDate"}"#)
         } else {
-            reply(200, "")
+            Reply::new(200, "")
         }
     })
     .await;
@@ -473,7 +390,7 @@ async fn a_refused_meeting_is_found_too() {
 
 #[tokio::test]
 async fn batch_size_splits_requests_in_order() {
-    let server = serve(|_, _| reply(200, "")).await;
+    let server = ScriptedServer::start(|_, _| Reply::new(200, "")).await;
     let client = client(&server);
     let input = members(450);
     let results = client.push_members(&input).await.unwrap();
@@ -490,7 +407,7 @@ async fn batch_size_splits_requests_in_order() {
     assert_eq!(sent, expected);
 
     // A smaller batch_size from the config.
-    let server = serve(|_, _| reply(200, "")).await;
+    let server = ScriptedServer::start(|_, _| Reply::new(200, "")).await;
     let client = client_with(&HigherLogicConfig {
         batch_size: 50,
         ..config(server.addr)
@@ -506,7 +423,7 @@ async fn batch_size_splits_requests_in_order() {
 
 #[tokio::test]
 async fn an_empty_push_makes_no_call() {
-    let server = serve(|_, _| reply(200, "")).await;
+    let server = ScriptedServer::start(|_, _| Reply::new(200, "")).await;
     let client = client(&server);
     assert_eq!(client.push_members(&[]).await.unwrap(), []);
     assert_eq!(client.push_meetings(&[]).await.unwrap(), []);
@@ -517,7 +434,10 @@ async fn an_empty_push_makes_no_call() {
 #[tokio::test]
 async fn a_refused_key_stops_after_one_call() {
     for status in [401, 403] {
-        let server = serve(move |_, _| reply(status, r#"{"Message":"Invalid API key"}"#)).await;
+        let server = ScriptedServer::start(move |_, _| {
+            Reply::new(status, r#"{"Message":"Invalid API key"}"#)
+        })
+        .await;
         let client = client(&server);
         let error = client.push_members(&members(450)).await.unwrap_err();
         assert!(
@@ -538,15 +458,11 @@ async fn a_refused_key_stops_after_one_call() {
 /// and then succeeds.
 #[tokio::test(start_paused = true)]
 async fn a_429_waits_for_retry_after_then_succeeds() {
-    let server = serve(|n, _| {
-        if n == 0 {
-            Reply {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                headers: vec![("Retry-After", "20".into())],
-                body: String::new(),
-            }
+    let server = ScriptedServer::start(|req, _| {
+        if req.number == 0 {
+            Reply::new(429, "").with("Retry-After", "20")
         } else {
-            reply(200, "")
+            Reply::new(200, "")
         }
     })
     .await;
@@ -564,12 +480,8 @@ async fn a_429_waits_for_retry_after_then_succeeds() {
 
 #[tokio::test]
 async fn a_429_asking_too_long_a_wait_ends_the_push_at_once() {
-    let server = serve(|_, _| Reply {
-        status: StatusCode::TOO_MANY_REQUESTS,
-        headers: vec![("Retry-After", "3600".into())],
-        body: String::new(),
-    })
-    .await;
+    let server =
+        ScriptedServer::start(|_, _| Reply::new(429, "").with("Retry-After", "3600")).await;
     let client = client(&server);
     let error = client.push_members(&members(2)).await.unwrap_err();
     assert!(
@@ -583,11 +495,11 @@ async fn a_429_asking_too_long_a_wait_ends_the_push_at_once() {
 #[tokio::test]
 async fn a_503_or_408_is_retried() {
     for status in [503, 408, 500] {
-        let server = serve(move |n, _| {
-            if n == 0 {
-                reply(status, "busy")
+        let server = ScriptedServer::start(move |req, _| {
+            if req.number == 0 {
+                Reply::new(status, "busy")
             } else {
-                reply(200, "")
+                Reply::new(200, "")
             }
         })
         .await;
@@ -600,7 +512,7 @@ async fn a_503_or_408_is_retried() {
 
 #[tokio::test]
 async fn a_server_that_stays_down_is_a_retryable_error() {
-    let server = serve(|_, _| reply(502, "Bad Gateway")).await;
+    let server = ScriptedServer::start(|_, _| Reply::new(502, "Bad Gateway")).await;
     let client = client(&server);
     let error = client.push_members(&members(3)).await.unwrap_err();
     assert!(
@@ -636,7 +548,7 @@ async fn an_unreachable_server_is_a_retryable_error_naming_base_url() {
 
 #[tokio::test]
 async fn any_other_status_is_fatal_and_names_base_url() {
-    let server = serve(|_, _| reply(404, "Not Found")).await;
+    let server = ScriptedServer::start(|_, _| Reply::new(404, "Not Found")).await;
     let client = client(&server);
     let error = client.push_members(&members(3)).await.unwrap_err();
     assert!(
@@ -648,7 +560,7 @@ async fn any_other_status_is_fatal_and_names_base_url() {
     assert_eq!(client.calls_made(), 1);
 }
 
-fn feed_config(server: &Server, path_and_query: &str) -> HigherLogicConfig {
+fn feed_config(server: &ScriptedServer, path_and_query: &str) -> HigherLogicConfig {
     HigherLogicConfig {
         email_preferences_url: Some(format!("http://{}{path_and_query}", server.addr)),
         ..config(server.addr)
@@ -657,8 +569,8 @@ fn feed_config(server: &Server, path_and_query: &str) -> HigherLogicConfig {
 
 #[tokio::test]
 async fn the_email_preference_feed_is_asked_since_an_instant_and_read() {
-    let server = serve(|_, _| {
-        reply(
+    let server = ScriptedServer::start(|_, _| {
+        Reply::new(
             200,
             r#"{"changes":[
                 {"ContactId":"003000000000001AAA","DoNotEmail":true,"UpdatedOn":"2026-11-24T10:00:00.000Z"},
@@ -712,7 +624,7 @@ async fn the_email_preference_feed_is_asked_since_an_instant_and_read() {
 
 #[tokio::test]
 async fn no_feed_configured_means_no_call() {
-    let server = serve(|_, _| reply(200, r#"{"changes":[]}"#)).await;
+    let server = ScriptedServer::start(|_, _| Reply::new(200, r#"{"changes":[]}"#)).await;
     let client = client(&server);
     assert!(!client.has_email_preferences());
     let changes = client.email_preferences_since(Utc::now()).await.unwrap();
@@ -723,11 +635,11 @@ async fn no_feed_configured_means_no_call() {
 
 #[tokio::test]
 async fn a_feed_that_answers_wrongly_names_its_setting() {
-    let server = serve(|n, _| match n {
-        0 => reply(200, "<html>login</html>"),
-        1 => reply(404, "Not Found"),
-        2 => reply(400, r#"{"Message":"since is required"}"#),
-        _ => reply(401, "no"),
+    let server = ScriptedServer::start(|req, _| match req.number {
+        0 => Reply::new(200, "<html>login</html>"),
+        1 => Reply::new(404, "Not Found"),
+        2 => Reply::new(400, r#"{"Message":"since is required"}"#),
+        _ => Reply::new(401, "no"),
     })
     .await;
     let client = client_with(&feed_config(&server, "/prefs"));

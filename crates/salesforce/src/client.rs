@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use hlsync_core::allotment::{self, ApiUsage};
 use hlsync_core::config::{SalesforceConfig, check_url};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -594,6 +594,10 @@ impl SalesforceClient {
 
     /// `send`, also returning the session the answer came under: a composite subrequest can
     /// answer 401 inside a 200, and its caller then replaces that session (`renew_session`).
+    ///
+    /// Each attempt: the allotment guard, the request under the session in hand, the answer
+    /// (a failure in transit waits and tries again, up to the policy's attempts), then either
+    /// the JSON of a success or what its error status calls for (`after_error`).
     pub(crate) async fn send_in_session(
         &self,
         call: Call,
@@ -611,49 +615,12 @@ impl SalesforceClient {
             if call.guarded {
                 self.guard().await?;
             }
-            let url = format!("{}{}", session.instance_url, call.path);
-            if url.len() > MAX_URL_BYTES {
-                return Err(SfError::QueryTooLong {
-                    bytes: url.len(),
-                    limit: MAX_URL_BYTES,
-                });
-            }
-            let mut bearer =
-                HeaderValue::from_str(&format!("Bearer {}", session.token.expose_secret()))
-                    .map_err(|_| SfError::Decode {
-                        what: "login".to_string(),
-                        detail: "the access token is not a valid header value".to_string(),
-                    })?;
-            bearer.set_sensitive(true);
-            let mut request = self
-                .inner
-                .http
-                .request(call.method.clone(), &url)
-                .header(AUTHORIZATION, bearer)
-                .header(reqwest::header::ACCEPT, "application/json");
-            if let Some(n) = call.query_batch_size {
-                request = request.header("Sforce-Query-Options", format!("batchSize={n}"));
-            }
-            if let Some(body) = &call.body {
-                request = request.json(body);
-            }
+            let request = self.request(&call, &session)?;
             self.inner.calls.fetch_add(1, Ordering::Relaxed);
             let path_only = call.path.split('?').next().unwrap_or_default();
             debug!(what = %call.what, method = %call.method, path = %path_only, attempt, "calling Salesforce");
-
-            let (status, text) = match request.send().await {
-                Ok(response) => {
-                    self.observe(response.headers());
-                    let status = response.status();
-                    match response.text().await {
-                        Ok(text) => (status, text),
-                        Err(e) => {
-                            self.pause_or_fail_transport(&call, attempt, max_attempts, e)
-                                .await?;
-                            continue;
-                        }
-                    }
-                }
+            let (status, text) = match self.exchange(request).await {
+                Ok(answer) => answer,
                 Err(e) => {
                     self.pause_or_fail_transport(&call, attempt, max_attempts, e)
                         .await?;
@@ -662,59 +629,65 @@ impl SalesforceClient {
             };
             debug!(what = %call.what, status = status.as_u16(), usage = ?self.usage(), "Salesforce answered");
             if status.is_success() {
-                if text.trim().is_empty() {
-                    return Ok((Value::Null, session));
-                }
-                let answer = serde_json::from_str(&text).map_err(|e| SfError::Decode {
-                    what: call.what.clone(),
-                    detail: format!("not JSON: {e}"),
-                })?;
-                return Ok((answer, session));
+                return Ok((json_answer(&call, &text)?, session));
             }
-            let (code, message) = error_of(&text);
-            match status {
-                StatusCode::UNAUTHORIZED if !relogged => {
-                    // INVALID_SESSION_ID: the session expired or was revoked. One fresh login,
-                    // then the same call once more; a second 401 is not a session problem.
-                    info!(what = %call.what, %code, "Salesforce session expired; logging in again");
+            match after_error(&call, status, &text, attempt, max_attempts, relogged)? {
+                AfterError::Relogin => {
+                    // The fresh session's try does not count against the attempts.
                     relogged = true;
                     attempt -= 1;
                     session = self.relogin(&session).await?;
-                    continue;
                 }
-                StatusCode::UNAUTHORIZED => {
-                    return Err(SfError::SessionRejected { code, message });
-                }
-                StatusCode::FORBIDDEN if code == "REQUEST_LIMIT_EXCEEDED" => {
-                    warn!(what = %call.what, %message, "Salesforce: API request limit exceeded; stopping");
-                    return Err(SfError::LimitExceeded { message });
-                }
-                StatusCode::BAD_REQUEST if code == "QUERY_TIMEOUT" => {
-                    return Err(SfError::QueryTimeout { message });
-                }
-                s if s.is_server_error() => {
-                    if attempt >= max_attempts {
-                        return Err(SfError::Unavailable {
-                            what: call.what.clone(),
-                            status: s.as_u16(),
-                            code,
-                            message,
-                            attempts: attempt,
-                        });
-                    }
-                    warn!(what = %call.what, status = s.as_u16(), %code, attempt, "Salesforce server error; retrying");
-                    tokio::time::sleep(policy.delay(attempt + 1)).await;
-                }
-                s => {
-                    return Err(SfError::Api {
-                        what: call.what.clone(),
-                        status: s.as_u16(),
-                        code,
-                        message,
-                    });
-                }
+                AfterError::Retry => tokio::time::sleep(policy.delay(attempt + 1)).await,
             }
         }
+    }
+
+    /// The HTTP request of `call` under `session`: the URL (refused before sending when it is
+    /// longer than Salesforce takes), the bearer token (marked sensitive, so that no log or
+    /// `Debug` prints it), and the call's batch size header and JSON body.
+    fn request(&self, call: &Call, session: &Session) -> Result<RequestBuilder, SfError> {
+        let url = format!("{}{}", session.instance_url, call.path);
+        if url.len() > MAX_URL_BYTES {
+            return Err(SfError::QueryTooLong {
+                bytes: url.len(),
+                limit: MAX_URL_BYTES,
+            });
+        }
+        let mut bearer =
+            HeaderValue::from_str(&format!("Bearer {}", session.token.expose_secret())).map_err(
+                |_| SfError::Decode {
+                    what: "login".to_string(),
+                    detail: "the access token is not a valid header value".to_string(),
+                },
+            )?;
+        bearer.set_sensitive(true);
+        let mut request = self
+            .inner
+            .http
+            .request(call.method.clone(), &url)
+            .header(AUTHORIZATION, bearer)
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(n) = call.query_batch_size {
+            request = request.header("Sforce-Query-Options", format!("batchSize={n}"));
+        }
+        if let Some(body) = &call.body {
+            request = request.json(body);
+        }
+        Ok(request)
+    }
+
+    /// Sends `request` and reads the whole answer, noting the org's API usage from its headers
+    /// first. An error, in sending or in reading, is a failure in transit.
+    async fn exchange(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<(StatusCode, String), reqwest::Error> {
+        let response = request.send().await?;
+        self.observe(response.headers());
+        let status = response.status();
+        let text = response.text().await?;
+        Ok((status, text))
     }
 
     /// Logs in again after `stale` was refused, unless a concurrent call already did.
@@ -739,6 +712,73 @@ impl SalesforceClient {
         warn!(what = %call.what, attempt, error = %error.without_url(), "Salesforce call failed in transit; retrying");
         tokio::time::sleep(self.inner.options.retry.delay(attempt + 1)).await;
         Ok(())
+    }
+}
+
+/// What `send_in_session` does after an error status that does not end the call.
+enum AfterError {
+    /// Log in again and repeat the call under the fresh session.
+    Relogin,
+    /// Wait, then try again.
+    Retry,
+}
+
+/// The JSON of a success answer; an empty body is `Null`.
+fn json_answer(call: &Call, text: &str) -> Result<Value, SfError> {
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(text).map_err(|e| SfError::Decode {
+        what: call.what.clone(),
+        detail: format!("not JSON: {e}"),
+    })
+}
+
+/// What an error answer to try `attempt` calls for: a first 401 a fresh login, a 5xx another
+/// try while tries are left; anything else is the error returned.
+fn after_error(
+    call: &Call,
+    status: StatusCode,
+    text: &str,
+    attempt: u32,
+    max_attempts: u32,
+    relogged: bool,
+) -> Result<AfterError, SfError> {
+    let (code, message) = error_of(text);
+    match status {
+        StatusCode::UNAUTHORIZED if !relogged => {
+            // INVALID_SESSION_ID: the session expired or was revoked. One fresh login, then the
+            // same call once more; a second 401 is not a session problem.
+            info!(what = %call.what, %code, "Salesforce session expired; logging in again");
+            Ok(AfterError::Relogin)
+        }
+        StatusCode::UNAUTHORIZED => Err(SfError::SessionRejected { code, message }),
+        StatusCode::FORBIDDEN if code == "REQUEST_LIMIT_EXCEEDED" => {
+            warn!(what = %call.what, %message, "Salesforce: API request limit exceeded; stopping");
+            Err(SfError::LimitExceeded { message })
+        }
+        StatusCode::BAD_REQUEST if code == "QUERY_TIMEOUT" => {
+            Err(SfError::QueryTimeout { message })
+        }
+        s if s.is_server_error() => {
+            if attempt >= max_attempts {
+                return Err(SfError::Unavailable {
+                    what: call.what.clone(),
+                    status: s.as_u16(),
+                    code,
+                    message,
+                    attempts: attempt,
+                });
+            }
+            warn!(what = %call.what, status = s.as_u16(), %code, attempt, "Salesforce server error; retrying");
+            Ok(AfterError::Retry)
+        }
+        s => Err(SfError::Api {
+            what: call.what.clone(),
+            status: s.as_u16(),
+            code,
+            message,
+        }),
     }
 }
 

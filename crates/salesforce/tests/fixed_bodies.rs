@@ -11,6 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
 use hlsync_core::id::SfId;
 use hlsync_salesforce::{ClientOptions, CompositeQuery, LoginState, SalesforceClient, SfError};
+use hlsync_sim::scripted::{Reply, ScriptedServer, Seen};
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::Verifier;
@@ -20,8 +21,8 @@ const ACCESS_TOKEN: &str = "00Dx0000000BV7z!AR8AQAxo9UfVkh8AlV0Gomt9Czx9LjHnSSpw
 const DATE: &str = "Tue, 24 Nov 2026 10:00:00 GMT";
 
 /// The documented token answer (note the trailing slash of instance_url).
-fn token_answer(base: &str) -> Answer {
-    Answer::json(
+fn token_answer(base: &str) -> Reply {
+    Reply::json(
         200,
         &json!({
             "id": "https://login.salesforce.com/id/00Dx0000000BV7z/005x00000012Q9P",
@@ -35,12 +36,12 @@ fn token_answer(base: &str) -> Answer {
     )
 }
 
-fn data(status: u16, body: &str) -> Answer {
+fn data(status: u16, body: &str) -> Reply {
     data_with_usage(status, body, "api-usage=18/5000")
 }
 
-fn data_with_usage(status: u16, body: &str, limit_info: &str) -> Answer {
-    Answer::json(status, body)
+fn data_with_usage(status: u16, body: &str, limit_info: &str) -> Reply {
+    Reply::json(status, body)
         .with("sforce-limit-info", limit_info)
         .with("date", DATE)
 }
@@ -74,7 +75,7 @@ fn form_get(body: &str, key: &str) -> Option<String> {
 
 #[tokio::test]
 async fn client_credentials_login_then_query_pages_along_next_records_url() {
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         "/services/data/v62.0/query" => data_with_usage(
             200,
@@ -110,26 +111,23 @@ async fn client_credentials_login_then_query_pages_along_next_records_url() {
     assert_eq!(seen.len(), 3, "one login and two pages");
     let login = &seen[0];
     assert_eq!(
-        form_get(&login.body, "grant_type").as_deref(),
+        form_get(login.text(), "grant_type").as_deref(),
         Some("client_credentials")
     );
     assert_eq!(
-        form_get(&login.body, "client_secret").as_deref(),
+        form_get(login.text(), "client_secret").as_deref(),
         Some("CC-SECRET-5551")
     );
     let q = &seen[1];
     assert_eq!(
-        form_get(&q.query, "q").as_deref(),
+        form_get(q.query.as_deref().unwrap_or_default(), "q").as_deref(),
         Some("SELECT Id, LastName FROM Contact")
     );
     assert_eq!(
         q.header("authorization"),
-        Some(format!("Bearer {ACCESS_TOKEN}"))
+        Some(format!("Bearer {ACCESS_TOKEN}").as_str())
     );
-    assert_eq!(
-        q.header("sforce-query-options").as_deref(),
-        Some("batchSize=200")
-    );
+    assert_eq!(q.header("sforce-query-options"), Some("batchSize=200"));
     assert_eq!(sf.calls_made(), 2);
     assert_eq!(sf.usage().map(|u| u.used), Some(18));
     assert_eq!(
@@ -144,7 +142,7 @@ async fn client_credentials_login_then_query_pages_along_next_records_url() {
 
 #[tokio::test]
 async fn password_flow_sends_password_followed_by_security_token() {
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ => data(200, r#"{"DailyApiRequests":{"Max":15000,"Remaining":14998,"Ant Migration Tool":{"Max":0,"Remaining":0}},"DailyAsyncApexExecutions":{"Max":250000,"Remaining":250000}}"#),
     })
@@ -156,22 +154,22 @@ async fn password_flow_sends_password_followed_by_security_token() {
     assert_eq!((usage.used, usage.max), (2, 15000));
     let login = &server.seen()[0];
     assert_eq!(
-        form_get(&login.body, "grant_type").as_deref(),
+        form_get(login.text(), "grant_type").as_deref(),
         Some("password")
     );
     assert_eq!(
-        form_get(&login.body, "username").as_deref(),
+        form_get(login.text(), "username").as_deref(),
         Some("integration@org")
     );
     assert_eq!(
-        form_get(&login.body, "password").as_deref(),
+        form_get(login.text(), "password").as_deref(),
         Some("Passw0rd!TOKEN123")
     );
 }
 
 #[tokio::test]
 async fn jwt_bearer_assertion_is_rs256_signed_with_the_documented_claims() {
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ => data(
             200,
@@ -186,10 +184,10 @@ async fn jwt_bearer_assertion_is_rs256_signed_with_the_documented_claims() {
     sf.limits().await.unwrap();
     let login = &server.seen()[0];
     assert_eq!(
-        form_get(&login.body, "grant_type").as_deref(),
+        form_get(login.text(), "grant_type").as_deref(),
         Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
     );
-    let assertion = form_get(&login.body, "assertion").unwrap();
+    let assertion = form_get(login.text(), "assertion").unwrap();
     let parts: Vec<&str> = assertion.split('.').collect();
     assert_eq!(parts.len(), 3);
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
@@ -263,8 +261,8 @@ const SOAP_INVALID_LOGIN: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 
 #[tokio::test]
 async fn soap_login_uses_session_id_and_the_origin_of_server_url() {
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
-        "/services/Soap/u/62.0" => Answer::xml(200, &SOAP_LOGIN_RESPONSE.replace("BASE", base)),
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
+        "/services/Soap/u/62.0" => Reply::xml(200, &SOAP_LOGIN_RESPONSE.replace("BASE", base)),
         _ => data(
             200,
             r#"{"DailyApiRequests":{"Max":15000,"Remaining":14000}}"#,
@@ -278,24 +276,24 @@ async fn soap_login_uses_session_id_and_the_origin_of_server_url() {
     let seen = server.seen();
     assert!(
         seen[0]
-            .body
+            .text()
             .contains("<urn:username>integration@org</urn:username>")
     );
     assert!(
         seen[0]
-            .body
+            .text()
             .contains("<urn:password>pw&lt;&amp;&gt;TK</urn:password>")
     );
     assert_eq!(seen[1].path, "/services/data/v62.0/limits");
     assert_eq!(
-        seen[1].header("authorization").as_deref(),
+        seen[1].header("authorization"),
         Some("Bearer 00DD0000000EFW9!AQ0AQSoapSession")
     );
 }
 
 #[tokio::test]
 async fn soap_invalid_login_is_rejected_once_and_never_retried() {
-    let server = FixedServer::start(|_, _| Answer::xml(500, SOAP_INVALID_LOGIN)).await;
+    let server = ScriptedServer::start(|_, _| Reply::xml(500, SOAP_INVALID_LOGIN)).await;
     let sf = client(creds(json!({"login_url": server.base, "auth": "soap",
         "username": "integration@org", "password": "wrong"})));
     for _ in 0..3 {
@@ -323,8 +321,8 @@ async fn soap_invalid_login_is_rejected_once_and_never_retried() {
 
 #[tokio::test]
 async fn oauth_invalid_grant_is_rejected_once_and_never_retried() {
-    let server = FixedServer::start(|_, _| {
-        Answer::json(
+    let server = ScriptedServer::start(|_, _| {
+        Reply::json(
             400,
             r#"{"error":"invalid_grant","error_description":"authentication failure"}"#,
         )
@@ -347,7 +345,7 @@ async fn oauth_invalid_grant_is_rejected_once_and_never_retried() {
 async fn expired_session_logs_in_once_more_and_repeats_the_call() {
     let limit_calls = Arc::new(AtomicUsize::new(0));
     let counter = limit_calls.clone();
-    let server = FixedServer::start(move |req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(move |req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ if counter.fetch_add(1, Ordering::SeqCst) == 0 => data(
             401,
@@ -367,7 +365,7 @@ async fn expired_session_logs_in_once_more_and_repeats_the_call() {
 
 #[tokio::test]
 async fn a_401_with_a_fresh_session_is_not_retried_again() {
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ => data(
             401,
@@ -386,7 +384,7 @@ async fn a_401_with_a_fresh_session_is_not_retried_again() {
 async fn server_unavailable_is_retried_then_succeeds() {
     let n = Arc::new(AtomicUsize::new(0));
     let counter = n.clone();
-    let server = FixedServer::start(move |req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(move |req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ if counter.fetch_add(1, Ordering::SeqCst) < 2 => data(
             503,
@@ -405,7 +403,7 @@ async fn server_unavailable_is_retried_then_succeeds() {
 
 #[tokio::test]
 async fn server_errors_give_up_after_the_configured_tries() {
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ => data(
             500,
@@ -432,7 +430,7 @@ async fn server_errors_give_up_after_the_configured_tries() {
 
 #[tokio::test]
 async fn request_limit_exceeded_stops_without_retry() {
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ => data(
             403,
@@ -454,7 +452,7 @@ async fn request_limit_exceeded_stops_without_retry() {
 
 #[tokio::test]
 async fn query_timeout_is_surfaced_for_the_caller_to_split() {
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ => data(400, r#"[{"message":"Your query request was running for too long.","errorCode":"QUERY_TIMEOUT"}]"#),
     })
@@ -472,7 +470,7 @@ async fn query_timeout_is_surfaced_for_the_caller_to_split() {
 
 #[tokio::test]
 async fn a_query_too_long_for_a_url_is_never_sent() {
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ => data(414, ""),
     })
@@ -503,7 +501,7 @@ async fn a_query_too_long_for_a_url_is_never_sent() {
 
 #[tokio::test]
 async fn next_records_url_to_another_host_is_refused() {
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ => data(200, r#"{"totalSize":4,"done":false,"nextRecordsUrl":"https://evil.example.org/x","records":[]}"#),
     })
@@ -526,10 +524,10 @@ async fn retrieve_chunks_by_2000_and_aligns_nulls_and_errors() {
     let missing = ids[10].clone();
     let deleted = ids[2100].clone();
     let (m, d) = (missing.to_string(), deleted.to_string());
-    let server = FixedServer::start(move |req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(move |req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         "/services/data/v62.0/composite/sobjects/Contact" => {
-            let body: Value = serde_json::from_str(&req.body).unwrap();
+            let body: Value = serde_json::from_str(req.text()).unwrap();
             let answer: Vec<Value> = body["ids"]
                 .as_array()
                 .unwrap()
@@ -568,14 +566,14 @@ async fn retrieve_chunks_by_2000_and_aligns_nulls_and_errors() {
     let sizes: Vec<usize> = calls
         .iter()
         .map(|c| {
-            serde_json::from_str::<Value>(&c.body).unwrap()["ids"]
+            serde_json::from_str::<Value>(c.text()).unwrap()["ids"]
                 .as_array()
                 .unwrap()
                 .len()
         })
         .collect();
     assert_eq!(sizes, vec![2000, 500]);
-    let first: Value = serde_json::from_str(&calls[0].body).unwrap();
+    let first: Value = serde_json::from_str(calls[0].text()).unwrap();
     assert_eq!(first["fields"], json!(["Id", "LastName"]));
 }
 
@@ -587,10 +585,10 @@ async fn update_sends_all_or_none_false_in_chunks_of_200_with_per_record_results
     let bad = ids[3].to_string();
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let seen_bodies = bodies.clone();
-    let server = FixedServer::start(move |req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(move |req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         "/services/data/v62.0/composite/sobjects" if req.method == "PATCH" => {
-            let body: Value = serde_json::from_str(&req.body).unwrap();
+            let body: Value = serde_json::from_str(req.text()).unwrap();
             seen_bodies.lock().unwrap().push(body.clone());
             let answer: Vec<Value> = body["records"]
                 .as_array()
@@ -640,7 +638,7 @@ async fn update_sends_all_or_none_false_in_chunks_of_200_with_per_record_results
 
 #[tokio::test]
 async fn describe_is_cached_until_refreshed() {
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ => data(200, r#"{"name":"Contact","fields":[
             {"name":"Id","label":"Contact ID","type":"id","calculated":false},
@@ -666,12 +664,12 @@ async fn allotment_guard_refuses_at_the_ceiling_without_calling() {
     // daily_api_allotment 1000 at share 0.5: ceiling 500 (the org's max is larger).
     let used = Arc::new(AtomicUsize::new(497));
     let u = used.clone();
-    let server = FixedServer::start(move |req, base| {
+    let server = ScriptedServer::start(move |req, base| {
         if req.path.as_str() == "/services/oauth2/token" {
             token_answer(base)
         } else {
             let n = u.fetch_add(1, Ordering::SeqCst) + 1;
-            Answer::json(200, r#"{"DailyApiRequests":{"Max":100000,"Remaining":1}}"#)
+            Reply::json(200, r#"{"DailyApiRequests":{"Max":100000,"Remaining":1}}"#)
                 .with("sforce-limit-info", &format!("api-usage={n}/100000"))
         }
     })
@@ -702,9 +700,9 @@ async fn allotment_guard_refuses_at_the_ceiling_without_calling() {
 
 #[tokio::test]
 async fn ensure_budget_refuses_a_job_that_would_pass_the_ceiling() {
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
-        _ => Answer::json(
+        _ => Reply::json(
             200,
             r#"{"DailyApiRequests":{"Max":100000,"Remaining":60000}}"#,
         )
@@ -791,7 +789,7 @@ async fn a_login_whose_fate_is_unknown_is_not_resent() {
 // ---- Composite: several queries in one call ----
 
 /// A composite answer in the documented shape, one result per subrequest.
-fn composite_answer(results: Value) -> Answer {
+fn composite_answer(results: Value) -> Reply {
     data(200, &json!({"compositeResponse": results}).to_string())
 }
 
@@ -800,13 +798,13 @@ fn result(reference: &str, status: u16, body: Value) -> Value {
 }
 
 fn subrequests(req: &Seen) -> Vec<Value> {
-    let body: Value = serde_json::from_str(&req.body).unwrap();
+    let body: Value = serde_json::from_str(req.text()).unwrap();
     body["compositeRequest"].as_array().unwrap().clone()
 }
 
 #[tokio::test]
 async fn query_many_sends_two_queries_in_one_composite_request_then_the_next_page() {
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         "/services/data/v62.0/composite" if subrequests(req).len() == 2 => composite_answer(json!([
             result("q0", 200, json!({"totalSize": 3, "done": false,
@@ -847,10 +845,10 @@ async fn query_many_sends_two_queries_in_one_composite_request_then_the_next_pag
     assert_eq!(composites.len(), 2);
     assert!(composites.iter().all(|s| s.method == "POST"));
     assert_eq!(
-        composites[0].header("content-type").as_deref(),
+        composites[0].header("content-type"),
         Some("application/json")
     );
-    let first: Value = serde_json::from_str(&composites[0].body).unwrap();
+    let first: Value = serde_json::from_str(composites[0].text()).unwrap();
     assert_eq!(
         first,
         json!({"allOrNone": false, "compositeRequest": [
@@ -860,7 +858,7 @@ async fn query_many_sends_two_queries_in_one_composite_request_then_the_next_pag
              "referenceId": "q1"},
         ]})
     );
-    let second: Value = serde_json::from_str(&composites[1].body).unwrap();
+    let second: Value = serde_json::from_str(composites[1].text()).unwrap();
     assert_eq!(
         second,
         json!({"allOrNone": false, "compositeRequest": [
@@ -873,7 +871,7 @@ async fn query_many_sends_two_queries_in_one_composite_request_then_the_next_pag
 
 #[tokio::test]
 async fn query_many_sends_the_batch_size_as_a_subrequest_header() {
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ => composite_answer(json!([result(
             "q0",
@@ -904,7 +902,7 @@ async fn query_many_sends_the_batch_size_as_a_subrequest_header() {
 
 #[tokio::test]
 async fn a_failed_subrequest_fails_the_read_naming_its_query() {
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ => composite_answer(json!([
             result("q0", 200, json!({"totalSize": 3, "done": false,
@@ -951,7 +949,7 @@ async fn a_failed_subrequest_fails_the_read_naming_its_query() {
 
 #[tokio::test]
 async fn a_subrequest_query_timeout_is_the_plain_endpoints_error() {
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ => composite_answer(json!([result(
             "q0",
@@ -979,7 +977,7 @@ async fn a_subrequest_query_timeout_is_the_plain_endpoints_error() {
 async fn a_subrequest_server_error_asks_that_page_again_then_gives_up_retryably() {
     let n = Arc::new(AtomicUsize::new(0));
     let counter = n.clone();
-    let server = FixedServer::start(move |req, base| {
+    let server = ScriptedServer::start(move |req, base| {
         if req.path.as_str() == "/services/oauth2/token" {
             token_answer(base)
         } else {
@@ -1036,7 +1034,7 @@ async fn a_subrequest_server_error_asks_that_page_again_then_gives_up_retryably(
 async fn a_subrequest_refusing_the_session_logs_in_once_more() {
     let n = Arc::new(AtomicUsize::new(0));
     let counter = n.clone();
-    let server = FixedServer::start(move |req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(move |req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ if counter.fetch_add(1, Ordering::SeqCst) == 0 => composite_answer(json!([result(
             "q0",
@@ -1060,7 +1058,7 @@ async fn a_subrequest_refusing_the_session_logs_in_once_more() {
     assert_eq!(server.count("/oauth2/token"), 2);
     assert_eq!(server.count("/composite"), 2);
 
-    let refused = FixedServer::start(|req, base| match req.path.as_str() {
+    let refused = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ => composite_answer(json!([result(
             "q0",
@@ -1082,7 +1080,7 @@ async fn a_subrequest_refusing_the_session_logs_in_once_more() {
 #[tokio::test]
 async fn a_composite_request_refused_as_a_whole_is_an_error() {
     // Salesforce's answer to a request over its limits: one result, without a referenceId.
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
         _ => composite_answer(json!([
             {"body": [{"errorCode": "LIMIT_EXCEEDED",
@@ -1104,7 +1102,7 @@ async fn a_composite_request_refused_as_a_whole_is_an_error() {
 
 #[tokio::test]
 async fn query_many_of_nothing_or_of_a_too_long_query_calls_nothing() {
-    let server = FixedServer::start(|_, _| data(500, "")).await;
+    let server = ScriptedServer::start(|_, _| data(500, "")).await;
     let sf = client(cc_creds(&server.base));
     assert!(sf.query_many(&[]).await.unwrap().is_empty());
     let ids: Vec<String> = (0..1200)

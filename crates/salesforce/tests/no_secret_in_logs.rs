@@ -12,6 +12,7 @@ use hlsync_sim::salesforce::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PASSWORD, DEFAULT_SECURITY_TOKEN,
     DEFAULT_USERNAME, SalesforceSim, SimOptions,
 };
+use hlsync_sim::scripted::{Reply, ScriptedServer};
 use serde_json::{Map, Value, json};
 
 #[derive(Clone, Default)]
@@ -57,20 +58,20 @@ const ACCESS_TOKEN: &str = "00Dx0000000BV7z!AR8AQ-ACCESS-TOKEN-4242";
 #[tokio::test]
 async fn fixed_server_login_query_and_relogin_log_no_secret() {
     logs();
-    let server = FixedServer::start(|req, base| match req.path.as_str() {
-        "/services/oauth2/token" => Answer::json(
+    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
+        "/services/oauth2/token" => Reply::json(
             200,
             &json!({"access_token": ACCESS_TOKEN, "instance_url": base, "token_type": "Bearer",
                     "id": "https://login.salesforce.com/id/00Dx0000000BV7z/005x00000012Q9P",
                     "issued_at": "1278448832702", "signature": "0CmxinZir53Yex7nE0TD+zMpvIWYGb/bdJh6XfOH6EQ="})
             .to_string(),
         ),
-        "/services/data/v62.0/query" => Answer::json(
+        "/services/data/v62.0/query" => Reply::json(
             200,
             r#"{"totalSize":1,"done":true,"records":[{"attributes":{"type":"Contact"},"Id":"003D000000QV9n2IAD"}]}"#,
         )
         .with("sforce-limit-info", "api-usage=18/5000"),
-        _ => Answer::json(401, r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#),
+        _ => Reply::json(401, r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#),
     })
     .await;
     let c = creds(json!({"login_url": server.base, "auth": "password",

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::Path;
 
 use hlsync_core::config::Config;
-use hlsync_core::schema::{ContactSchema, FieldInfo, FieldType, RecordTypeInfo};
+use hlsync_core::schema::{ContactSchema, FieldInfo, FieldType};
 use hlsync_sync::ports::{Crm as _, Describe};
 use serde::{Serialize, Serializer};
 
@@ -101,47 +101,112 @@ pub async fn run(config: Option<&Path>, stack: &str) -> anyhow::Result<CheckRepo
 
 /// What the config makes of the org's Contact describe, or the first thing that stops it.
 pub fn check_report(cfg: &Config, describe: &Describe) -> CheckReport {
-    let schema = match ContactSchema::build(&describe.fields, &describe.record_types, cfg) {
-        Ok(schema) => schema,
-        Err(e) => return CheckReport::Failed(e.to_string()),
-    };
-    // The window's cursor: a datetime field of Contact (a Flow-kept "HL mod date", say).
+    match schema_check(cfg, describe) {
+        Ok(check) => CheckReport::Passed(check),
+        Err(problem) => CheckReport::Failed(problem),
+    }
+}
+
+/// The steps of [`check_report`]: the schema the config makes of the describe, the checks it
+/// leaves to this command (each failure names the config key and what to change), then what
+/// each prefixed field becomes and the warnings.
+fn schema_check(cfg: &Config, describe: &Describe) -> Result<SchemaCheck, String> {
+    let schema = ContactSchema::build(&describe.fields, &describe.record_types, cfg)
+        .map_err(|e| e.to_string())?;
+    check_cursor_field(cfg, describe)?;
+    check_community_prefixes(cfg)?;
+    let record_types = record_types(cfg, &schema)?;
+    let formulas: Vec<String> = schema
+        .formula_fields()
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    let mut warnings = Vec::new();
+    if !formulas.is_empty() {
+        warnings.push(format!(
+            "formula fields {} change without moving SystemModstamp: a full refresh re-reads all Contacts every {} (contacts.full_refresh_every), costing Salesforce reads but pushing only the members that changed",
+            formulas.join(", "),
+            humantime::format_duration(cfg.contacts.full_refresh_every)
+        ));
+    }
+    Ok(SchemaCheck {
+        active_field: schema.active_field().map(|f| f.name.clone()),
+        prefix: cfg.contacts.group_field_prefix.clone(),
+        fields: checked_fields(cfg, describe, &schema),
+        formula_fields: formulas,
+        record_type_groups: cfg.contacts.record_type_groups,
+        record_types,
+        warnings,
+        cursor_nulls: None,
+    })
+}
+
+/// The window's cursor (`salesforce.cursor_field`) must be a date/time field of Contact that
+/// the integration user sees: a Flow-kept "HL mod date", say.
+fn check_cursor_field(cfg: &Config, describe: &Describe) -> Result<(), String> {
     let cursor = &cfg.salesforce.cursor_field;
     match describe.field(cursor).map(|f| &f.field_type) {
-        Some(FieldType::DateTime) => {}
-        Some(other) => {
-            return CheckReport::Failed(format!(
-                "config key `salesforce.cursor_field`: Contact field `{cursor}` is a {}, not a date/time field",
-                other.as_sf()
-            ));
-        }
-        None => {
-            return CheckReport::Failed(format!(
-                "config key `salesforce.cursor_field`: Contact has no field `{cursor}` (or the integration user cannot see it)"
+        Some(FieldType::DateTime) => Ok(()),
+        Some(other) => Err(format!(
+            "config key `salesforce.cursor_field`: Contact field `{cursor}` is a {}, not a date/time field",
+            other.as_sf()
+        )),
+        None => Err(format!(
+            "config key `salesforce.cursor_field`: Contact has no field `{cursor}` (or the integration user cannot see it)"
+        )),
+    }
+}
+
+/// Each of `contacts.community_fields` must carry the group prefix: only prefixed fields feed
+/// groups.
+fn check_community_prefixes(cfg: &Config) -> Result<(), String> {
+    let prefix = &cfg.contacts.group_field_prefix;
+    let prefix_lower = prefix.to_ascii_lowercase();
+    for name in cfg.contacts.community_fields.iter().map(|c| &c.field) {
+        if !name.to_ascii_lowercase().starts_with(&prefix_lower) {
+            return Err(format!(
+                "config key `contacts.community_fields`: the field {name:?} does not carry the group prefix {prefix:?} (contacts.group_field_prefix); rename the field or remove it from the list"
             ));
         }
     }
-    let checked = |f: &FieldInfo, becomes: &str, group_type: Option<&str>| CheckedField {
-        field: f.name.clone(),
-        label: f.label.clone(),
-        field_type: f.field_type.as_sf().to_owned(),
-        formula: f.calculated,
-        becomes: becomes.to_owned(),
-        group_type: group_type.map(str::to_owned),
-    };
+    Ok(())
+}
+
+/// The org's Contact record types other than Master (every org lists Master; only the others
+/// say something about a Contact). With `contacts.record_type_groups` on, there must be some.
+fn record_types(cfg: &Config, schema: &ContactSchema) -> Result<Vec<RecordTypeName>, String> {
+    let record_types: Vec<RecordTypeName> = schema
+        .record_types()
+        .iter()
+        .filter(|r| r.developer_name != "Master")
+        .map(|r| RecordTypeName {
+            name: r.name.clone(),
+            developer_name: r.developer_name.clone(),
+        })
+        .collect();
+    if cfg.contacts.record_type_groups && record_types.is_empty() {
+        return Err(
+            "config key `contacts.record_type_groups` is true, but the org has no Contact record types (or the integration user cannot see them): create them or set it to false".into(),
+        );
+    }
+    Ok(record_types)
+}
+
+/// Each prefixed field of the describe and what it becomes: the security group fields, the
+/// community group fields, then the prefixed fields that are the cursor or the active field,
+/// which never become groups (SPEC §2).
+fn checked_fields(cfg: &Config, describe: &Describe, schema: &ContactSchema) -> Vec<CheckedField> {
     let security_type = cfg.contacts.security_group_type.as_str();
     let mut fields: Vec<CheckedField> = schema
         .security_group_fields()
         .iter()
-        .map(|f| checked(f, "security groups", Some(security_type)))
+        .map(|f| CheckedField::new(f, "security groups", Some(security_type)))
         .collect();
     fields.extend(schema.community_group_fields().iter().map(|f| {
         let group_type = cfg.contacts.community_group_type(&f.name);
-        checked(f, "community groups", group_type)
+        CheckedField::new(f, "community groups", group_type)
     }));
-    // Prefixed fields that are the cursor or the active field never become groups (SPEC §2).
-    let prefix = &cfg.contacts.group_field_prefix;
-    let prefix_lower = prefix.to_ascii_lowercase();
+    let prefix_lower = cfg.contacts.group_field_prefix.to_ascii_lowercase();
     let unlisted: Vec<&FieldInfo> = describe
         .fields
         .iter()
@@ -151,61 +216,28 @@ pub fn check_report(cfg: &Config, describe: &Describe) -> CheckReport {
         })
         .collect();
     for f in unlisted {
-        let why = if f.name.eq_ignore_ascii_case(cursor) {
+        let why = if f.name.eq_ignore_ascii_case(&cfg.salesforce.cursor_field) {
             "no group (it is salesforce.cursor_field)"
         } else {
             "no group (it is contacts.active_field)"
         };
-        fields.push(checked(f, why, None));
+        fields.push(CheckedField::new(f, why, None));
     }
-    let formulas: Vec<String> = schema
-        .formula_fields()
-        .iter()
-        .map(|f| f.name.clone())
-        .collect();
-    // Checks the schema build leaves to others: each names the config key and what to change.
-    for name in cfg.contacts.community_fields.iter().map(|c| &c.field) {
-        if !name.to_ascii_lowercase().starts_with(&prefix_lower) {
-            return CheckReport::Failed(format!(
-                "config key `contacts.community_fields`: the field {name:?} does not carry the group prefix {prefix:?} (contacts.group_field_prefix); rename the field or remove it from the list"
-            ));
+    fields
+}
+
+impl CheckedField {
+    /// The line of field `f`: what it `becomes`, and the GroupType of its groups if any.
+    fn new(f: &FieldInfo, becomes: &str, group_type: Option<&str>) -> Self {
+        CheckedField {
+            field: f.name.clone(),
+            label: f.label.clone(),
+            field_type: f.field_type.as_sf().to_owned(),
+            formula: f.calculated,
+            becomes: becomes.to_owned(),
+            group_type: group_type.map(str::to_owned),
         }
     }
-    // Every org lists the Master record type; only others say something about a Contact.
-    let record_types: Vec<&RecordTypeInfo> = schema
-        .record_types()
-        .iter()
-        .filter(|r| r.developer_name != "Master")
-        .collect();
-    if cfg.contacts.record_type_groups && record_types.is_empty() {
-        return CheckReport::Failed(
-            "config key `contacts.record_type_groups` is true, but the org has no Contact record types (or the integration user cannot see them): create them or set it to false".into(),
-        );
-    }
-    let mut warnings = Vec::new();
-    if !formulas.is_empty() {
-        warnings.push(format!(
-            "formula fields {} change without moving SystemModstamp: a full refresh re-reads all Contacts every {} (contacts.full_refresh_every), costing Salesforce reads but pushing only the members that changed",
-            formulas.join(", "),
-            humantime::format_duration(cfg.contacts.full_refresh_every)
-        ));
-    }
-    CheckReport::Passed(SchemaCheck {
-        active_field: schema.active_field().map(|f| f.name.clone()),
-        prefix: prefix.clone(),
-        fields,
-        formula_fields: formulas,
-        record_type_groups: cfg.contacts.record_type_groups,
-        record_types: record_types
-            .iter()
-            .map(|r| RecordTypeName {
-                name: r.name.clone(),
-                developer_name: r.developer_name.clone(),
-            })
-            .collect(),
-        warnings,
-        cursor_nulls: None,
-    })
 }
 
 impl fmt::Display for CheckReport {
