@@ -6,7 +6,7 @@ use std::process::Output;
 use hlsync_cli::local::{LocalOptions, LocalSystem};
 
 mod common;
-use common::{hlsync, hlsync_async as run};
+use common::{hlsync, hlsync_async as run, is_live, live_contacts, start, system};
 use serde_json::{Value, json};
 
 fn json_of(out: &Output) -> Value {
@@ -22,14 +22,22 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
+/// Runs `hlsync sync`, which must fail with one line naming the secret; answers that line.
+async fn sync_refused(sys: &LocalSystem) -> String {
+    let out = run(sys, &["sync"]).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("hlsync/credentials"),
+        "names the secret: {err}"
+    );
+    err
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn help_lists_every_command() {
-    let sys = LocalSystem::start(LocalOptions {
-        contacts: 0,
-        ..LocalOptions::default()
-    })
-    .await
-    .expect("starts");
+    let sys = system(0).await;
     let out = hlsync(&sys, &["--help"]);
     let text = String::from_utf8_lossy(&out.stdout);
     for command in [
@@ -49,20 +57,10 @@ async fn help_lists_every_command() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sync_then_status_through_the_binary() {
-    let sys = LocalSystem::start(LocalOptions {
-        contacts: 60,
-        ..LocalOptions::default()
-    })
-    .await
-    .expect("starts");
+    let sys = system(60).await;
     let report = json_of(&run(&sys, &["--json", "sync"]).await);
     // The first run is the initial load: every live Contact, by an Id scan.
-    let live = sys
-        .salesforce
-        .all("Contact")
-        .iter()
-        .filter(|c| c.get("IsDeleted") != Some(&json!(true)))
-        .count();
+    let live = live_contacts(&sys);
     assert_eq!(report["periodic"]["full_refresh"]["initial"], json!(true));
     assert_eq!(report["periodic"]["full_refresh"]["sent"], json!(live));
     let status = json_of(&run(&sys, &["--json", "status"]).await);
@@ -83,12 +81,7 @@ async fn sync_then_status_through_the_binary() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_message_is_dead_lettered_and_a_fixed_one_comes_back_with_redrive() {
-    let sys = LocalSystem::start(LocalOptions {
-        contacts: 20,
-        ..LocalOptions::default()
-    })
-    .await
-    .expect("starts");
+    let sys = system(20).await;
     let queue = hlsync_aws::SqsQueue::new(sys.clients.sqs.clone(), sys.resources.queue_url.clone());
     let dlq = hlsync_aws::SqsQueue::new(sys.clients.sqs.clone(), sys.resources.dlq_url.clone());
 
@@ -96,7 +89,7 @@ async fn a_malformed_message_is_dead_lettered_and_a_fixed_one_comes_back_with_re
     let contacts = sys.salesforce.all("Contact");
     let refused = contacts
         .iter()
-        .find(|c| c.get("IsDeleted") != Some(&json!(true)))
+        .find(|c| is_live(c))
         .and_then(|c| c["Id"].as_str())
         .expect("a live Contact")
         .to_string();
@@ -143,23 +136,15 @@ async fn a_malformed_message_is_dead_lettered_and_a_fixed_one_comes_back_with_re
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rejected_login_stops_with_one_line_and_is_never_retried_with_the_same_secret() {
-    let sys = LocalSystem::start(LocalOptions {
+    let sys = start(LocalOptions {
         contacts: 10,
         auth: "password".into(),
         wrong_password: true,
         ..LocalOptions::default()
     })
-    .await
-    .expect("starts");
+    .await;
     for _ in 0..3 {
-        let out = run(&sys, &["sync"]).await;
-        assert!(!out.status.success());
-        let err = stderr(&out);
-        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-        assert!(
-            err.contains("hlsync/credentials"),
-            "names the secret: {err}"
-        );
+        let err = sync_refused(&sys).await;
         assert!(err.contains("rejected"), "{err}");
     }
     assert_eq!(
@@ -187,12 +172,7 @@ async fn a_rejected_login_stops_with_one_line_and_is_never_retried_with_the_same
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_config_names_the_key() {
-    let sys = LocalSystem::start(LocalOptions {
-        contacts: 0,
-        ..LocalOptions::default()
-    })
-    .await
-    .expect("starts");
+    let sys = system(0).await;
     let bad = sys
         .config_toml
         .replace("max_allotment_share = 0.5", "max_allotment_share = 1.5");
@@ -207,19 +187,9 @@ async fn a_bad_config_names_the_key() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn resync_pushes_every_member_again_even_unchanged_ones() {
-    let sys = LocalSystem::start(LocalOptions {
-        contacts: 40,
-        ..LocalOptions::default()
-    })
-    .await
-    .expect("starts");
+    let sys = system(40).await;
     json_of(&run(&sys, &["--json", "sync"]).await);
-    let live = sys
-        .salesforce
-        .all("Contact")
-        .iter()
-        .filter(|c| c.get("IsDeleted") != Some(&json!(true)))
-        .count() as u64;
+    let live = live_contacts(&sys);
     // Higher Logic holds the active ones; an inactive Contact it never had is not sent.
     let members = sys.higher_logic.members().len() as u64;
     assert!(members > 0 && members < live);
@@ -242,22 +212,14 @@ async fn resync_pushes_every_member_again_even_unchanged_ones() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rejected_higher_logic_credentials_stop_until_the_secret_changes() {
-    let sys = LocalSystem::start(LocalOptions {
+    let sys = start(LocalOptions {
         contacts: 10,
         wrong_api_key: true,
         ..LocalOptions::default()
     })
-    .await
-    .expect("starts");
+    .await;
     for _ in 0..3 {
-        let out = run(&sys, &["sync"]).await;
-        assert!(!out.status.success());
-        let err = stderr(&out);
-        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-        assert!(
-            err.contains("hlsync/credentials"),
-            "names the secret: {err}"
-        );
+        sync_refused(&sys).await;
     }
     assert_eq!(
         sys.higher_logic.counters().auth_rejected,

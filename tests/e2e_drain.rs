@@ -12,9 +12,12 @@ use std::time::{Duration, Instant};
 use hlsync_aws::SqsQueue;
 use hlsync_cli::commands;
 use hlsync_cli::drain::{self, DrainOptions, DrainReport};
-use hlsync_cli::local::{LocalOptions, LocalSystem};
+use hlsync_cli::local::LocalSystem;
 use hlsync_cli::output::Progress;
 use hlsync_sim::salesforce::FaultPlan;
+
+mod common;
+use common::system;
 
 /// Enough queued messages that receiving them all, ten at a time, takes moto longer than the
 /// visibility timeout below, and several times the window.
@@ -28,12 +31,7 @@ const BATCH_SIZE: usize = 500;
 /// Contact was edited and a Periodic Refresh queued each (a first load queues one range message
 /// per page, too few to slow the queue). Higher Logic's counters start from there.
 async fn queued(contacts: usize) -> (LocalSystem, u64) {
-    let sys = LocalSystem::start(LocalOptions {
-        contacts,
-        ..LocalOptions::default()
-    })
-    .await
-    .expect("the local system starts (moto_server missing? run `make venv`)");
+    let sys = system(contacts).await;
     let rt = sys.runtime();
     commands::periodic_refresh(&rt, &Progress::hidden())
         .await

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use hlsync_cli::commands;
 use hlsync_cli::commands::demo::edit_contacts;
-use hlsync_cli::commands::{self, SyncReport};
 use hlsync_cli::local::{LocalOptions, LocalSystem};
 use hlsync_cli::output::Progress;
 use hlsync_core::mapping::{ContactInput, map_contact};
@@ -17,20 +17,8 @@ use hlsync_sync::ports::{Crm as _, StateStore as _};
 use hlsync_sync::runtime::Runtime;
 use serde_json::{Map, Value, json};
 
-async fn system(contacts: usize) -> LocalSystem {
-    LocalSystem::start(LocalOptions {
-        contacts,
-        ..LocalOptions::default()
-    })
-    .await
-    .expect("the local system starts (moto_server missing? run `make venv`)")
-}
-
-async fn sync(rt: &Runtime) -> SyncReport {
-    commands::sync(rt, 500, &Progress::hidden())
-        .await
-        .expect("sync succeeds")
-}
+mod common;
+use common::{is_live, live_contacts, start, sync, system};
 
 fn id_of(c: &Map<String, Value>) -> String {
     c["Id"].as_str().expect("Id").to_string()
@@ -57,7 +45,7 @@ async fn expected_members(sys: &LocalSystem, rt: &Runtime) -> BTreeMap<String, (
     sys.salesforce
         .all("Contact")
         .into_iter()
-        .filter(|c| c.get("IsDeleted") != Some(&json!(true)))
+        .filter(is_live)
         .map(|c| {
             let account_name = c
                 .get("AccountId")
@@ -281,12 +269,7 @@ async fn two_periodic_refreshes_at_once_lose_nothing_and_keep_the_watermark_cons
     let (ra, rb) = (ra.expect("a runs"), rb.expect("b runs"));
     // One loaded every live Contact, the other found the lease taken (or ran after it, finding
     // nothing new).
-    let live = sys
-        .salesforce
-        .all("Contact")
-        .iter()
-        .filter(|c| c.get("IsDeleted") != Some(&json!(true)))
-        .count() as u64;
+    let live = live_contacts(&sys);
     assert_eq!(ra.sent() + rb.sent(), live, "{ra:?} {rb:?}");
     let wm = a.state.watermark(FEED_CONTACTS).await.expect("watermark");
     assert!(wm.at.is_some() && wm.checkpoint.is_none());
@@ -305,14 +288,13 @@ async fn two_periodic_refreshes_at_once_lose_nothing_and_keep_the_watermark_cons
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_warm_function_resumes_as_soon_as_the_rejected_secret_is_replaced() {
-    let sys = LocalSystem::start(LocalOptions {
+    let sys = start(LocalOptions {
         contacts: 20,
         auth: "password".into(),
         wrong_password: true,
         ..LocalOptions::default()
     })
-    .await
-    .expect("starts");
+    .await;
     // One runtime for the whole test: a warm Lambda, with the secret cached.
     let rt = sys.runtime();
     for _ in 0..2 {
@@ -333,15 +315,14 @@ async fn a_warm_function_resumes_as_soon_as_the_rejected_secret_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_cold_starts_spend_one_failed_login_and_each_service_keeps_its_own_rejection() {
-    let sys = LocalSystem::start(LocalOptions {
+    let sys = start(LocalOptions {
         contacts: 20,
         auth: "password".into(),
         wrong_password: true,
         wrong_api_key: true,
         ..LocalOptions::default()
     })
-    .await
-    .expect("starts");
+    .await;
     // Four functions start at once with a bad password: one logs in, the others wait for its
     // outcome and stop without a login of their own.
     let runtimes: Vec<Runtime> = (0..4).map(|_| sys.runtime()).collect();

@@ -5,13 +5,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hlsync_cli::commands::{self, SyncReport};
 use hlsync_cli::local::{LocalOptions, LocalSystem};
-use hlsync_cli::output::Progress;
-use hlsync_sync::runtime::Runtime;
 use serde_json::{Map, Value, json};
 
 mod common;
+use common::{is_live, sync};
 
 const EVENTS: &str = r#"
 [events]
@@ -21,19 +19,12 @@ registered_statuses = ["Registered", "Attended"]
 "#;
 
 async fn system(contacts: usize, extra_config: &str) -> LocalSystem {
-    LocalSystem::start(LocalOptions {
+    common::start(LocalOptions {
         contacts,
         extra_config: extra_config.to_string(),
         ..LocalOptions::default()
     })
     .await
-    .expect("the local system starts (moto_server missing? run `make venv`)")
-}
-
-async fn sync(rt: &Runtime) -> SyncReport {
-    commands::sync(rt, 500, &Progress::hidden())
-        .await
-        .expect("sync succeeds")
 }
 
 fn fields(v: Value) -> Map<String, Value> {
@@ -42,10 +33,6 @@ fn fields(v: Value) -> Map<String, Value> {
 
 fn text<'a>(r: &'a Map<String, Value>, name: &str) -> &'a str {
     r.get(name).and_then(Value::as_str).unwrap_or_default()
-}
-
-fn live(r: &Map<String, Value>) -> bool {
-    r.get("IsDeleted") != Some(&json!(true))
 }
 
 fn endpoint_calls(sys: &LocalSystem, name: &str) -> u64 {
@@ -62,7 +49,7 @@ fn active_contacts(sys: &LocalSystem) -> BTreeSet<String> {
     sys.salesforce
         .all("Contact")
         .iter()
-        .filter(|c| live(c) && c.get("Active__c") == Some(&json!(true)))
+        .filter(|c| is_live(c) && c.get("Active__c") == Some(&json!(true)))
         .map(|c| text(c, "Id").to_string())
         .collect()
 }
@@ -74,7 +61,7 @@ fn expected_events(sys: &LocalSystem) -> (BTreeSet<String>, BTreeSet<(String, St
         .salesforce
         .all("Campaign")
         .iter()
-        .filter(|c| live(c) && text(c, "Type") == "Event")
+        .filter(|c| is_live(c) && text(c, "Type") == "Event")
         .map(|c| text(c, "Id").to_string())
         .collect();
     let active = active_contacts(sys);
@@ -82,7 +69,7 @@ fn expected_events(sys: &LocalSystem) -> (BTreeSet<String>, BTreeSet<(String, St
         .salesforce
         .all("CampaignMember")
         .iter()
-        .filter(|m| live(m) && events.contains(text(m, "CampaignId")))
+        .filter(|m| is_live(m) && events.contains(text(m, "CampaignId")))
         .filter(|m| ["Registered", "Attended"].contains(&text(m, "Status")))
         .filter(|m| active.contains(text(m, "ContactId")))
         .map(|m| {
@@ -156,7 +143,7 @@ async fn meetings_and_registrations_reach_higher_logic_in_batches_and_follow_cha
         .salesforce
         .all("CampaignMember")
         .into_iter()
-        .filter(|m| live(m) && want_events.contains(text(m, "CampaignId")))
+        .filter(|m| is_live(m) && want_events.contains(text(m, "CampaignId")))
         .filter(|m| active.contains(text(m, "ContactId")))
         .collect();
     let registered: Vec<&Map<String, Value>> = members
@@ -251,7 +238,7 @@ async fn a_contact_moving_chapter_changes_community_groups_only() {
         .all("Contact")
         .into_iter()
         .find(|c| {
-            live(c)
+            is_live(c)
                 && c.get("Active__c") == Some(&json!(true))
                 && text(c, "HL_Chapter__c") == "Ohio"
         })
@@ -259,7 +246,7 @@ async fn a_contact_moving_chapter_changes_community_groups_only() {
             sys.salesforce
                 .all("Contact")
                 .into_iter()
-                .find(|c| live(c) && c.get("Active__c") == Some(&json!(true)))
+                .find(|c| is_live(c) && c.get("Active__c") == Some(&json!(true)))
         })
         .expect("an active Contact");
     let id = text(&contact, "Id").to_string();
@@ -323,7 +310,7 @@ async fn a_formula_change_is_pushed_by_the_daily_full_refresh_and_nothing_else_i
         .salesforce
         .all("Contact")
         .into_iter()
-        .find(|c| live(c) && c.get("Active__c") == Some(&json!(true)))
+        .find(|c| is_live(c) && c.get("Active__c") == Some(&json!(true)))
         .expect("an active Contact");
     let id = text(&contact, "Id").to_string();
     let board = contact.get("HL_Is_Board__c") == Some(&json!(true));
@@ -412,7 +399,7 @@ async fn a_members_opt_out_is_written_back_once_without_ping_pong() {
         .all("Contact")
         .into_iter()
         .find(|c| {
-            live(c)
+            is_live(c)
                 && c.get("Active__c") == Some(&json!(true))
                 && c.get("HasOptedOutOfEmail") == Some(&json!(false))
         })

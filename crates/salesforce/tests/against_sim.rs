@@ -47,6 +47,21 @@ fn insert_contacts(sim: &SalesforceSim, n: usize, at: DateTime<Utc>) -> Vec<Stri
         .collect()
 }
 
+/// A simulator with 150 Contacts whose queries of more than 100 rows time out.
+async fn sim_timing_out_queries_over_100_rows() -> SalesforceSim {
+    let sim = SalesforceSim::start(SimOptions {
+        faults: FaultPlan {
+            query_timeout_over_rows: Some(100),
+            ..FaultPlan::default()
+        },
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    insert_contacts(&sim, 150, sim.now() - TimeDelta::hours(1));
+    sim
+}
+
 fn ids_of(records: &[Record]) -> Vec<String> {
     records
         .iter()
@@ -110,12 +125,7 @@ async fn a_rejected_login_is_never_retried() {
         "username": DEFAULT_USERNAME, "password": "wrong", "security_token": DEFAULT_SECURITY_TOKEN}));
     let sf = client(c);
     for _ in 0..5 {
-        let err = sf
-            .query("SELECT Id FROM Contact")
-            .unwrap()
-            .collect_all()
-            .await
-            .unwrap_err();
+        let err = paging_error(sf.query("SELECT Id FROM Contact")).await;
         assert!(matches!(err, SfError::LoginRejected { .. }), "{err:?}");
         assert!(err.to_string().contains(DEFAULT_USERNAME), "{err}");
     }
@@ -270,23 +280,9 @@ async fn a_longer_503_outage_gives_up_with_a_retryable_error() {
 
 #[tokio::test]
 async fn query_timeout_is_surfaced() {
-    let sim = SalesforceSim::start(SimOptions {
-        faults: FaultPlan {
-            query_timeout_over_rows: Some(100),
-            ..FaultPlan::default()
-        },
-        ..SimOptions::default()
-    })
-    .await
-    .unwrap();
-    insert_contacts(&sim, 150, sim.now() - TimeDelta::hours(1));
+    let sim = sim_timing_out_queries_over_100_rows().await;
     let sf = client(cc(&sim));
-    let err = sf
-        .query_all("SELECT Id FROM Contact")
-        .unwrap()
-        .collect_all()
-        .await
-        .unwrap_err();
+    let err = paging_error(sf.query_all("SELECT Id FROM Contact")).await;
     assert!(matches!(err, SfError::QueryTimeout { .. }), "{err:?}");
     assert_eq!(sf.calls_made(), 1, "not retried");
     // A narrower query (a smaller window, as the caller would split it) goes through.
@@ -665,21 +661,9 @@ async fn query_many_names_the_malformed_query_that_failed() {
 
 #[tokio::test]
 async fn query_many_surfaces_a_query_timeout_and_refuses_long_soql_without_a_call() {
-    let sim = SalesforceSim::start(SimOptions {
-        faults: FaultPlan {
-            query_timeout_over_rows: Some(100),
-            ..FaultPlan::default()
-        },
-        ..SimOptions::default()
-    })
-    .await
-    .unwrap();
-    insert_contacts(&sim, 150, sim.now() - TimeDelta::hours(1));
+    let sim = sim_timing_out_queries_over_100_rows().await;
     let sf = client(cc(&sim));
-    let ids: Vec<String> = (0..1200)
-        .map(|i| format!("'003000000000{i:03}AAA'"))
-        .collect();
-    let long = format!("SELECT Id FROM Contact WHERE Id IN ({})", ids.join(","));
+    let long = soql_too_long_for_a_url();
     let err = sf
         .query_many(&[CompositeQuery::query(long)])
         .await

@@ -60,6 +60,33 @@ fn cc_creds(base: &str) -> hlsync_salesforce::SalesforceCredentials {
                  "client_id": "3MVG9lKcPoNINVBIPJjdw1J9LLM82Hn", "client_secret": "CC-SECRET-5551"}))
 }
 
+/// A server that answers the OAuth token request as documented and every other request by
+/// `rest`, and a client that logs in to it with client credentials.
+async fn logged_in(
+    rest: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+) -> (ScriptedServer, SalesforceClient) {
+    let server = ScriptedServer::start(move |req, base| {
+        if req.path == "/services/oauth2/token" {
+            token_answer(base)
+        } else {
+            rest(req)
+        }
+    })
+    .await;
+    let sf = client(cc_creds(&server.base));
+    (server, sf)
+}
+
+/// Salesforce's documented error body: a list of one error.
+fn api_error(code: &str, message: &str) -> Value {
+    json!([{"message": message, "errorCode": code}])
+}
+
+/// A data answer of `status` carrying [`api_error`].
+fn error_reply(status: u16, code: &str, message: &str) -> Reply {
+    data(status, &api_error(code, message).to_string())
+}
+
 fn form(body: &str) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -75,8 +102,7 @@ fn form_get(body: &str, key: &str) -> Option<String> {
 
 #[tokio::test]
 async fn client_credentials_login_then_query_pages_along_next_records_url() {
-    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
+    let (server, sf) = logged_in(|req| match req.path.as_str() {
         "/services/data/v62.0/query" => data_with_usage(
             200,
             &json!({"totalSize": 3, "done": false,
@@ -90,10 +116,9 @@ async fn client_credentials_login_then_query_pages_along_next_records_url() {
             &json!({"totalSize": 3, "done": true, "records": [contact("003D000000QV9n4IAD", "C")]})
                 .to_string(),
         ),
-        _ => data(404, r#"[{"errorCode":"NOT_FOUND","message":"The requested resource does not exist"}]"#),
+        _ => error_reply(404, "NOT_FOUND", "The requested resource does not exist"),
     })
     .await;
-    let sf = client(cc_creds(&server.base));
     let mut pager = sf
         .query("SELECT Id, LastName FROM Contact")
         .unwrap()
@@ -345,19 +370,17 @@ async fn oauth_invalid_grant_is_rejected_once_and_never_retried() {
 async fn expired_session_logs_in_once_more_and_repeats_the_call() {
     let limit_calls = Arc::new(AtomicUsize::new(0));
     let counter = limit_calls.clone();
-    let server = ScriptedServer::start(move |req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ if counter.fetch_add(1, Ordering::SeqCst) == 0 => data(
-            401,
-            r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#,
-        ),
-        _ => data(
-            200,
-            r#"{"DailyApiRequests":{"Max":15000,"Remaining":14000}}"#,
-        ),
+    let (server, sf) = logged_in(move |_| {
+        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            error_reply(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        } else {
+            data(
+                200,
+                r#"{"DailyApiRequests":{"Max":15000,"Remaining":14000}}"#,
+            )
+        }
     })
     .await;
-    let sf = client(cc_creds(&server.base));
     sf.limits().await.unwrap();
     assert_eq!(server.count("/oauth2/token"), 2);
     assert_eq!(server.count("/limits"), 2);
@@ -365,15 +388,8 @@ async fn expired_session_logs_in_once_more_and_repeats_the_call() {
 
 #[tokio::test]
 async fn a_401_with_a_fresh_session_is_not_retried_again() {
-    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ => data(
-            401,
-            r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#,
-        ),
-    })
-    .await;
-    let sf = client(cc_creds(&server.base));
+    let (server, sf) =
+        logged_in(|_| error_reply(401, "INVALID_SESSION_ID", "Session expired or invalid")).await;
     let err = sf.limits().await.unwrap_err();
     assert!(matches!(err, SfError::SessionRejected { .. }), "{err:?}");
     assert_eq!(server.count("/oauth2/token"), 2);
@@ -384,34 +400,25 @@ async fn a_401_with_a_fresh_session_is_not_retried_again() {
 async fn server_unavailable_is_retried_then_succeeds() {
     let n = Arc::new(AtomicUsize::new(0));
     let counter = n.clone();
-    let server = ScriptedServer::start(move |req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ if counter.fetch_add(1, Ordering::SeqCst) < 2 => data(
-            503,
-            r#"[{"message":"Server is unavailable","errorCode":"SERVER_UNAVAILABLE"}]"#,
-        ),
-        _ => data(
-            200,
-            r#"{"DailyApiRequests":{"Max":15000,"Remaining":14000}}"#,
-        ),
+    let (_server, sf) = logged_in(move |_| {
+        if counter.fetch_add(1, Ordering::SeqCst) < 2 {
+            error_reply(503, "SERVER_UNAVAILABLE", "Server is unavailable")
+        } else {
+            data(
+                200,
+                r#"{"DailyApiRequests":{"Max":15000,"Remaining":14000}}"#,
+            )
+        }
     })
     .await;
-    let sf = client(cc_creds(&server.base));
     sf.limits().await.unwrap();
     assert_eq!(sf.calls_made(), 3);
 }
 
 #[tokio::test]
 async fn server_errors_give_up_after_the_configured_tries() {
-    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ => data(
-            500,
-            r#"[{"message":"An unexpected error occurred","errorCode":"UNKNOWN_EXCEPTION"}]"#,
-        ),
-    })
-    .await;
-    let sf = client(cc_creds(&server.base));
+    let (server, sf) =
+        logged_in(|_| error_reply(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred")).await;
     let err = sf.limits().await.unwrap_err();
     assert!(
         matches!(
@@ -430,21 +437,15 @@ async fn server_errors_give_up_after_the_configured_tries() {
 
 #[tokio::test]
 async fn request_limit_exceeded_stops_without_retry() {
-    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ => data(
+    let (server, sf) = logged_in(|_| {
+        error_reply(
             403,
-            r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
-        ),
+            "REQUEST_LIMIT_EXCEEDED",
+            "TotalRequests Limit exceeded.",
+        )
     })
     .await;
-    let sf = client(cc_creds(&server.base));
-    let err = sf
-        .query("SELECT Id FROM Contact")
-        .unwrap()
-        .collect_all()
-        .await
-        .unwrap_err();
+    let err = paging_error(sf.query("SELECT Id FROM Contact")).await;
     assert!(matches!(err, SfError::LimitExceeded { .. }), "{err:?}");
     assert!(!err.is_retryable());
     assert_eq!(server.count("/query"), 1);
@@ -452,34 +453,23 @@ async fn request_limit_exceeded_stops_without_retry() {
 
 #[tokio::test]
 async fn query_timeout_is_surfaced_for_the_caller_to_split() {
-    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ => data(400, r#"[{"message":"Your query request was running for too long.","errorCode":"QUERY_TIMEOUT"}]"#),
+    let (server, sf) = logged_in(|_| {
+        error_reply(
+            400,
+            "QUERY_TIMEOUT",
+            "Your query request was running for too long.",
+        )
     })
     .await;
-    let sf = client(cc_creds(&server.base));
-    let err = sf
-        .query_all("SELECT Id FROM Contact")
-        .unwrap()
-        .collect_all()
-        .await
-        .unwrap_err();
+    let err = paging_error(sf.query_all("SELECT Id FROM Contact")).await;
     assert!(matches!(err, SfError::QueryTimeout { .. }), "{err:?}");
     assert_eq!(server.count("/queryAll"), 1);
 }
 
 #[tokio::test]
 async fn a_query_too_long_for_a_url_is_never_sent() {
-    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ => data(414, ""),
-    })
-    .await;
-    let sf = client(cc_creds(&server.base));
-    let ids: Vec<String> = (0..1200)
-        .map(|i| format!("'003000000000{i:03}AAA'"))
-        .collect();
-    let soql = format!("SELECT Id FROM Contact WHERE Id IN ({})", ids.join(","));
+    let (server, sf) = logged_in(|_| data(414, "")).await;
+    let soql = soql_too_long_for_a_url();
     let err = sf.query(&soql).unwrap_err();
     assert!(matches!(err, SfError::QueryTooLong { .. }), "{err:?}");
 
@@ -501,18 +491,11 @@ async fn a_query_too_long_for_a_url_is_never_sent() {
 
 #[tokio::test]
 async fn next_records_url_to_another_host_is_refused() {
-    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ => data(200, r#"{"totalSize":4,"done":false,"nextRecordsUrl":"https://evil.example.org/x","records":[]}"#),
+    let (_server, sf) = logged_in(|_| {
+        data(200, r#"{"totalSize":4,"done":false,"nextRecordsUrl":"https://evil.example.org/x","records":[]}"#)
     })
     .await;
-    let sf = client(cc_creds(&server.base));
-    let err = sf
-        .query("SELECT Id FROM Contact")
-        .unwrap()
-        .collect_all()
-        .await
-        .unwrap_err();
+    let err = paging_error(sf.query("SELECT Id FROM Contact")).await;
     assert!(matches!(err, SfError::Decode { .. }), "{err:?}");
 }
 
@@ -524,8 +507,7 @@ async fn retrieve_chunks_by_2000_and_aligns_nulls_and_errors() {
     let missing = ids[10].clone();
     let deleted = ids[2100].clone();
     let (m, d) = (missing.to_string(), deleted.to_string());
-    let server = ScriptedServer::start(move |req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
+    let (server, sf) = logged_in(move |req| match req.path.as_str() {
         "/services/data/v62.0/composite/sobjects/Contact" => {
             let body: Value = serde_json::from_str(req.text()).unwrap();
             let answer: Vec<Value> = body["ids"]
@@ -549,7 +531,6 @@ async fn retrieve_chunks_by_2000_and_aligns_nulls_and_errors() {
         _ => data(404, "[]"),
     })
     .await;
-    let sf = client(cc_creds(&server.base));
     let fields = vec!["Id".to_string(), "LastName".to_string()];
     let out = sf.retrieve("Contact", &ids, &fields).await.unwrap();
     assert_eq!(out.len(), 2500);
@@ -585,8 +566,7 @@ async fn update_sends_all_or_none_false_in_chunks_of_200_with_per_record_results
     let bad = ids[3].to_string();
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let seen_bodies = bodies.clone();
-    let server = ScriptedServer::start(move |req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
+    let (_server, sf) = logged_in(move |req| match req.path.as_str() {
         "/services/data/v62.0/composite/sobjects" if req.method == "PATCH" => {
             let body: Value = serde_json::from_str(req.text()).unwrap();
             seen_bodies.lock().unwrap().push(body.clone());
@@ -609,7 +589,6 @@ async fn update_sends_all_or_none_false_in_chunks_of_200_with_per_record_results
         _ => data(404, "[]"),
     })
     .await;
-    let sf = client(cc_creds(&server.base));
     let records = ids
         .iter()
         .map(|id| {
@@ -638,17 +617,15 @@ async fn update_sends_all_or_none_false_in_chunks_of_200_with_per_record_results
 
 #[tokio::test]
 async fn describe_is_cached_until_refreshed() {
-    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ => data(200, r#"{"name":"Contact","fields":[
+    let (server, sf) = logged_in(|_| {
+        data(200, r#"{"name":"Contact","fields":[
             {"name":"Id","label":"Contact ID","type":"id","calculated":false},
             {"name":"HL_Member_Type__c","label":"Member Type","type":"picklist","calculated":false,
              "picklistValues":[{"active":true,"label":"Gold","value":"Gold"}]}],
             "recordTypeInfos":[{"active":true,"available":true,"developerName":"Master","master":true,
-             "name":"Master","recordTypeId":"012000000000000AAA"}]}"#),
+             "name":"Master","recordTypeId":"012000000000000AAA"}]}"#)
     })
     .await;
-    let sf = client(cc_creds(&server.base));
     let d1 = sf.describe("Contact", false).await.unwrap();
     let d2 = sf.describe("Contact", false).await.unwrap();
     assert!(Arc::ptr_eq(&d1, &d2));
@@ -700,16 +677,14 @@ async fn allotment_guard_refuses_at_the_ceiling_without_calling() {
 
 #[tokio::test]
 async fn ensure_budget_refuses_a_job_that_would_pass_the_ceiling() {
-    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ => Reply::json(
+    let (server, sf) = logged_in(|_| {
+        Reply::json(
             200,
             r#"{"DailyApiRequests":{"Max":100000,"Remaining":60000}}"#,
         )
-        .with("sforce-limit-info", "api-usage=40000/100000"),
+        .with("sforce-limit-info", "api-usage=40000/100000")
     })
     .await;
-    let sf = client(cc_creds(&server.base));
     let usage = sf.ensure_budget(9_999).await.unwrap();
     assert_eq!(usage.used, 40000);
     let err = sf.ensure_budget(10_000).await.unwrap_err();
@@ -797,6 +772,11 @@ fn result(reference: &str, status: u16, body: Value) -> Value {
     json!({"body": body, "httpHeaders": {}, "httpStatusCode": status, "referenceId": reference})
 }
 
+/// A composite answer to one subrequest, `q0`.
+fn only_result(status: u16, body: Value) -> Reply {
+    composite_answer(json!([result("q0", status, body)]))
+}
+
 fn subrequests(req: &Seen) -> Vec<Value> {
     let body: Value = serde_json::from_str(req.text()).unwrap();
     body["compositeRequest"].as_array().unwrap().clone()
@@ -804,8 +784,7 @@ fn subrequests(req: &Seen) -> Vec<Value> {
 
 #[tokio::test]
 async fn query_many_sends_two_queries_in_one_composite_request_then_the_next_page() {
-    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
+    let (server, sf) = logged_in(|req| match req.path.as_str() {
         "/services/data/v62.0/composite" if subrequests(req).len() == 2 => composite_answer(json!([
             result("q0", 200, json!({"totalSize": 3, "done": false,
                 "nextRecordsUrl": "/services/data/v62.0/query/01gD0000002HU6KIAW-2",
@@ -817,10 +796,9 @@ async fn query_many_sends_two_queries_in_one_composite_request_then_the_next_pag
             result("q0", 200, json!({"totalSize": 3, "done": true,
                 "records": [contact("003D000000QV9n4IAD", "C")]})),
         ])),
-        _ => data(404, r#"[{"errorCode":"NOT_FOUND","message":"The requested resource does not exist"}]"#),
+        _ => error_reply(404, "NOT_FOUND", "The requested resource does not exist"),
     })
     .await;
-    let sf = client(cc_creds(&server.base));
     let out = sf
         .query_many(&[
             CompositeQuery::query("SELECT Id, LastName FROM Contact"),
@@ -873,11 +851,7 @@ async fn query_many_sends_two_queries_in_one_composite_request_then_the_next_pag
 async fn query_many_sends_the_batch_size_as_a_subrequest_header() {
     let server = ScriptedServer::start(|req, base| match req.path.as_str() {
         "/services/oauth2/token" => token_answer(base),
-        _ => composite_answer(json!([result(
-            "q0",
-            200,
-            json!({"totalSize": 0, "done": true, "records": []})
-        ),])),
+        _ => only_result(200, json!({"totalSize": 0, "done": true, "records": []})),
     })
     .await;
     let sf = SalesforceClient::with_options(
@@ -902,18 +876,15 @@ async fn query_many_sends_the_batch_size_as_a_subrequest_header() {
 
 #[tokio::test]
 async fn a_failed_subrequest_fails_the_read_naming_its_query() {
-    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ => composite_answer(json!([
+    let (server, sf) = logged_in(|_| {
+        composite_answer(json!([
             result("q0", 200, json!({"totalSize": 3, "done": false,
                 "nextRecordsUrl": "/services/data/v62.0/query/01gD0000002HU6KIAW-2",
                 "records": [contact("003D000000QV9n2IAD", "A")]})),
-            result("q1", 400, json!([{"message": "\nSELECT Id, Nmae FROM Contact\n           ^\nERROR at Row:1:Column:12\nNo such column 'Nmae' on entity 'Contact'.",
-                "errorCode": "INVALID_FIELD"}])),
-        ])),
+            result("q1", 400, api_error("INVALID_FIELD", "\nSELECT Id, Nmae FROM Contact\n           ^\nERROR at Row:1:Column:12\nNo such column 'Nmae' on entity 'Contact'.")),
+        ]))
     })
     .await;
-    let sf = client(cc_creds(&server.base));
     let err = sf
         .query_many(&[
             CompositeQuery::query("SELECT Id FROM Contact"),
@@ -949,17 +920,16 @@ async fn a_failed_subrequest_fails_the_read_naming_its_query() {
 
 #[tokio::test]
 async fn a_subrequest_query_timeout_is_the_plain_endpoints_error() {
-    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ => composite_answer(json!([result(
-            "q0",
+    let (_server, sf) = logged_in(|_| {
+        only_result(
             400,
-            json!([{"message": "Your query request was running for too long.",
-                "errorCode": "QUERY_TIMEOUT"}])
-        ),])),
+            api_error(
+                "QUERY_TIMEOUT",
+                "Your query request was running for too long.",
+            ),
+        )
     })
     .await;
-    let sf = client(cc_creds(&server.base));
     let err = sf
         .query_many(&[CompositeQuery::query_all("SELECT Id FROM Contact")])
         .await
@@ -986,8 +956,7 @@ async fn a_subrequest_server_error_asks_that_page_again_then_gives_up_retryably(
                 result(
                     r,
                     503,
-                    json!([{"message": "Server is unavailable",
-                "errorCode": "SERVER_UNAVAILABLE"}]),
+                    api_error("SERVER_UNAVAILABLE", "Server is unavailable"),
                 )
             };
             let ok = |r: &str, last: &str| {
@@ -1034,22 +1003,17 @@ async fn a_subrequest_server_error_asks_that_page_again_then_gives_up_retryably(
 async fn a_subrequest_refusing_the_session_logs_in_once_more() {
     let n = Arc::new(AtomicUsize::new(0));
     let counter = n.clone();
-    let server = ScriptedServer::start(move |req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ if counter.fetch_add(1, Ordering::SeqCst) == 0 => composite_answer(json!([result(
-            "q0",
-            401,
-            json!([{"message": "Session expired or invalid",
-                "errorCode": "INVALID_SESSION_ID"}])
-        ),])),
-        _ => composite_answer(json!([result(
-            "q0",
-            200,
-            json!({"totalSize": 0, "done": true, "records": []})
-        ),])),
+    let (server, sf) = logged_in(move |_| {
+        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            only_result(
+                401,
+                api_error("INVALID_SESSION_ID", "Session expired or invalid"),
+            )
+        } else {
+            only_result(200, json!({"totalSize": 0, "done": true, "records": []}))
+        }
     })
     .await;
-    let sf = client(cc_creds(&server.base));
     let out = sf
         .query_many(&[CompositeQuery::query("SELECT Id FROM Contact")])
         .await
@@ -1058,17 +1022,13 @@ async fn a_subrequest_refusing_the_session_logs_in_once_more() {
     assert_eq!(server.count("/oauth2/token"), 2);
     assert_eq!(server.count("/composite"), 2);
 
-    let refused = ScriptedServer::start(|req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ => composite_answer(json!([result(
-            "q0",
+    let (refused, sf) = logged_in(|_| {
+        only_result(
             401,
-            json!([{"message": "Session expired or invalid",
-                "errorCode": "INVALID_SESSION_ID"}])
-        ),])),
+            api_error("INVALID_SESSION_ID", "Session expired or invalid"),
+        )
     })
     .await;
-    let sf = client(cc_creds(&refused.base));
     let err = sf
         .query_many(&[CompositeQuery::query("SELECT Id FROM Contact")])
         .await
@@ -1080,16 +1040,14 @@ async fn a_subrequest_refusing_the_session_logs_in_once_more() {
 #[tokio::test]
 async fn a_composite_request_refused_as_a_whole_is_an_error() {
     // Salesforce's answer to a request over its limits: one result, without a referenceId.
-    let server = ScriptedServer::start(|req, base| match req.path.as_str() {
-        "/services/oauth2/token" => token_answer(base),
-        _ => composite_answer(json!([
+    let (_server, sf) = logged_in(|_| {
+        composite_answer(json!([
             {"body": [{"errorCode": "LIMIT_EXCEEDED",
                        "message": "The request can\u{2019}t contain more than 25 operations."}],
              "httpHeaders": {}, "httpStatusCode": 400, "referenceId": null},
-        ])),
+        ]))
     })
     .await;
-    let sf = client(cc_creds(&server.base));
     let err = sf
         .query_many(&[CompositeQuery::query("SELECT Id FROM Contact")])
         .await
@@ -1105,10 +1063,7 @@ async fn query_many_of_nothing_or_of_a_too_long_query_calls_nothing() {
     let server = ScriptedServer::start(|_, _| data(500, "")).await;
     let sf = client(cc_creds(&server.base));
     assert!(sf.query_many(&[]).await.unwrap().is_empty());
-    let ids: Vec<String> = (0..1200)
-        .map(|i| format!("'003000000000{i:03}AAA'"))
-        .collect();
-    let long = format!("SELECT Id FROM Contact WHERE Id IN ({})", ids.join(","));
+    let long = soql_too_long_for_a_url();
     let err = sf
         .query_many(&[
             CompositeQuery::query("SELECT Id FROM Contact"),

@@ -90,7 +90,20 @@ impl Op {
                 ),
             };
         }
-        let service = match self {
+        match self {
+            Op::Changes | Op::NextPage if rng.random_bool(0.2) => {
+                SyncError::QueryTimeout("fault".into())
+            }
+            _ => SyncError::Transient {
+                service: self.service(),
+                message: format!("injected fault on {self:?}"),
+            },
+        }
+    }
+
+    /// The service this call goes to.
+    fn service(self) -> Service {
+        match self {
             Op::OrgStatus
             | Op::Describe
             | Op::Changes
@@ -101,15 +114,6 @@ impl Op {
             | Op::Update => Service::Salesforce,
             Op::PushMembers | Op::PushMeetings | Op::EmailPreferences => Service::HigherLogic,
             _ => Service::Aws,
-        };
-        match self {
-            Op::Changes | Op::NextPage if rng.random_bool(0.2) => {
-                SyncError::QueryTimeout("fault".into())
-            }
-            _ => SyncError::Transient {
-                service,
-                message: format!("injected fault on {self:?}"),
-            },
         }
     }
 }
@@ -160,6 +164,15 @@ impl Script {
     /// reaches the service.
     pub fn fail(&self, op: Op, pass: usize, error: impl Fn() -> SyncError + Send + Sync + 'static) {
         self.plan(op, pass, Strike::Before, Box::new(error));
+    }
+
+    /// The next call of `op` after `pass` successful ones fails as if its service were down: a
+    /// retryable [`SyncError::Transient`] of that service saying `message`.
+    pub fn outage(&self, op: Op, pass: usize, message: &'static str) {
+        self.fail(op, pass, move || SyncError::Transient {
+            service: op.service(),
+            message: message.into(),
+        });
     }
 
     /// The next call of `op` after `pass` successful ones is made, and then answers `error()`:

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use hlsync_core::config::SalesforceConfig;
-use hlsync_salesforce::{ClientOptions, RetryPolicy, SalesforceClient, SalesforceCredentials};
+use hlsync_salesforce::{
+    ClientOptions, QueryPager, RetryPolicy, SalesforceClient, SalesforceCredentials, SfError,
+};
 
 /// The `[salesforce]` config of SPEC.md §3 with its defaults.
 pub fn sf_config() -> SalesforceConfig {
@@ -45,6 +47,24 @@ pub fn client(creds: SalesforceCredentials) -> SalesforceClient {
 
 pub fn client_with(cfg: &SalesforceConfig, creds: SalesforceCredentials) -> SalesforceClient {
     SalesforceClient::with_options(cfg, creds, true, fast_options()).unwrap()
+}
+
+/// The error that reading every page of `pager` ends with; the test expects the query to start
+/// and the paging to fail.
+pub async fn paging_error(pager: Result<QueryPager, SfError>) -> SfError {
+    pager
+        .expect("the query starts")
+        .collect_all()
+        .await
+        .expect_err("the paging fails")
+}
+
+/// `SELECT Id FROM Contact WHERE Id IN (…)` with 1,200 Ids: too long for a URL.
+pub fn soql_too_long_for_a_url() -> String {
+    let ids: Vec<String> = (0..1200)
+        .map(|i| format!("'003000000000{i:03}AAA'"))
+        .collect();
+    format!("SELECT Id FROM Contact WHERE Id IN ({})", ids.join(","))
 }
 
 pub const TEST_KEY_PEM: &str = include_str!("../fixtures/jwt_test_key.pem");

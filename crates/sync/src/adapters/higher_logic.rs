@@ -1,7 +1,6 @@
 //! The Higher Logic tenant behind the `Community` port.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -13,6 +12,7 @@ use hlsync_higher_logic::{
 };
 use tokio::sync::Mutex;
 
+use super::calls::CallCount;
 use crate::credentials::{Admission, Credentials, Outcome, ParsedSecret};
 use crate::error::{Service, SyncError};
 use crate::ports::{Community, EmailPreferenceChange, PushResult, StateStore};
@@ -92,8 +92,7 @@ pub struct HigherLogicCommunity {
     /// Outlives clients: a secret rotation does not reset the pacing.
     limiter: Arc<dyn RateLimiter>,
     current: Mutex<Option<(Arc<ParsedSecret>, Arc<HigherLogicClient>)>>,
-    retired_calls: AtomicU64,
-    latest: std::sync::Mutex<Option<Arc<HigherLogicClient>>>,
+    calls: CallCount<Arc<HigherLogicClient>>,
 }
 
 impl HigherLogicCommunity {
@@ -103,8 +102,7 @@ impl HigherLogicCommunity {
             limiter,
             credentials,
             current: Mutex::new(None),
-            retired_calls: AtomicU64::new(0),
-            latest: std::sync::Mutex::new(None),
+            calls: CallCount::new(|client| client.calls_made()),
         }
     }
 
@@ -130,14 +128,8 @@ impl HigherLogicCommunity {
             )?
             .with_rate_limiter(Arc::clone(&self.limiter)),
         );
-        if let Some((_, old)) = current.as_ref() {
-            self.retired_calls
-                .fetch_add(old.calls_made(), Ordering::SeqCst);
-        }
-        *self
-            .latest
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(client.clone());
+        self.calls
+            .switch(current.as_ref().map(|(_, old)| old), Some(client.clone()));
         *current = Some((Arc::clone(&secret), client.clone()));
         Ok((secret, client))
     }
@@ -164,14 +156,9 @@ impl HigherLogicCommunity {
                     .record_rejection(Service::HigherLogic, &secret, &e.to_string())
                     .await;
                 let mut current = self.current.lock().await;
-                if let Some((_, old)) = current.take() {
-                    self.retired_calls
-                        .fetch_add(old.calls_made(), Ordering::SeqCst);
-                }
-                *self
-                    .latest
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                let replaced = current.take();
+                self.calls
+                    .switch(replaced.as_ref().map(|(_, old)| old), None);
                 Outcome::Rejected
             }
             // No answer about the key (an outage, the network): the next call tries again.
@@ -226,12 +213,6 @@ impl Community for HigherLogicCommunity {
     }
 
     fn calls_made(&self) -> u64 {
-        let current = self
-            .latest
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .map_or(0, |c| c.calls_made());
-        self.retired_calls.load(Ordering::SeqCst) + current
+        self.calls.total()
     }
 }

@@ -5,7 +5,6 @@
 //! function) calls Salesforce again until the secret has a new version.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -19,6 +18,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tracing::info;
 
+use super::calls::CallCount;
 use crate::credentials::{Admission, Credentials, Outcome, ParsedSecret};
 use crate::error::{Service, SyncError};
 use crate::ports::{
@@ -59,10 +59,7 @@ pub struct SalesforceCrm {
     credentials: Arc<Credentials>,
     options: ClientOptions,
     current: Mutex<Option<Current>>,
-    /// Calls made by clients of earlier secret versions (so `calls_made` never goes back).
-    retired_calls: AtomicU64,
-    /// The current client again, outside the async lock, for the counters.
-    latest: std::sync::Mutex<Option<SalesforceClient>>,
+    calls: CallCount<SalesforceClient>,
     last_usage: Arc<std::sync::Mutex<Option<ApiUsage>>>,
 }
 
@@ -78,8 +75,7 @@ impl SalesforceCrm {
             credentials,
             options,
             current: Mutex::new(None),
-            retired_calls: AtomicU64::new(0),
-            latest: std::sync::Mutex::new(None),
+            calls: CallCount::new(SalesforceClient::calls_made),
             last_usage: Arc::new(std::sync::Mutex::new(None)),
         }
     }
@@ -124,15 +120,13 @@ impl SalesforceCrm {
             }
             self.credentials.finish(first_use, outcome).await;
         }
-        if let Some(old) = current.as_ref() {
+        if current.is_some() {
             info!("the secret has a new version: logging in to Salesforce again");
-            self.retired_calls
-                .fetch_add(old.client.calls_made(), Ordering::SeqCst);
         }
-        *self
-            .latest
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(client.clone());
+        self.calls.switch(
+            current.as_ref().map(|old| &old.client),
+            Some(client.clone()),
+        );
         *current = Some(Current {
             secret,
             client: client.clone(),
@@ -437,13 +431,7 @@ impl Crm for SalesforceCrm {
     }
 
     fn calls_made(&self) -> u64 {
-        let current = self
-            .latest
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .map_or(0, SalesforceClient::calls_made);
-        self.retired_calls.load(Ordering::SeqCst) + current
+        self.calls.total()
     }
 
     fn usage(&self) -> Option<ApiUsage> {

@@ -308,10 +308,7 @@ async fn a_queue_that_refuses_messages_keeps_the_watermark() {
     w.crm.set_now(t0() + chrono::Duration::minutes(5));
     let before = w.state.watermark(FEED_CONTACTS).await.expect("wm").at;
     let script = Arc::new(Script::default());
-    script.fail(Op::Send, 0, || SyncError::Transient {
-        service: Service::Aws,
-        message: "SQS is down".into(),
-    });
+    script.outage(Op::Send, 0, "SQS is down");
     let queue = FaultyQueue {
         inner: w.queue.clone(),
         script,
@@ -509,10 +506,7 @@ async fn an_outage_or_a_rejection_hands_the_batch_back_to_wait_without_spending_
     let w = World::new(2000);
     w.crm.put("Contact", contact(1, t0()));
     let script = Arc::new(Script::default());
-    script.fail(Op::PushMembers, 0, || SyncError::Transient {
-        service: Service::HigherLogic,
-        message: "503".into(),
-    });
+    script.outage(Op::PushMembers, 0, "503");
     script.fail(Op::PushMembers, 0, || SyncError::Rejected {
         service: Service::HigherLogic,
         message: "bad API key".into(),
@@ -554,19 +548,25 @@ async fn an_outage_or_a_rejection_hands_the_batch_back_to_wait_without_spending_
     assert_eq!(report.pushed, 1);
 }
 
-/// Higher Logic taking `delay` per request: the time a paced push takes.
-struct SlowCommunity {
+/// What happens ahead of each request pushing members, in [`BeforePush`].
+#[async_trait::async_trait]
+trait PushHook: Send + Sync {
+    async fn before_push(&self) -> Result<(), SyncError>;
+}
+
+/// The in-memory Higher Logic with `hook` run ahead of every request pushing members.
+struct BeforePush<H> {
     inner: Arc<MemoryCommunity>,
-    delay: Duration,
+    hook: H,
 }
 
 #[async_trait::async_trait]
-impl Community for SlowCommunity {
+impl<H: PushHook> Community for BeforePush<H> {
     async fn push_members(
         &self,
         members: &[hlsync_core::member::Member],
     ) -> Result<Vec<hlsync_sync::ports::PushResult>, SyncError> {
-        tokio::time::sleep(self.delay).await;
+        self.hook.before_push().await?;
         self.inner.push_members(members).await
     }
     async fn push_meetings(
@@ -586,18 +586,36 @@ impl Community for SlowCommunity {
     }
 }
 
+/// Higher Logic taking this long per request: the time a paced push takes.
+struct Slow(Duration);
+
+#[async_trait::async_trait]
+impl PushHook for Slow {
+    async fn before_push(&self) -> Result<(), SyncError> {
+        tokio::time::sleep(self.0).await;
+        Ok(())
+    }
+}
+
+/// A world of `contacts` Contacts pushed 10 to a request, and its Higher Logic taking 300ms a
+/// request.
+fn slow_world(contacts: usize) -> (World, BeforePush<Slow>) {
+    let mut w = World::new(2000);
+    w.cfg.higher_logic.batch_size = 10;
+    for n in 0..contacts {
+        w.crm.put("Contact", contact(n, t0()));
+    }
+    let slow = BeforePush {
+        inner: w.community.clone(),
+        hook: Slow(Duration::from_millis(300)),
+    };
+    (w, slow)
+}
+
 // On tokio's paused clock: the slow pushes and the deadline are virtual time, not a race.
 #[tokio::test(start_paused = true)]
 async fn the_deadline_is_checked_between_push_requests_and_what_was_pushed_is_recorded() {
-    let mut w = World::new(2000);
-    w.cfg.higher_logic.batch_size = 10;
-    for n in 0..50 {
-        w.crm.put("Contact", contact(n, t0()));
-    }
-    let slow = SlowCommunity {
-        inner: w.community.clone(),
-        delay: Duration::from_millis(300),
-    };
+    let (w, slow) = slow_world(50);
     let deps = MemberDeps {
         community: &slow,
         ..w.member_deps()
@@ -715,8 +733,8 @@ impl Crm for StaleCrm {
     }
 }
 
-/// A Higher Logic where, while this function's request is in flight, another function pushes
-/// and records the newer version of the same Contact first.
+/// While this function's first request is in flight, another function pushes and records the
+/// newer version of the same Contact first.
 struct Overtaken {
     inner: Arc<MemoryCommunity>,
     state: Arc<MemoryState>,
@@ -725,11 +743,8 @@ struct Overtaken {
 }
 
 #[async_trait::async_trait]
-impl Community for Overtaken {
-    async fn push_members(
-        &self,
-        members: &[hlsync_core::member::Member],
-    ) -> Result<Vec<hlsync_sync::ports::PushResult>, SyncError> {
+impl PushHook for Overtaken {
+    async fn before_push(&self) -> Result<(), SyncError> {
         if !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
             self.inner
                 .push_members(std::slice::from_ref(&self.newer))
@@ -744,22 +759,7 @@ impl Community for Overtaken {
                 .record_pushed(&[(self.newer.contact_id.clone(), record)])
                 .await?;
         }
-        self.inner.push_members(members).await
-    }
-    async fn push_meetings(
-        &self,
-        meetings: &[hlsync_core::event::Meeting],
-    ) -> Result<Vec<hlsync_sync::ports::PushResult>, SyncError> {
-        self.inner.push_meetings(meetings).await
-    }
-    async fn email_preferences_since(
-        &self,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<hlsync_sync::ports::EmailPreferenceChange>, SyncError> {
-        self.inner.email_preferences_since(since).await
-    }
-    fn calls_made(&self) -> u64 {
-        self.inner.calls_made()
+        Ok(())
     }
 }
 
@@ -840,11 +840,14 @@ async fn an_older_read_never_stays_in_higher_logic_after_a_newer_push() {
         &cfg,
     )
     .expect("maps");
-    let overtaken = Overtaken {
+    let overtaken = BeforePush {
         inner: w.community.clone(),
-        state: w.state.clone(),
-        newer,
-        fired: std::sync::atomic::AtomicBool::new(false),
+        hook: Overtaken {
+            inner: w.community.clone(),
+            state: w.state.clone(),
+            newer,
+            fired: std::sync::atomic::AtomicBool::new(false),
+        },
     };
     let deps = MemberDeps {
         crm: &stale,
@@ -1057,15 +1060,7 @@ async fn a_range_that_cannot_be_read_is_retried_as_a_range() {
 // On tokio's paused clock: the slow pushes and the deadline are virtual time, not a race.
 #[tokio::test(start_paused = true)]
 async fn near_the_deadline_the_rest_of_a_range_and_the_ranges_not_started_are_handed_back() {
-    let mut w = World::new(2000);
-    w.cfg.higher_logic.batch_size = 10;
-    for n in 0..60 {
-        w.crm.put("Contact", contact(n, t0()));
-    }
-    let slow = SlowCommunity {
-        inner: w.community.clone(),
-        delay: Duration::from_millis(300),
-    };
+    let (w, slow) = slow_world(60);
     let deps = MemberDeps {
         community: &slow,
         ..w.member_deps()

@@ -266,10 +266,7 @@ async fn a_contact_is_never_pushed_from_a_partial_read() {
     // Contacts and their registrations are read together: whatever fails, nothing is pushed.
     let script = Arc::new(Script::default());
     for _ in 0..10 {
-        script.fail(Op::FindBy, 0, || SyncError::Transient {
-            service: Service::Salesforce,
-            message: "503".into(),
-        });
+        script.outage(Op::FindBy, 0, "503");
     }
     let crm = FaultyCrm {
         inner: w.crm.clone(),
@@ -445,10 +442,7 @@ async fn a_stopped_full_refresh_resumes_after_its_last_page() {
         inner: w.queue.clone(),
         script: Arc::clone(&script),
     };
-    script.fail(Op::Send, 1, || SyncError::Transient {
-        service: Service::Aws,
-        message: "SQS is down".into(),
-    });
+    script.outage(Op::Send, 1, "SQS is down");
     let err = w
         .periodic_with(&queue)
         .await
@@ -693,10 +687,7 @@ async fn higher_logic_trouble_in_the_write_back_never_holds_up_the_contacts() {
         script: Arc::clone(&script),
     };
     // Unavailable: the run succeeds, says why, and the watermark waits.
-    script.fail(Op::EmailPreferences, 0, || SyncError::Transient {
-        service: Service::HigherLogic,
-        message: "503".into(),
-    });
+    script.outage(Op::EmailPreferences, 0, "503");
     let p = w
         .periodic_via(w.queue.as_ref(), &community)
         .await
