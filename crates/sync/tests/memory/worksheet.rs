@@ -1,6 +1,6 @@
 //! The rest of the worksheet against the in-memory ports: meetings and registrations, the full
 //! refresh for formula fields, and the email opt-out write-back (issue 6). The same flows run end
-//! to end against moto and the simulators in tests/e2e_worksheet.rs at the workspace root.
+//! to end against moto and the simulators in tests/e2e/worksheet.rs at the workspace root.
 
 use std::sync::Arc;
 

@@ -1,14 +1,12 @@
 //! The client against fixed bodies shaped like the examples of Salesforce's REST API, OAuth and
 //! SOAP documentation, so that it does not only fit hlsync's own simulator.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::*;
 use hlsync_core::id::SfId;
 use hlsync_salesforce::{ClientOptions, CompositeQuery, LoginState, SalesforceClient, SfError};
 use hlsync_sim::scripted::{Reply, ScriptedServer, Seen};

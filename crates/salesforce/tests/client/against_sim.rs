@@ -1,11 +1,9 @@
 //! The client against the Salesforce simulator, over real HTTP: every behaviour of SPEC.md §4-§5.
 
-mod common;
-
 use std::collections::BTreeSet;
 
+use crate::common::*;
 use chrono::{DateTime, Duration as TimeDelta, TimeZone, Utc};
-use common::*;
 use hlsync_core::id::SfId;
 use hlsync_core::time::format_soql_datetime;
 use hlsync_salesforce::{

@@ -16,8 +16,7 @@ use hlsync_cli::local::LocalSystem;
 use hlsync_cli::output::Progress;
 use hlsync_sim::salesforce::FaultPlan;
 
-mod common;
-use common::system;
+use crate::common::system;
 
 /// Enough queued messages that receiving them all, ten at a time, takes moto longer than the
 /// visibility timeout below, and several times the window.

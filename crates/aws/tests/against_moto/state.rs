@@ -1,13 +1,11 @@
 //! The DynamoDB state table against moto.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::common::{clients, unique};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use common::{clients, unique};
 use hlsync_aws::{AwsError, DynamoState, create_table};
 use hlsync_core::SfId;
 use hlsync_core::state::Pushed;

@@ -1,10 +1,8 @@
 //! The credentials secret against moto.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{clients, unique};
+use crate::common::{clients, unique};
 use hlsync_aws::{AwsError, SecretSource, put_secret};
 use secrecy::{ExposeSecret, SecretString};
 

@@ -1,10 +1,8 @@
 //! The periodic-refresh handler against moto and the simulators, without the Lambda runtime.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Setup, context, deploy, emf_values, insert_contact, moto};
+use crate::common::{Setup, context, deploy, emf_values, insert_contact, moto};
 use hlsync_lambdas::LambdaError;
 use hlsync_lambdas::{member, periodic};
 use hlsync_sync::SyncError;

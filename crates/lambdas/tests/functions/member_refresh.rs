@@ -1,9 +1,7 @@
 //! The member-refresh handler against moto and the simulators, without the Lambda runtime.
 
-mod common;
-
+use crate::common::{Setup, context, deploy, emf_document, emf_values, insert_contact, moto};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use common::{Setup, context, deploy, emf_document, emf_values, insert_contact, moto};
 use hlsync_core::id::SfId;
 use hlsync_lambdas::budget::Budget;
 use hlsync_lambdas::member;

@@ -17,8 +17,7 @@ use hlsync_sync::ports::{Crm as _, StateStore as _};
 use hlsync_sync::runtime::Runtime;
 use serde_json::{Map, Value, json};
 
-mod common;
-use common::{is_live, live_contacts, start, sync, system};
+use crate::common::{is_live, live_contacts, start, sync, system};
 
 fn id_of(c: &Map<String, Value>) -> String {
     c["Id"].as_str().expect("Id").to_string()

@@ -5,8 +5,7 @@ use std::process::Output;
 
 use hlsync_cli::local::{LocalOptions, LocalSystem};
 
-mod common;
-use common::{hlsync, hlsync_async as run, is_live, live_contacts, start, system};
+use crate::common::{hlsync, hlsync_async as run, is_live, live_contacts, start, system};
 use serde_json::{Value, json};
 
 fn json_of(out: &Output) -> Value {

@@ -8,8 +8,7 @@ use std::time::Duration;
 use hlsync_cli::local::{LocalOptions, LocalSystem};
 use serde_json::{Map, Value, json};
 
-mod common;
-use common::{is_live, sync};
+use crate::common::{is_live, sync};
 
 const EVENTS: &str = r#"
 [events]
@@ -19,7 +18,7 @@ registered_statuses = ["Registered", "Attended"]
 "#;
 
 async fn system(contacts: usize, extra_config: &str) -> LocalSystem {
-    common::start(LocalOptions {
+    crate::common::start(LocalOptions {
         contacts,
         extra_config: extra_config.to_string(),
         ..LocalOptions::default()
@@ -436,8 +435,8 @@ async fn a_members_opt_out_is_written_back_once_without_ping_pong() {
 /// `hlsync check`, with another config file when given.
 fn check(sys: &LocalSystem, config: Option<&std::path::Path>) -> std::process::Output {
     match config.and_then(|p| p.to_str()) {
-        Some(path) => common::hlsync(sys, &["--config", path, "check"]),
-        None => common::hlsync(sys, &["check"]),
+        Some(path) => crate::common::hlsync(sys, &["--config", path, "check"]),
+        None => crate::common::hlsync(sys, &["check"]),
     }
 }
 

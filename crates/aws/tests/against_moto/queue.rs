@@ -1,11 +1,9 @@
 //! The SQS work queue, its dead-letter queue and redrive, against moto.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{clients, unique};
+use crate::common::{clients, unique};
 use hlsync_aws::{
     AwsError, QueueDepth, RedriveMethod, SqsQueue, create_queue_pair, queue_url, redrive,
 };
