@@ -53,13 +53,11 @@ impl<S: StateStore + ?Sized> StateRecords for S {
     }
 
     async fn store<R: StateRecord>(&self, id: &R::Id, record: &R) -> Result<(), SyncError> {
+        let key = R::key(id);
         let value = serde_json::to_value(record).map_err(|e| {
-            SyncError::failed(format!(
-                "could not encode the state record `{}`: {e}",
-                R::key(id)
-            ))
+            SyncError::failed(format!("could not encode the state record `{key}`: {e}"))
         })?;
-        self.put_record(&R::key(id), value, R::TTL).await
+        self.put_record(&key, value, R::TTL).await
     }
 }
 
